@@ -1,0 +1,53 @@
+# edge_denoise_ros: `make demo` runs the main job, `make test` the whole suite.
+# Everything goes into .venv (pinned by requirements.txt); nothing is installed by hand.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FMNIST ?= $(or $(FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
+PYTEST_ARGS ?=
+
+.PHONY: setup data demo test bench train clean help
+
+help:
+	@echo "make demo   - set up, then run the main job (edge + host on real DDS)"
+	@echo "make test   - set up, then run the whole test suite"
+	@echo "make bench  - set up, then run the benchmarks (JSON + plots under out/bench)"
+	@echo "make train  - set up, then retrain every shipped weights file (seeded)"
+	@echo "make setup  - create/refresh .venv and the Fashion-MNIST data"
+
+setup: $(STAMP) data
+
+# Rebuilt when the pinned requirements or the package metadata change.
+$(STAMP): requirements.txt setup.py setup.cfg package.xml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+data:
+	@if [ -f "$(FMNIST)/t10k-images-idx3-ubyte.gz" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's dataset-fashion-mnist"; \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }; \
+	else \
+	  echo "Fashion-MNIST is missing. Run: sudo apt-get install dataset-fashion-mnist"; \
+	  echo "(or set FASHION_MNIST_DIR to a folder with the four idx .gz files)"; exit 1; \
+	fi
+
+demo: setup
+	$(BIN)/edge-denoise eval
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	mkdir -p out/bench
+
+train: setup
+	$(BIN)/edge-denoise train target
+
+clean:
+	rm -rf out build install log .pytest_cache

@@ -1,0 +1,136 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Helpers shared by the subcommands: registration, tables, a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable, Iterable, Sequence
+
+
+class CliError(Exception):
+    """A reason to stop the command with a one-line message and an exit status."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+# Exceptions a command may raise for bad input; reported in one line, never a traceback.
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+
+
+def add_command(subparsers, name: str, func: Callable, help: str,
+                json_flag: bool = True) -> argparse.ArgumentParser:
+    """Add a leaf command; ``func(args)`` returns a JSON-able result (or ``(result, code)``)."""
+    parser = subparsers.add_parser(name, help=help, description=help,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if json_flag:
+        parser.add_argument('--json', action='store_true',
+                            help='print the result as one JSON object on the last stdout line')
+    parser.set_defaults(func=func)
+    return parser
+
+
+def positive_int(text: str) -> int:
+    """Argparse type: an integer > 0."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text}')
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Argparse type: a float > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'expected a positive number, got {text}')
+    return value
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op thread count when asked."""
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+    """Render dict rows as an aligned plain-text table."""
+    if not rows:
+        return '(no rows)'
+    columns = list(columns or rows[0].keys())
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f'{v:.4g}' if abs(v) < 1e5 else f'{v:,.0f}'
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f'{v:,}'
+        if isinstance(v, (list, tuple)):
+            return 'x'.join(str(i) for i in v)
+        return '' if v is None else str(v)
+
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
+    lines = ['  '.join(c.ljust(w) for c, w in zip(columns, widths)),
+             '  '.join('-' * w for w in widths)]
+    lines += ['  '.join(v.rjust(w) for v, w in zip(b, widths)) for b in body]
+    return '\n'.join(lines)
+
+
+class ProgressBar:
+    """A small progress bar on stderr: ``progress(step, total, info)`` compatible."""
+
+    def __init__(self, label: str, stream=None, min_interval: float = 0.2):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.min_interval = min_interval
+
+    def __call__(self, step: int, total: int, info: dict | None = None) -> None:
+        now = time.monotonic()
+        if step < total and now - self.last < self.min_interval:
+            return
+        self.last = now
+        frac = step / max(total, 1)
+        elapsed = now - self.start
+        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        bar = '#' * int(frac * 30)
+        extra = ' '.join(f'{k}={_short(v)}' for k, v in (info or {}).items())
+        end = '\n' if step >= total else ''
+        self.stream.write(f'\r{self.label} [{bar:<30}] {step}/{total} '
+                          f'{elapsed:5.0f}s eta {eta:5.0f}s {extra}{end}')
+        self.stream.flush()
+
+
+def _short(v) -> str:
+    return f'{v:.4f}' if isinstance(v, float) else str(v)
+
+
+def parse_list(text: str, kind: type = str) -> list:
+    """Parse a comma-separated list (``'2,10,45'``)."""
+    items = [t.strip() for t in text.split(',') if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f'expected a comma-separated list, got {text!r}')
+    return [kind(t) for t in items]
+
+
+def iter_batches(n: int, batch_size: int) -> Iterable[slice]:
+    """Yield slices covering ``range(n)`` in batches."""
+    for i in range(0, n, batch_size):
+        yield slice(i, min(i + batch_size, n))

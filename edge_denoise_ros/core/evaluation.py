@@ -1,0 +1,69 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Accuracy of defended targets under attack: ``accuracy[defense][attack]``.
+
+Attacks are gray-box, as HGD evaluates: the adversarial examples are made
+against the target model alone, then every defense sees the same examples.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+# An attack maps (model, x, y) to adversarial x; ``None`` means the clean input.
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None
+
+
+def attack_names() -> tuple[str, ...]:
+    """Return the names of the evaluation attacks."""
+    return tuple(eval_attacks())
+
+
+def eval_attacks() -> dict[str, Attack]:
+    """Return the evaluation attacks by name (``clean`` first)."""
+    return {'clean': None}
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             defenses: Mapping[str, nn.Module], attacks: Mapping[str, Attack],
+             batch_size: int = 250,
+             progress: Callable[[int, int, dict], None] | None = None,
+             ) -> dict[str, dict[str, float]]:
+    """Return top-1 accuracy for every (defense, attack) pair on ``(x, y)``."""
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f'need matching, non-empty x and y, got {len(x)} and {len(y)}')
+    model.eval()
+    for d in defenses.values():
+        d.eval()
+    correct = {d: {a: 0 for a in attacks} for d in defenses}
+    batches = range(0, len(x), batch_size)
+    total = len(batches) * len(attacks)
+    step = 0
+    for i in batches:
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        for a, attack in attacks.items():
+            xa = xb if attack is None else attack(model, xb, yb).detach()
+            with torch.no_grad():
+                for d, defense in defenses.items():
+                    pred = model(defense(xa)).argmax(1)
+                    correct[d][a] += (pred == yb).sum().item()
+            step += 1
+            if progress is not None:
+                progress(step, total, {'attack': a})
+    return {d: {a: c / len(x) for a, c in row.items()} for d, row in correct.items()}
