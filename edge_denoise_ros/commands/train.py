@@ -44,7 +44,7 @@ def write_provenance(path: Path, record: dict) -> Path:
     """Write ``<weights>.json`` beside a weights file: how it was made and what it scored."""
     meta = path.with_suffix('.json')
     record = {'command': ' '.join(['edge-denoise'] + sys.argv[1:]),
-              'python': platform.python_version(), **record}
+              'python': platform.python_version(), **record, 'weights': path.name}
     meta.write_text(json.dumps(record, indent=2) + '\n')
     return meta
 
