@@ -42,6 +42,7 @@ setup(
     entry_points={
         'console_scripts': [
             'edge-denoise = edge_denoise_ros.cli:main',
+            'bag_player = edge_denoise_ros.ros.bag:main',
         ],
     },
 )
