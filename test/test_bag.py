@@ -33,7 +33,10 @@ from edge_denoise_ros.core import data
 from edge_denoise_ros.ros import bag, conversions
 
 CLI = [sys.executable, '-m', 'edge_denoise_ros.cli']
-BAG_PLAYER = str(Path(sys.executable).with_name('bag_player'))
+# The installed ``bag_player`` executable (beside the interpreter in a venv); the module otherwise.
+_SCRIPT = Path(sys.executable).with_name('bag_player')
+BAG_PLAYER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, '-m',
+                                                      'edge_denoise_ros.ros.bag']
 FRAMES = 10
 
 
@@ -69,7 +72,8 @@ def test_demo_bag_holds_clean_and_attacked_frames_with_ground_truth(demo_bags, w
     assert info['storage'] == which and info['messages'] == 2 * n
     assert info['topics'] == {cfg.image_topic: {'type': camera_type, 'count': n},
                               '/ground_truth': {'type': 'std_msgs/msg/String', 'count': n}}
-    assert json.loads(info['custom_data'][bag.DEMO_METADATA_KEY])['seed'] == cfg.seed
+    meta = bag.demo_metadata(path)
+    assert meta['seed'] == cfg.seed and meta['frames'] == n and meta['eps'] == cfg.eps
     assert summary['clean'] + summary['adversarial'] == n and summary['adversarial'] == n // 2
 
     msgs = by_topic(path)
@@ -77,6 +81,7 @@ def test_demo_bag_holds_clean_and_attacked_frames_with_ground_truth(demo_bags, w
     frames = {bag.stamp_ns(m.header): m for _, m in msgs[cfg.image_topic]}
     images, labels = data.load_fashion_mnist('test')
     assert sum(t['adversarial'] for t in truths) == n // 2
+    assert bag.read_ground_truth(path) == {t['stamp_ns']: t for t in truths}
     for t in truths:
         msg = frames[t['stamp_ns']]  # every truth has its frame, matched by header stamp
         assert msg.header.frame_id == t['frame_id'] == 'camera'
@@ -139,6 +144,16 @@ def test_rosbags_and_rclpy_messages_share_their_cdr_bytes():
         assert bag.from_cdr(bag.canonical_cdr(msg), bag.msgtype_of(msg)) == msg
 
 
+def test_ros_arguments_are_kept_apart_from_ours():
+    """``old:=new`` values of --remap must not reach rcl, which would apply them process-wide."""
+    own, ros = bag.split_ros_args(['bag_player', 'b', '--remap', 'a:=b', '--ros-args', '-r',
+                                   '__node:=p', '--', '--rate', '2'])
+    assert own == ['b', '--remap', 'a:=b', '--rate', '2']
+    assert ros == ['bag_player', '--ros-args', '-r', '__node:=p']
+    rules = bag.parse_remap(['image_raw:=/cam/image', '/a:=b'])
+    assert rules == {'/image_raw': '/cam/image', '/a': 'b'}
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 def run(args, timeout=60):
@@ -152,7 +167,7 @@ def test_bad_bags_and_options_fail_with_one_line_reasons(tmp_path, demo_bags):
     sqlite_bag = demo_bags['sqlite3'][0]
     cases = [
         (CLI + ['bag', 'play', str(tmp_path / 'nope')], 'bag not found'),
-        ([BAG_PLAYER, str(tmp_path / 'nope')], 'bag not found'),
+        (BAG_PLAYER + [str(tmp_path / 'nope')], 'bag not found'),
         (CLI + ['bag', 'play', str(tmp_path / 'empty')], 'not a rosbag2 directory'),
         (CLI + ['bag', 'info', str(tmp_path / 'broken')], 'cannot read bag'),
         (CLI + ['bag', 'play', sqlite_bag, '--topics', '/nope'], 'topic /nope is not in bag'),
@@ -255,9 +270,9 @@ def test_play_honours_rate_topics_and_remapping(demo_bags, rclpy_context, proces
     path, _, cfg = demo_bags['sqlite3']
     rx = Receiver(rclpy_context, '/cam/image', camera_class(cfg))
     try:
-        proc = processes.start([BAG_PLAYER, path, '--rate', '0.5', '--topics', 'image_raw',
-                                '--remap', 'image_raw:=/cam/image',
-                                '--wait-for-subscribers', '30', '--json'])
+        proc = processes.start(BAG_PLAYER + [
+            path, '--rate', '0.5', '--topics', 'image_raw', '--remap', 'image_raw:=/cam/image',
+            '--wait-for-subscribers', '30', '--json', '--ros-args', '-r', '__node:=rate_player'])
         rx.spin_until(lambda: proc.poll() is not None)
         out, err = proc.communicate(timeout=30)
     finally:

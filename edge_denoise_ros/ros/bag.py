@@ -833,6 +833,28 @@ def stamp_ns(header) -> int:
     return header.stamp.sec * 10**9 + header.stamp.nanosec
 
 
+def read_ground_truth(path, topic: str = '/ground_truth') -> dict[int, dict]:
+    """
+    Return a demo bag's ground truth by frame stamp: ``{stamp_ns: demo_truth record}``.
+
+    Reads only the truth topic, so a consumer can account for every frame
+    (clean or adversarial, its label) without replaying the bag.
+    """
+    truths = {}
+    for _, _, _, msg in read_messages(path, [topic]):
+        record = json.loads(msg.data)
+        truths[int(record['stamp_ns'])] = record
+    if not truths:
+        raise ValueError(f'no ground truth on {absolute(topic)} in bag {path}')
+    return truths
+
+
+def demo_metadata(path) -> dict:
+    """Return the settings a demo bag was made with (its custom data), ``{}`` for other bags."""
+    text = bag_info(path)['custom_data'].get(DEMO_METADATA_KEY)
+    return json.loads(text) if text else {}
+
+
 def demo_samples(cfg: DemoBagConfig, model=None, progress: Progress | None = None):
     """
     Choose and attack the demo's test samples; return ``(images, labels, indices, adv)``.
