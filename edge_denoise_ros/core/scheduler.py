@@ -1,0 +1,923 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+eDenoizer's scheduling framework: model threads, one priority job queue, a kernel launcher.
+
+A model's forward pass runs as a sequence of jobs at module granularity: its
+FX graph is split into one partition per top-level block (``split_blocks``),
+and each partition call becomes a job ``(priority, model, frame)`` on one
+shared ``JobQueue``. The launcher (``Scheduler``) runs the highest-priority
+job first, FIFO within a priority, optionally aging waiting jobs so that low
+priorities never starve, and hands each result back to the model thread
+waiting on its ``Future``; an exception raised by a job reaches that thread
+and leaves the launcher running.
+
+The priority of the CPU side is projected onto the device in two ways:
+
+* a model thread's forward pass is a *session*: while a higher-priority
+  session is between two of its jobs (for at most ``hold_s``), lower-priority
+  jobs are not started, so a high-priority chain is not interleaved with
+  background work at every block boundary;
+* on CUDA every priority level has its own ``torch.cuda.Stream`` created with
+  a matching stream priority; the launcher only enqueues kernels (it never
+  waits for one), completion is detected by a ``torch.cuda.Event`` per job in
+  one watcher thread per stream, and at most ``max_inflight`` jobs per level
+  are on the device at once, so the backlog of low-priority kernels stays
+  short and the rest of it keeps its place in the priority queue.
+
+On the CPU the launcher is ``workers`` threads, each running one job at a
+time with torch's intra-op threads (``intra_op_threads``, process-wide; keep
+``workers * intra_op_threads`` near the core count).
+
+Pipelining (``Pipeline``, ``pipelined``): a denoiser thread and a target thread
+connected by bounded queues, so the denoiser works on frame i+1 while the
+target works on frame i; outputs come out in frame order, and frames are only
+dropped by an explicit queue-depth policy that counts every drop.
+
+The priority of the calling code travels in a context variable
+(``at_priority`` / ``current_priority``): the ROS ``PriorityExecutor`` sets it
+to a callback group's priority, and every job submitted from that callback
+inherits it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import contextvars
+import itertools
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+THREAD_PREFIX = 'edge-denoise'
+DROP_POLICIES = ('block', 'drop_oldest', 'drop_newest')
+
+_PRIORITY: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    'edge_denoise_priority', default=None)
+_SESSION: contextvars.ContextVar['Session | None'] = contextvars.ContextVar(
+    'edge_denoise_session', default=None)
+
+
+def current_priority(default: int = 0) -> int:
+    """Return the priority set by the innermost ``at_priority`` of this context."""
+    value = _PRIORITY.get()
+    return default if value is None else value
+
+
+@contextlib.contextmanager
+def at_priority(priority: int) -> Iterator[int]:
+    """Run the body at ``priority``: jobs submitted without one inherit it."""
+    token = _PRIORITY.set(_check_priority(priority))
+    try:
+        yield priority
+    finally:
+        _PRIORITY.reset(token)
+
+
+def _check_priority(priority) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ValueError(f'priority must be an int (higher runs first), got {priority!r}')
+    return priority
+
+
+def current_session() -> 'Session | None':
+    """Return the innermost open ``Scheduler.session`` of this context, if any."""
+    return _SESSION.get()
+
+
+class SchedulerClosed(RuntimeError):
+    """The scheduler was closed: the job was not (and will not be) run."""
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """
+    Settings of the kernel launcher.
+
+    ``device``: ``cpu`` or ``cuda[:N]``. ``workers``: CPU launcher threads.
+    ``intra_op_threads``: torch threads per job (process-wide, set when the
+    scheduler starts; ``None`` leaves torch's setting alone). ``aging_per_s``:
+    priority levels a waiting job gains per second (0 disables aging).
+    ``hold_s``: how long after one of its jobs finished a higher-priority
+    session still keeps lower-priority jobs from starting (0 disables holding).
+    ``max_inflight``: CUDA only, launched but unfinished jobs per priority level.
+    """
+
+    device: str = 'cpu'
+    workers: int = 1
+    intra_op_threads: int | None = None
+    aging_per_s: float = 0.0
+    hold_s: float = 0.005
+    max_inflight: int = 2
+
+    def __post_init__(self):
+        kind = str(self.device).split(':')[0]
+        if kind not in ('cpu', 'cuda'):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.workers < 1 or self.max_inflight < 1:
+            raise ValueError(f'workers and max_inflight must be >= 1, got {self}')
+        if self.intra_op_threads is not None and self.intra_op_threads < 1:
+            raise ValueError(f'intra_op_threads must be None or >= 1, got {self.intra_op_threads}')
+        if self.aging_per_s < 0 or self.hold_s < 0:
+            raise ValueError(f'aging_per_s and hold_s must be >= 0, got {self}')
+
+
+@dataclass(eq=False)
+class Job:
+    """One operation of one model for one frame, waiting for (or on) the device."""
+
+    priority: int
+    model: str
+    frame: int | None
+    fn: Callable
+    args: tuple
+    kwargs: dict
+    future: Future
+    seq: int = 0
+    submitted: float = 0.0
+    session: 'Session | None' = None
+
+
+class JobQueue:
+    """
+    The shared priority queue: one FIFO per priority level.
+
+    A job's effective priority is ``priority + aging_per_s * seconds waited``.
+    The head of each level is its oldest job, hence its most aged one, so the
+    best job overall is the best of the heads: ``pop`` compares one job per
+    level. Not thread-safe on its own; ``Scheduler`` holds its lock around it.
+    """
+
+    def __init__(self, aging_per_s: float = 0.0, clock: Callable[[], float] = time.monotonic):
+        if aging_per_s < 0:
+            raise ValueError(f'aging_per_s must be >= 0, got {aging_per_s}')
+        self.aging_per_s = aging_per_s
+        self.clock = clock
+        self._levels: dict[int, collections.deque[Job]] = {}
+        self._seq = itertools.count()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def push(self, job: Job) -> Job:
+        """Append a job at the tail of its priority level; stamp its order and time."""
+        job.seq = next(self._seq)
+        job.submitted = self.clock()
+        self._levels.setdefault(job.priority, collections.deque()).append(job)
+        self._size += 1
+        return job
+
+    def effective(self, job: Job, now: float | None = None) -> float:
+        """Return the job's priority after aging."""
+        if not self.aging_per_s:
+            return job.priority
+        now = self.clock() if now is None else now
+        return job.priority + self.aging_per_s * max(0.0, now - job.submitted)
+
+    def best(self, floor: float = float('-inf'), now: float | None = None,
+             allowed: Callable[[int], bool] | None = None) -> Job | None:
+        """
+        Return (without removing) the job to run next, or ``None``.
+
+        Only jobs whose effective priority is at least ``floor`` and whose
+        level passes ``allowed(level)`` are candidates; ties go to the older job.
+        """
+        now = self.clock() if now is None else now
+        chosen, key = None, None
+        for level, jobs in self._levels.items():
+            if not jobs or (allowed is not None and not allowed(level)):
+                continue
+            head = jobs[0]
+            eff = self.effective(head, now)
+            if eff < floor:
+                continue
+            k = (-eff, head.seq)
+            if key is None or k < key:
+                chosen, key = head, k
+        return chosen
+
+    def pop(self, floor: float = float('-inf'), now: float | None = None,
+            allowed: Callable[[int], bool] | None = None) -> Job | None:
+        """Remove and return the job to run next (see ``best``), or ``None``."""
+        job = self.best(floor, now, allowed)
+        if job is not None:
+            self._levels[job.priority].popleft()
+            self._size -= 1
+        return job
+
+    def drain(self) -> list[Job]:
+        """Remove and return every queued job, oldest first."""
+        jobs = sorted((j for q in self._levels.values() for j in q), key=lambda j: j.seq)
+        self._levels.clear()
+        self._size = 0
+        return jobs
+
+
+@dataclass(eq=False)
+class Session:
+    """A forward pass in progress at one priority (see ``Scheduler.session``)."""
+
+    scheduler: 'Scheduler'
+    priority: int
+    last_done: float
+    pending: int = 0
+    depth: int = 1
+
+
+@dataclass
+class _Watch:
+    """CUDA completion watcher of one stream: jobs in launch order."""
+
+    stream: Any
+    thread: threading.Thread | None = None
+    items: collections.deque = field(default_factory=collections.deque)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    stop: bool = False
+
+
+class Scheduler:
+    """
+    The kernel launcher: takes jobs from the shared queue and runs them on the device.
+
+    ``submit(fn, args)`` returns a ``concurrent.futures.Future``; the model
+    thread blocks on ``result()`` while the launcher works. Use it as a
+    context manager, or call ``close()``: every launcher and watcher thread is
+    joined.
+    """
+
+    def __init__(self, config: SchedulerConfig = SchedulerConfig()):
+        self.config = config
+        self.device = torch.device(config.device)
+        self._cuda = self.device.type == 'cuda'
+        if self._cuda and not torch.cuda.is_available():
+            raise ValueError(f'device {config.device!r} asked for, but torch.cuda.is_available() '
+                             f'is False')
+        if self._cuda and self.device.index is None:
+            self.device = torch.device('cuda', torch.cuda.current_device())
+        if config.intra_op_threads:
+            torch.set_num_threads(config.intra_op_threads)
+        self._cond = threading.Condition()
+        self._queue = JobQueue(config.aging_per_s)
+        self._sessions: list[Session] = []
+        self._closing = False
+        self._closed = False
+        self._inflight: collections.Counter = collections.Counter()
+        self._watches: dict[int, _Watch] = {}
+        self._stats = {'submitted': 0, 'completed': 0, 'failed': 0, 'cancelled': 0,
+                       'max_queue': 0, 'held': 0}
+        self._by_priority: collections.Counter = collections.Counter()
+        count = 1 if self._cuda else config.workers
+        target = self._cuda_loop if self._cuda else self._cpu_loop
+        self._threads = [threading.Thread(target=target, daemon=True,
+                                          name=f'{THREAD_PREFIX}-launcher-{i}')
+                         for i in range(count)]
+        for t in self._threads:
+            t.start()
+
+    # ----------------------------------------------------------------- submitting
+
+    def submit(self, fn: Callable, args: tuple = (), kwargs: dict | None = None, *,
+               priority: int | None = None, model: str = '', frame: int | None = None) -> Future:
+        """
+        Queue ``fn(*args, **kwargs)`` as one job; return its future.
+
+        ``priority`` defaults to the caller's ``current_priority()`` (higher runs
+        first). A job submitted inside a ``session`` of this scheduler belongs to it
+        and runs at no less than the session's priority.
+        """
+        priority = current_priority() if priority is None else _check_priority(priority)
+        session = _SESSION.get()
+        if session is not None and session.scheduler is not self:
+            session = None
+        if session is not None and session.priority > priority:
+            priority = session.priority  # inherit: no inversion inside a forward pass
+        job = Job(priority, model, frame, fn, tuple(args), dict(kwargs or {}), Future(),
+                  session=session)
+        with self._cond:
+            if self._closing:
+                raise SchedulerClosed('the scheduler is closed; no new jobs are accepted')
+            self._queue.push(job)
+            if session is not None:
+                session.pending += 1
+            self._stats['submitted'] += 1
+            self._stats['max_queue'] = max(self._stats['max_queue'], len(self._queue))
+            self._cond.notify_all()
+        return job.future
+
+    def run(self, fn: Callable, *args, priority: int | None = None, model: str = '',
+            frame: int | None = None, **kwargs) -> Any:
+        """Submit one job and wait for its result (its exception is raised here)."""
+        return self.submit(fn, args, kwargs, priority=priority, model=model,
+                           frame=frame).result()
+
+    @contextlib.contextmanager
+    def session(self, priority: int | None = None) -> Iterator[Session]:
+        """
+        Mark a forward pass (or a chain of them) in progress at ``priority``.
+
+        Between two jobs of an open session, lower-priority jobs are held back
+        for up to ``hold_s`` after its last job finished, so that the launcher
+        does not slip background work in at every block boundary. Sessions nest:
+        an inner one at no higher priority joins the outer one.
+        """
+        priority = current_priority() if priority is None else _check_priority(priority)
+        outer = _SESSION.get()
+        if outer is not None and outer.scheduler is self and outer.priority >= priority:
+            outer.depth += 1
+            try:
+                yield outer
+            finally:
+                outer.depth -= 1
+            return
+        s = Session(self, priority, time.monotonic())
+        with self._cond:
+            self._sessions.append(s)
+        token = _SESSION.set(s)
+        try:
+            yield s
+        finally:
+            _SESSION.reset(token)
+            with self._cond:
+                self._sessions.remove(s)
+                self._cond.notify_all()
+
+    # ------------------------------------------------------------------- launching
+
+    def _floor(self, now: float) -> tuple[float, float | None]:
+        """Return (lowest priority allowed to start now, when that may change)."""
+        floor, wake = float('-inf'), None
+        hold = self.config.hold_s
+        if not hold:
+            return floor, wake
+        for s in self._sessions:
+            if s.priority <= floor:
+                continue
+            if s.pending > 0:
+                floor = s.priority
+            elif now - s.last_done < hold:
+                floor = s.priority
+                end = s.last_done + hold
+                wake = end if wake is None else min(wake, end)
+        return floor, wake
+
+    def _next(self, allowed: Callable[[int], bool] | None = None) -> Job | None:
+        """Wait (lock held) for the next job to run; ``None`` once closed and drained."""
+        while True:
+            if self._closing and not len(self._queue):
+                return None
+            now = time.monotonic()
+            floor, wake = self._floor(now)
+            job = self._queue.pop(floor, now, allowed)
+            if job is not None:
+                return job
+            timeout = None
+            if len(self._queue):
+                if wake is not None and self._queue.best(now=now, allowed=allowed) is not None:
+                    self._stats['held'] += 1
+                if self.config.aging_per_s and floor > float('-inf'):
+                    timeout = 0.001  # an aged job may cross the floor
+                if wake is not None:
+                    left = max(0.0, wake - now)
+                    timeout = left if timeout is None else min(timeout, left)
+            self._cond.wait(timeout)
+
+    def _finish(self, job: Job, result: Any = None, error: BaseException | None = None) -> None:
+        """Hand a job's outcome back to its submitter; account for it."""
+        with self._cond:
+            if job.session is not None:
+                job.session.pending -= 1
+                job.session.last_done = time.monotonic()
+            self._stats['failed' if error is not None else 'completed'] += 1
+            self._by_priority[job.priority] += 1
+            self._cond.notify_all()
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+
+    def _cpu_loop(self) -> None:
+        while True:
+            with self._cond:
+                job = self._next()
+            if job is None:
+                return
+            if not job.future.set_running_or_notify_cancel():
+                self._cancelled(job)
+                continue
+            try:
+                with torch.no_grad():
+                    out = job.fn(*job.args, **job.kwargs)
+            except BaseException as exc:  # noqa: B902 - every failure goes to the submitter
+                self._finish(job, error=exc)
+            else:
+                self._finish(job, out)
+
+    def _cancelled(self, job: Job) -> None:
+        with self._cond:
+            if job.session is not None:
+                job.session.pending -= 1
+            self._stats['cancelled'] += 1
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------------ CUDA
+
+    @staticmethod
+    def stream_priority(priority: int) -> int:
+        """
+        Return the CUDA stream priority of a scheduler priority level.
+
+        CUDA counts the other way (lower is more urgent): level ``p >= 0`` asks
+        for ``-p``, negative levels for 0; torch clamps to the device's range,
+        so the highest levels may share the device's highest stream priority
+        (the launcher still orders their jobs).
+        """
+        return -priority if priority > 0 else 0
+
+    def _watch(self, level: int) -> _Watch:
+        """Return (creating on first use) the stream and watcher of a priority level."""
+        watch = self._watches.get(level)
+        if watch is None:
+            stream = torch.cuda.Stream(device=self.device, priority=self.stream_priority(level))
+            watch = _Watch(stream)
+            watch.thread = threading.Thread(target=self._watch_loop, args=(watch,), daemon=True,
+                                            name=f'{THREAD_PREFIX}-watch-p{level}')
+            self._watches[level] = watch
+            watch.thread.start()
+        return watch
+
+    def _cuda_loop(self) -> None:
+        cap = self.config.max_inflight
+        torch.cuda.set_device(self.device)
+        while True:
+            with self._cond:
+                job = self._next(lambda level: self._inflight[level] < cap)
+                if job is not None:
+                    self._inflight[job.priority] += 1
+            if job is None:
+                break
+            if not job.future.set_running_or_notify_cancel():
+                with self._cond:
+                    self._inflight[job.priority] -= 1
+                self._cancelled(job)
+                continue
+            watch = self._watch(job.priority)
+            try:
+                with torch.cuda.stream(watch.stream), torch.no_grad():
+                    args = _to_stream(job.args, self.device, watch.stream)
+                    kwargs = _to_stream(job.kwargs, self.device, watch.stream)
+                    out = job.fn(*args, **kwargs)
+                    done = torch.cuda.Event()
+                    done.record(watch.stream)
+            except BaseException as exc:  # noqa: B902 - every failure goes to the submitter
+                with self._cond:
+                    self._inflight[job.priority] -= 1
+                self._finish(job, error=exc)
+                continue
+            with watch.cond:
+                watch.items.append((job, done, out))
+                watch.cond.notify()
+        for watch in list(self._watches.values()):
+            with watch.cond:
+                watch.stop = True
+                watch.cond.notify()
+
+    def _watch_loop(self, watch: _Watch) -> None:
+        torch.cuda.set_device(self.device)
+        while True:
+            with watch.cond:
+                while not watch.items and not watch.stop:
+                    watch.cond.wait()
+                if not watch.items:
+                    return
+                job, done, out = watch.items.popleft()
+            try:
+                done.synchronize()  # this thread waits; the launcher never does
+            except BaseException as exc:  # noqa: B902 - asynchronous device errors
+                error = exc
+            else:
+                error = None
+            with self._cond:
+                self._inflight[job.priority] -= 1
+            self._finish(job, None if error else out, error)
+
+    # ---------------------------------------------------------------------- closing
+
+    def stats(self) -> dict:
+        """Return counters: submitted, completed, failed, cancelled, queue peak, jobs by level."""
+        with self._cond:
+            return {**self._stats, 'queued': len(self._queue),
+                    'by_priority': dict(sorted(self._by_priority.items()))}
+
+    def threads(self) -> list[threading.Thread]:
+        """Return the launcher and watcher threads, for inspection."""
+        return self._threads + [w.thread for w in self._watches.values() if w.thread]
+
+    def close(self, cancel_pending: bool = False, timeout: float | None = None) -> bool:
+        """
+        Stop accepting jobs, finish (or cancel) the queued ones, join every thread.
+
+        Cancelled jobs fail with ``SchedulerClosed``. Return ``True`` when every
+        thread has ended within ``timeout`` seconds.
+        """
+        with self._cond:
+            self._closing = True
+            dropped = self._queue.drain() if cancel_pending else []
+            for job in dropped:
+                if job.session is not None:
+                    job.session.pending -= 1
+            self._stats['cancelled'] += len(dropped)
+            self._cond.notify_all()
+        for job in dropped:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(SchedulerClosed('cancelled by Scheduler.close()'))
+        end = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if end is None else max(0.0, end - time.monotonic()))
+        for watch in list(self._watches.values()):
+            with watch.cond:
+                watch.stop = True
+                watch.cond.notify()
+            watch.thread.join(None if end is None else max(0.0, end - time.monotonic()))
+        self._closed = not any(t.is_alive() for t in self.threads())
+        return self._closed
+
+    def __enter__(self) -> 'Scheduler':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(cancel_pending=exc[0] is not None)
+
+
+def _to_stream(obj, device: torch.device, stream) -> Any:
+    """Move CPU tensors to ``device`` on ``stream``; mark device tensors as used by it."""
+    if isinstance(obj, torch.Tensor):
+        if obj.device.type != 'cuda':
+            return obj.to(device, non_blocking=True)
+        obj.record_stream(stream)  # the caching allocator must not reuse it too early
+        return obj
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to_stream(o, device, stream) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_stream(v, device, stream) for k, v in obj.items()}
+    return obj
+
+
+# --------------------------------------------------------------------- partitioning
+
+def _top_block(node: torch.fx.Node) -> str | None:
+    """Return the top-level child module a traced node belongs to (``None``: the root)."""
+    if node.op == 'call_module':
+        return str(node.target).split('.')[0]
+    stack = node.meta.get('nn_module_stack') or {}
+    for path in stack:
+        return str(path).split('.')[0] or None
+    if node.op == 'get_attr':
+        return str(node.target).split('.')[0]
+    return None
+
+
+def split_blocks(model: nn.Module) -> torch.fx.GraphModule:
+    """
+    Split a model's FX graph into one partition per top-level block, in order.
+
+    Each partition becomes a submodule ``submod_<k>`` of the returned graph
+    module, called in topological order; operations of the root module itself
+    (``torch.cat``, ``F.interpolate``, a residual ``+``) join the partition
+    before them. Values used across partitions (U-Net skips) are passed along.
+    Raises ``ValueError`` when the model cannot be traced symbolically.
+    """
+    from torch.fx.passes.split_module import split_module
+
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception as exc:  # noqa: B902 - any tracing failure means "not traceable"
+        raise ValueError(f'{type(model).__name__} cannot be traced by torch.fx '
+                         f'({type(exc).__name__}: {exc}); wrap it in an nn.Sequential of '
+                         f'blocks, or schedule it as a single job') from exc
+    part: dict[torch.fx.Node, int] = {}
+    index, block, started = 0, None, False
+    for node in traced.graph.nodes:
+        if node.op in ('placeholder', 'output'):
+            continue
+        owner = _top_block(node)
+        if owner is not None and owner != block:
+            if started:
+                index += 1
+            block = owner
+        started = True
+        part[node] = index
+    return split_module(traced, model, lambda node: part[node], keep_original_order=True)
+
+
+class _JobInterpreter(torch.fx.Interpreter):
+    """Run a ``split_blocks`` graph: every partition call is one scheduler job."""
+
+    def __init__(self, graph: torch.fx.GraphModule, call: Callable):
+        super().__init__(graph, garbage_collect_values=True)
+        self._call = call
+
+    def call_module(self, target, args, kwargs):
+        return self._call(str(target), self.fetch_attr(target), args, kwargs)
+
+
+class ScheduledModel:
+    """
+    A model whose forward pass runs as scheduler jobs, one per top-level block.
+
+    ``model(x)`` is called from the model's own thread (a ROS callback, a
+    ``ModelThread``): it submits the first block, waits for its result,
+    submits the next, and so on, all inside one ``Scheduler.session`` at the
+    priority given, else the model's default, else the caller's
+    ``current_priority()``. Models that torch.fx cannot trace run as one job.
+    """
+
+    def __init__(self, module: nn.Module, scheduler: Scheduler, name: str | None = None,
+                 priority: int | None = None):
+        self.name = name or type(module).__name__
+        self.scheduler = scheduler
+        self.priority = None if priority is None else _check_priority(priority)
+        self.module = module.to(scheduler.device)
+        try:
+            self.graph: torch.fx.GraphModule | None = split_blocks(self.module)
+        except ValueError:
+            self.graph = None
+
+    @property
+    def jobs_per_forward(self) -> int:
+        """Return the number of jobs one forward pass submits."""
+        if self.graph is None:
+            return 1
+        return sum(1 for n in self.graph.graph.nodes if n.op == 'call_module')
+
+    def __call__(self, x, *, frame: int | None = None, priority: int | None = None):
+        """Run the forward pass through the scheduler; return its output."""
+        if priority is None:
+            priority = self.priority if self.priority is not None else current_priority()
+        priority = _check_priority(priority)
+
+        def call(stage: str, fn: Callable, args: tuple, kwargs: dict):
+            return self.scheduler.submit(fn, args, kwargs, priority=priority, model=self.name,
+                                         frame=frame).result()
+
+        with self.scheduler.session(priority):
+            if self.graph is None:
+                return call('forward', self.module, (x,), {})
+            return _JobInterpreter(self.graph, call).run(x)
+
+
+# ------------------------------------------------------------------ model threads
+
+class FrameQueue:
+    """
+    A bounded FIFO of ``(frame, item)`` with an explicit, counted overflow policy.
+
+    ``block``: ``put`` waits for room (nothing is ever dropped);
+    ``drop_oldest``: the oldest waiting frame is dropped to make room;
+    ``drop_newest``: the new frame is refused. ``depth=0`` is unbounded.
+    Every dropped frame id is kept in ``dropped_frames``.
+    """
+
+    def __init__(self, depth: int = 2, policy: str = 'block'):
+        if depth < 0:
+            raise ValueError(f'depth must be >= 0 (0: unbounded), got {depth}')
+        if policy not in DROP_POLICIES:
+            raise ValueError(f'policy must be one of {DROP_POLICIES}, got {policy!r}')
+        self.depth, self.policy = depth, policy
+        self._items: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped_frames: list[int] = []
+
+    @property
+    def dropped(self) -> int:
+        """Return the number of frames dropped so far."""
+        return len(self.dropped_frames)
+
+    def put(self, frame: int, item: Any) -> bool:
+        """Queue a frame; return ``False`` if it was refused (``drop_newest`` only)."""
+        with self._cond:
+            if self._closed:
+                raise ValueError('put() on a closed FrameQueue')
+            full = self.depth and len(self._items) >= self.depth
+            if full and self.policy == 'drop_newest':
+                self.dropped_frames.append(frame)
+                return False
+            if full and self.policy == 'drop_oldest':
+                self.dropped_frames.append(self._items.popleft()[0])
+            while self.depth and len(self._items) >= self.depth and not self._closed:
+                self._cond.wait()
+            self._items.append((frame, item))
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float | None = None) -> tuple[int, Any] | None:
+        """Take the oldest frame; ``None`` once closed and empty. ``TimeoutError`` on timeout."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
+                raise TimeoutError(f'no frame within {timeout} s')
+            if not self._items:
+                return None
+            entry = self._items.popleft()
+            self._cond.notify_all()
+            return entry
+
+    def close(self) -> None:
+        """Let waiting getters finish once the queue is empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+class _Failed:
+    """A frame whose stage raised: the exception travels down the pipeline in order."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class ModelThread:
+    """
+    A model's own thread: takes frames from ``inbox``, runs ``model``, hands results on.
+
+    Each item is run as ``model(x, frame=frame)`` at ``priority`` (through a
+    ``ScheduledModel`` this submits the model's jobs); ``emit(frame, y)`` receives
+    the output, or a failure marker that later stages pass through untouched.
+    The thread ends when the inbox is closed and empty.
+    """
+
+    def __init__(self, model: Callable, inbox: FrameQueue, emit: Callable[[int, Any], None], *,
+                 priority: int | None = None, name: str = 'model'):
+        self.model, self.inbox, self.emit = model, inbox, emit
+        self.priority = priority
+        self.thread = threading.Thread(target=self._loop, daemon=True,
+                                       name=f'{THREAD_PREFIX}-model-{name}')
+
+    def start(self) -> 'ModelThread':
+        """Start the thread."""
+        self.thread.start()
+        return self
+
+    def _loop(self) -> None:
+        with contextlib.ExitStack() as stack:
+            if self.priority is not None:
+                stack.enter_context(at_priority(self.priority))
+            while True:
+                entry = self.inbox.get()
+                if entry is None:
+                    return
+                frame, x = entry
+                if isinstance(x, _Failed):
+                    self.emit(frame, x)
+                    continue
+                try:
+                    y = self.model(x, frame=frame)
+                except BaseException as exc:  # noqa: B902 - reaches the pipeline's reader
+                    y = _Failed(exc)
+                self.emit(frame, y)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end."""
+        self.thread.join(timeout)
+
+
+def _plain(model: Callable) -> Callable:
+    """Return a stage as ``f(x, frame=...)``: a ``ScheduledModel``, a module or a function."""
+    if not isinstance(model, nn.Module):
+        return model  # ScheduledModel, or any callable taking (x, frame=...)
+
+    @torch.no_grad()
+    def call(x, frame=None):
+        return model(x)
+    return call
+
+
+class Pipeline:
+    """
+    Defended inference pipelined: the denoiser runs on frame i+1 while the target runs on frame i.
+
+    ``submit(x)`` hands a frame to the denoiser thread (bounded by ``depth``,
+    overflow handled by ``policy``, see ``FrameQueue``); the denoised frame
+    goes through a blocking queue to the target thread; ``get()`` returns
+    ``(frame, output)`` strictly in frame order and raises a stage's exception
+    for the frame it belongs to. ``close()`` lets every accepted frame finish
+    and joins both threads.
+    """
+
+    def __init__(self, denoiser: Callable, target: Callable, *, depth: int = 2,
+                 policy: str = 'block', priority: int | None = None):
+        self._inbox = FrameQueue(depth, policy)
+        self._middle = FrameQueue(max(depth, 1), 'block')
+        self._outbox = FrameQueue(0, 'block')
+        self._frames = itertools.count()
+        self._lock = threading.Lock()
+        self.submitted = 0
+        self._stages = [
+            ModelThread(_plain(denoiser), self._inbox, self._middle.put, priority=priority,
+                        name='denoiser').start(),
+            ModelThread(_plain(target), self._middle, self._outbox.put, priority=priority,
+                        name='target').start()]
+        self._closed = False
+
+    def submit(self, x, frame: int | None = None) -> int | None:
+        """Queue a frame; return its id, or ``None`` if the queue policy refused it."""
+        with self._lock:
+            frame = next(self._frames) if frame is None else frame
+            self.submitted += 1
+        return frame if self._inbox.put(frame, x) else None
+
+    def get(self, timeout: float | None = None) -> tuple[int, Any]:
+        """Return the next ``(frame, output)`` in frame order; raise its stage's exception."""
+        entry = self._outbox.get(timeout)
+        if entry is None:
+            raise EOFError('the pipeline is closed and every frame was returned')
+        frame, y = entry
+        if isinstance(y, _Failed):
+            raise y.error
+        return frame, y
+
+    @property
+    def dropped_frames(self) -> list[int]:
+        """Return the ids of the frames dropped by the queue policy."""
+        return list(self._inbox.dropped_frames)
+
+    def stats(self) -> dict:
+        """Return submitted / dropped counts and the current queue lengths."""
+        return {'submitted': self.submitted, 'dropped': self._inbox.dropped,
+                'waiting': len(self._inbox), 'between': len(self._middle),
+                'ready': len(self._outbox)}
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish every accepted frame, then join the model threads."""
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.close()
+        self._stages[0].join(timeout)
+        self._middle.close()
+        self._stages[1].join(timeout)
+        self._outbox.close()
+
+    def threads(self) -> list[threading.Thread]:
+        """Return the two model threads, for inspection."""
+        return [s.thread for s in self._stages]
+
+    def __enter__(self) -> 'Pipeline':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def sequential(denoiser: Callable, target: Callable, frames: Iterable) -> list:
+    """Run denoise then target on each frame, one frame at a time (the unpipelined baseline)."""
+    d, t = _plain(denoiser), _plain(target)
+    return [t(d(x, frame=i), frame=i) for i, x in enumerate(frames)]
+
+
+def pipelined(denoiser: Callable, target: Callable, frames: Iterable, depth: int = 2,
+              priority: int | None = None) -> list:
+    """Run frames through a ``Pipeline`` (no drops); return the outputs in frame order."""
+    outputs = []
+    with Pipeline(denoiser, target, depth=depth, priority=priority) as pipe:
+        reader_error: list[BaseException] = []
+
+        def read(n: int) -> None:
+            try:
+                for _ in range(n):
+                    outputs.append(pipe.get()[1])
+            except BaseException as exc:  # noqa: B902 - re-raised in the caller
+                reader_error.append(exc)
+
+        frames = list(frames)
+        reader = threading.Thread(target=read, args=(len(frames),), daemon=True,
+                                  name=f'{THREAD_PREFIX}-reader')
+        reader.start()
+        for x in frames:
+            pipe.submit(x)
+        reader.join()
+    if reader_error:
+        raise reader_error[0]
+    return outputs
