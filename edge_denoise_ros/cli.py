@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     'edge_denoise_ros.commands.train',
     'edge_denoise_ros.commands.evaluate',
     'edge_denoise_ros.commands.bag',
+    'edge_denoise_ros.commands.scheduler',
 
 )
 

@@ -270,3 +270,29 @@ def test_group_priority_registry_and_bad_arguments(rclpy_context):
     with pytest.raises(ValueError):
         PriorityExecutor(num_threads=0, context=rclpy_context)
     node.destroy_node()
+
+
+def test_bench_scheduler_reports_every_figure(tmp_path):
+    """The benchmark's JSON has the fields the issue asks for (a tiny run; no timing asserted)."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, '-m', 'edge_denoise_ros.cli', 'bench', 'scheduler', '--json',
+           '--rate', '50', '--frames', '5', '--warmup', '1', '--pipeline-frames', '4',
+           '--pipeline-rounds', '1', '--full-frames', '0', '--no-direct']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result['priority']) >= {'isolated_p99_ms', 'loaded_p99_ms', 'ratio'}
+    assert set(result['fifo']) >= {'loaded_p99_ms', 'ratio'}
+    for kind in ('priority', 'fifo'):
+        detail = result['details'][kind]
+        assert detail['isolated']['frames'] == detail['loaded']['frames'] == 5
+        assert detail['isolated']['background_forwards'] == []
+        assert all(n > 0 for n in detail['loaded']['background_forwards'])
+        assert detail['ratio'] == pytest.approx(
+            detail['loaded']['p99_ms'] / detail['isolated']['p99_ms'], abs=1e-3)
+    small = result['pipeline']['small']
+    assert small['outputs_match'] and small['frames'] == 4
+    assert {'target_alone', 'sequential', 'pipelined'} <= set(small)

@@ -283,7 +283,7 @@ class Scheduler:
         self._inflight: collections.Counter = collections.Counter()
         self._watches: dict[int, _Watch] = {}
         self._stats = {'submitted': 0, 'completed': 0, 'failed': 0, 'cancelled': 0,
-                       'max_queue': 0, 'held': 0}
+                       'max_queue': 0, 'held': 0, 'busy_s': 0.0}
         self._by_priority: collections.Counter = collections.Counter()
         count = 1 if self._cuda else config.workers
         target = self._cuda_loop if self._cuda else self._cpu_loop
@@ -423,13 +423,17 @@ class Scheduler:
             if not job.future.set_running_or_notify_cancel():
                 self._cancelled(job)
                 continue
+            start = time.perf_counter()
             try:
                 with torch.no_grad():
                     out = job.fn(*job.args, **job.kwargs)
             except BaseException as exc:  # noqa: B902 - every failure goes to the submitter
-                self._finish(job, error=exc)
+                out, error = None, exc
             else:
-                self._finish(job, out)
+                error = None
+            with self._cond:
+                self._stats['busy_s'] += time.perf_counter() - start
+            self._finish(job, out, error)
 
     def _cancelled(self, job: Job) -> None:
         with self._cond:
@@ -451,6 +455,10 @@ class Scheduler:
         (the launcher still orders their jobs).
         """
         return -priority if priority > 0 else 0
+
+    def streams(self) -> dict:
+        """Return ``{priority level: torch.cuda.Stream}`` of the levels used so far (CUDA)."""
+        return {level: w.stream for level, w in sorted(self._watches.items())}
 
     def _watch(self, level: int) -> _Watch:
         """Return (creating on first use) the stream and watcher of a priority level."""
@@ -522,7 +530,12 @@ class Scheduler:
     # ---------------------------------------------------------------------- closing
 
     def stats(self) -> dict:
-        """Return counters: submitted, completed, failed, cancelled, queue peak, jobs by level."""
+        """
+        Return counters: jobs submitted, completed, failed, cancelled, queue peak, by level.
+
+        ``held``: times the launcher held lower-priority jobs for a session;
+        ``busy_s``: seconds the CPU workers spent running jobs (CPU path only).
+        """
         with self._cond:
             return {**self._stats, 'queued': len(self._queue),
                     'by_priority': dict(sorted(self._by_priority.items()))}
