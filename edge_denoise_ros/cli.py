@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     'edge_denoise_ros.commands.evaluate',
     'edge_denoise_ros.commands.bag',
     'edge_denoise_ros.commands.scheduler',
+    'edge_denoise_ros.commands.surgery',
 
 )
 

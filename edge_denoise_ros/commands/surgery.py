@@ -1,0 +1,276 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``edge-denoise plan``, ``profile`` and ``bench planner``: where to cut the target model.
+
+``profile`` measures a model on this machine (run it on the robot to get an
+edge profile); ``plan`` costs every candidate (each cut x codec, host-only,
+edge-only) over a declared link and prints the choice; ``bench planner``
+checks the planner's choice against every candidate run end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import (CliError, ProgressBar, add_command, format_table, parse_list,
+                     positive_float, positive_int, set_threads)
+
+PLAN_COLUMNS = ('name', 'shape', 'bytes', 'edge_ms', 'transfer_ms', 'host_ms', 'total_ms',
+                'min_uplink_mbps', 'pick')
+# The validation bar: the planner's choice within 5 % of the measured best.
+TOLERANCE = 0.05
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """Argparse type: ``CxHxW`` (or ``HxW``) positive integers."""
+    try:
+        dims = tuple(int(t) for t in text.lower().split('x'))
+    except ValueError:
+        dims = ()
+    if len(dims) not in (2, 3) or min(dims) <= 0:
+        raise argparse.ArgumentTypeError(f'expected CxHxW (e.g. 3x224x224), got {text!r}')
+    return dims
+
+
+def _model_args(p, frame_help: str) -> None:
+    p.add_argument('--model', default='small_resnet',
+                   help='small_resnet, a torchvision classifier (e.g. resnet50) or a .pt2 file')
+    p.add_argument('--weights', default=None, help='local state-dict file for the model')
+    p.add_argument('--input', type=parse_shape, default=None,
+                   help='model input CxHxW (default: the model\'s natural size)')
+    p.add_argument('--frame', default=None, help=frame_help)
+    p.add_argument('--codecs', type=parse_list, default=None,
+                   help='feature codecs to consider (default: all of core.codecs)')
+    p.add_argument('--frame-codecs', type=parse_list, default=None,
+                   help='host-only frame codecs (default: raw and the image codecs that work)')
+    p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+
+
+FRAME_HELP = ('camera frame: an image file, or HxW for the built-in example frame '
+              '(default: >= 224x224, gray Fashion-MNIST for 1-channel models)')
+
+
+def register(groups) -> None:
+    """Add ``plan``, ``profile`` and ``bench planner``."""
+    p = add_command(groups[''], 'plan', plan_command,
+                    'cost every cut x codec, host-only and edge-only over a link; pick one')
+    _model_args(p, FRAME_HELP)
+    p.add_argument('--uplink-mbps', type=positive_float, default=45.0, help='edge to host')
+    p.add_argument('--downlink-mbps', type=positive_float, default=100.0, help='host to edge')
+    p.add_argument('--rtt-ms', type=float, default=0.0, help='round-trip time added per frame')
+    p.add_argument('--result-bytes', type=int, default=25,
+                   help='size of the result sent back (the seed: 25 bytes for ResNet50)')
+    p.add_argument('--edge-slowdown', type=positive_float, default=1.0,
+                   help='the edge is k times slower than the edge profile (or this machine)')
+    p.add_argument('--host-slowdown', type=positive_float, default=1.0,
+                   help='the host is k times slower than the host profile (< 1: faster)')
+    p.add_argument('--edge-profile', default=None,
+                   help='edge profile file (edge-denoise profile --out, run on the robot)')
+    p.add_argument('--host-profile', default=None, help='host profile file')
+    p.add_argument('--repeats', type=positive_int, default=5,
+                   help='timed rounds when a side is profiled here')
+    p.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
+    p.add_argument('--sort', action='store_true', help='order the table by total time')
+
+    p = add_command(groups[''], 'profile', profile_command,
+                    'measure every cut\'s head and tail, codecs and the frame path here')
+    _model_args(p, FRAME_HELP)
+    p.add_argument('--repeats', type=positive_int, default=10, help='timed rounds')
+    p.add_argument('--warmup', type=int, default=2, help='untimed rounds first')
+    p.add_argument('--out', default=None, help='write the profile here (JSON)')
+
+    p = add_command(groups['bench'], 'planner', bench_planner,
+                    'planner choice vs every candidate run end to end, at several uplinks')
+    p.add_argument('--models', type=parse_list, default=['small_resnet', 'resnet50'],
+                   help='comma-separated models')
+    p.add_argument('--uplinks', type=lambda t: parse_list(t, float), default=[1.0, 10.0, 100.0],
+                   help='uplink speeds in Mbit/s')
+    p.add_argument('--downlink-mbps', type=positive_float, default=100.0, help='host to edge')
+    p.add_argument('--edge-slowdown', type=positive_float, default=10.0,
+                   help='the emulated edge is k times slower than this machine')
+    p.add_argument('--codecs', type=parse_list, default=None, help='feature codecs')
+    p.add_argument('--repeats', type=positive_int, default=None,
+                   help='timed rounds (default: 15 for models under 5 ms, else 3)')
+    p.add_argument('--confirm-repeats', type=positive_int, default=None,
+                   help='rounds of the head-to-head confirmation (default: 3 x repeats)')
+    p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+    p.add_argument('--out', default=None, help='also write the result here (JSON)')
+
+
+def _load(args):
+    """Return ``(model, input_shape, frame)`` from the common arguments."""
+    from ..core import models
+
+    if str(args.model).endswith('.pt2') and args.input is None:
+        raise CliError('a .pt2 model needs --input CxHxW')
+    model = models.build_model(args.model, weights=args.weights)
+    shape = args.input or models.input_shape(args.model)
+    if len(shape) == 2:
+        shape = (1 if args.model == models.DEFAULT_MODEL else 3,) + tuple(shape)
+    return model, tuple(shape), _frame(args.frame, shape)
+
+
+def _frame(text, shape):
+    from ..core import surgery
+
+    if text is None:
+        return surgery.frame_for(shape)
+    path = Path(text)
+    if path.is_file():
+        import cv2
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise ValueError(f'{path}: not an image OpenCV can read')
+        return frame
+    try:
+        size = parse_shape(text)
+    except argparse.ArgumentTypeError:
+        raise FileNotFoundError(f'--frame: no such image file, and not HxW: {text}') from None
+    return surgery.example_frame(size[-2:], gray=shape[0] == 1)
+
+
+def _fmt_rows(rows: list[dict], choice: str) -> list[dict]:
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r['kind'] == 'edge_only':
+            r['min_uplink_mbps'] = '-'
+        elif r['min_uplink_mbps'] is None:
+            r['min_uplink_mbps'] = 'never'
+        r['pick'] = '<==' if r['name'] == choice else ''
+        out.append(r)
+    return out
+
+
+def _round(rows: list[dict]) -> list[dict]:
+    return [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+            for r in rows]
+
+
+def plan_command(args) -> dict:
+    """Profile (or load profiles), cost every candidate, print the table and the choice."""
+    from ..core import surgery
+
+    set_threads(args.threads)
+    model, shape, frame = _load(args)
+    link = surgery.Link(args.uplink_mbps, args.downlink_mbps, args.rtt_ms, args.result_bytes)
+    planner = surgery.make_planner(
+        model, shape, link, args.edge_profile, args.host_profile, args.edge_slowdown,
+        args.host_slowdown, frame, args.codecs, args.frame_codecs, args.repeats, args.warmup,
+        model_name=args.model, progress=ProgressBar('profile'))
+    result = planner.plan()
+    rows = _round(result.rows)
+    shown = sorted(rows, key=lambda r: r['total_ms']) if args.sort else rows
+    print(format_table(_fmt_rows(shown, result.choice.name), PLAN_COLUMNS))
+    best = result.row(result.choice.name)
+    edge_only = result.row(surgery.EDGE_ONLY)
+    print(f'model {args.model} input {"x".join(map(str, shape))}, frame '
+          f'{"x".join(map(str, frame.shape))}; uplink {link.uplink_mbps:g} Mbit/s, downlink '
+          f'{link.downlink_mbps:g} Mbit/s, rtt {link.rtt_ms:g} ms; edge '
+          f'{_side(planner.edge_profile, args.edge_slowdown)}, host '
+          f'{_side(planner.host_profile, args.host_slowdown)}')
+    print(f'choice: {result.choice.name}  {best["total_ms"]:.2f} ms '
+          f'(edge-only {edge_only["total_ms"]:.2f} ms, '
+          f'{edge_only["total_ms"] / best["total_ms"]:.2f}x)')
+    return {'candidates': rows, 'choice': result.choice.name, 'model': args.model,
+            'input': list(shape), 'link': result.as_dict()['link'],
+            'edge_slowdown': args.edge_slowdown, 'host_slowdown': args.host_slowdown}
+
+
+def _side(profile, slowdown: float) -> str:
+    node = profile.machine.get('node', '?')
+    return f'{profile.model}@{node} x{slowdown:g}'
+
+
+def profile_command(args) -> dict:
+    """Measure a profile here; print per-cut times and codec sizes; save it with --out."""
+    from ..core import surgery
+
+    set_threads(args.threads)
+    model, shape, frame = _load(args)
+    prof = surgery.measure_profile(model, frame, shape, args.model, args.codecs,
+                                   args.frame_codecs, args.repeats, args.warmup,
+                                   progress=ProgressBar('profile'))
+    sizes = {}
+    for f in prof.features:
+        sizes.setdefault(f['cut'], {})[f['codec']] = f['bytes']
+    rows = [{'cut': c['label'] or c['name'], 'index': c['index'], 'shape': c['shape'],
+             'bytes': c['bytes'], 'mac_share': round(c['edge_mac_share'], 4),
+             'head_ms': round(c['head_ms'], 4), 'tail_ms': round(c['tail_ms'], 4),
+             **{f'{k}_bytes': v for k, v in sizes.get(c['name'], {}).items()}}
+            for c in prof.cuts]
+    print(format_table(rows))
+    print(f'whole model {prof.full_ms:.3f} ms, preprocess {prof.preprocess_ms:.3f} ms; '
+          f'frame {"x".join(map(str, prof.frame_shape))}: '
+          + ', '.join(f"{i['codec']} {i['bytes']} B" for i in prof.images))
+    if args.out:
+        path = prof.save(args.out)
+        print(f'saved {path}')
+    return prof.as_dict()
+
+
+def bench_planner(args) -> tuple[dict, int]:
+    """Validate the planner against end-to-end runs; exit 1 if a choice misses the bar."""
+    from ..core import models, surgery
+
+    set_threads(args.threads)
+    reports, ok = [], True
+    for name in args.models:
+        model = models.build_model(name)
+        shape = models.input_shape(name)
+        repeats = args.repeats or (15 if _fast(model, shape) else 3)
+        res = surgery.validate(model, shape, args.uplinks, edge_slowdown=args.edge_slowdown,
+                               link=surgery.Link(downlink_mbps=args.downlink_mbps),
+                               codecs=args.codecs, repeats=repeats, warmup=1,
+                               confirm_repeats=args.confirm_repeats, model_name=name,
+                               progress=ProgressBar(f'bench {name}'))
+        rows = [{'model': name, 'uplink_mbps': s['uplink_mbps'], 'choice': s['choice'],
+                 'predicted_ms': round(s['predicted_ms'], 3),
+                 'choice_measured_ms': round(s['choice_measured_ms'], 3),
+                 'measured_best': s['best'], 'best_measured_ms': round(s['best_measured_ms'], 3),
+                 'ratio': round(s['ratio'], 4),
+                 'edge_only_ms': round(s['edge_only_measured_ms'], 3),
+                 'ok': s['ratio'] <= 1 + TOLERANCE} for s in res['speeds']]
+        ok = ok and all(r['ok'] for r in rows)
+        print(format_table(rows))
+        print(f'{name}: {res["candidates"]} candidates, {repeats} rounds + '
+              f'{res["confirm_repeats"]} confirming rounds, burst {res["burst"]}, edge x'
+              f'{args.edge_slowdown:g}')
+        reports.append({'model': name, 'input': list(shape), 'rows': rows,
+                        'candidates': res['candidates'], 'repeats': repeats,
+                        'confirm_repeats': res['confirm_repeats'],
+                        'measured': res['measured'], 'remeasured': res['remeasured']})
+    result = {'tolerance': TOLERANCE, 'edge_slowdown': args.edge_slowdown,
+              'uplinks': args.uplinks, 'passed': ok, 'models': reports}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + '\n')
+    print('planner within 5 % of the measured best everywhere' if ok else
+          'planner MISSED the 5 % bar somewhere (see ok=False)')
+    return result, 0 if ok else 1
+
+
+def _fast(model, shape) -> bool:
+    import time
+
+    import torch
+    x = torch.rand(1, *shape)
+    with torch.no_grad():
+        model(x)
+        t0 = time.perf_counter()
+        model(x)
+    return time.perf_counter() - t0 < 0.005

@@ -1,0 +1,308 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""DNN surgery: valid cuts, exact splits, profiles, the cost model, the planner."""
+
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from edge_denoise_ros import cli
+from edge_denoise_ros.core import models, surgery
+
+
+@pytest.fixture
+def one_thread():
+    """Time on one core: the machine is shared, and timings must be comparable."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope='module')
+def small():
+    """Return the default target (real class and shipped weights) and a batch of inputs."""
+    torch.manual_seed(0)
+    return models.build_model(), torch.rand(4, 1, 28, 28)
+
+
+def max_error(model, head, tail, x) -> float:
+    with torch.no_grad():
+        return float((tail(head(x)) - model(x)).abs().max())
+
+
+# ------------------------------------------------------------------------ cuts
+
+def test_default_model_cuts_only_at_block_boundaries(small):
+    model, x = small
+    found = surgery.cuts(model, x)
+    labels = [c.label for c in found]
+    assert found[0].name == 'input' and found[0].edge_mac_share == 0
+    # Stage and block boundaries are cuts; nothing inside a residual block is.
+    for label in ('stem', 'layer1.0', 'layer1', 'layer2.0', 'layer2', 'layer3', 'flatten'):
+        assert label in labels
+    assert not any('conv' in c.name or 'bn' in c.name for c in found[4:])
+    assert [c.index for c in found] == sorted(c.index for c in found)
+    for c in found:
+        assert c.bytes == 4 * math.prod(c.shape) and c.shape[0] == 4
+    macs = [c.edge_mac_share for c in found]
+    params = [c.edge_param_share for c in found]
+    assert macs == sorted(macs) and params == sorted(params)
+    assert 0.99 < macs[-1] <= 1.0 and params[-1] < 1.0  # the fc layer stays on the host
+    layer2 = found[labels.index('layer2')]
+    assert layer2.shape == (4, 32, 14, 14) and 0.5 < layer2.edge_mac_share < 0.8
+
+
+def test_split_is_exact_at_every_cut_of_the_default_model(small):
+    model, x = small
+    traced = surgery.trace(model, x)
+    assert len(traced.cuts) >= 15
+    for cut in traced.cuts:
+        head, tail = surgery.split_traced(traced, cut)
+        with torch.no_grad():
+            h = head(x)
+        assert tuple(h.shape) == cut.shape
+        assert max_error(model, head, tail, x) <= 1e-5, cut.name
+
+
+def test_split_by_label_and_public_signature(small):
+    model, x = small
+    head, tail = surgery.split(model, 'layer2', x)
+    other_head, _ = surgery.split(model, surgery.trace(model, x).cut('layer2').name, x)
+    with torch.no_grad():
+        assert torch.equal(head(x), other_head(x))
+    assert max_error(model, head, tail, x) <= 1e-5
+    # The halves share the model's parameters: nothing is copied.
+    shared = {id(p) for p in model.parameters()}
+    assert all(id(p) in shared for p in [*head.parameters(), *tail.parameters()])
+
+
+def test_unknown_cut_is_a_clear_error(small):
+    model, x = small
+    with pytest.raises(ValueError, match='no cut named'):
+        surgery.split(model, 'layer1.0.conv1', x)
+    with pytest.raises(ValueError, match='example_input'):
+        surgery.cuts(model, [1, 2])
+
+
+def test_exported_pt2_model_has_the_same_cuts(small, tmp_path):
+    model, x = small
+    path = tmp_path / 'target.pt2'
+    torch.export.save(torch.export.export(model, (x[:1],)), path)
+    loaded = models.build_model(str(path))
+    fx_cuts = surgery.cuts(model, x[:1])
+    ex_cuts = surgery.cuts(loaded, x[:1])
+    assert [c.shape for c in ex_cuts] == [c.shape for c in fx_cuts]
+    assert [c.label for c in ex_cuts][-3:] == ['layer3', 'pool', 'flatten']
+    for cut in ex_cuts[::3]:
+        head, tail = surgery.split(loaded, cut.name, x[:1])
+        assert max_error(model, head, tail, x[:1]) <= 1e-5
+
+
+# Large models at batch 1: a seeded sample of cuts keeps this fast. A container's last
+# layer is labelled by the container ('features' is vgg19's features.36).
+@pytest.mark.parametrize('name,expect', [
+    ('resnet50', {'layer1', 'layer2', 'layer3', 'layer4', 'maxpool'}),
+    ('inception_v3', {'Mixed_5b', 'Mixed_6a', 'Mixed_7c'}),
+    ('mobilenet_v2', {'features.1', 'features.7', 'features.17', 'features'}),
+    ('vgg19', {'features.35', 'features', 'avgpool', 'classifier.5'}),
+    ('squeezenet1_0', {'features.3'}),
+    ('shufflenet_v2_x0_5', {'stage2', 'stage3'}),
+])
+def test_split_is_exact_on_torchvision_models(name, expect, one_thread):
+    model = models.build_model(name)
+    torch.manual_seed(1)
+    x = torch.rand(1, *models.input_shape(name))
+    traced = surgery.trace(model, x)
+    labels = {c.label for c in traced.cuts}
+    assert expect <= labels, sorted(labels)
+    with torch.no_grad():
+        ref = model(x)
+    picks = {1, len(traced.cuts) // 2, len(traced.cuts) - 1}
+    picks |= set(random.Random(name).sample(range(len(traced.cuts)), 1))
+    for i in sorted(picks):
+        head, tail = surgery.split_traced(traced, traced.cuts[i])
+        with torch.no_grad():
+            err = float((tail(head(x)) - ref).abs().max())
+        assert err <= 1e-5, (name, traced.cuts[i].name, err)
+
+
+def test_residual_blocks_are_never_cut_inside(one_thread):
+    model = models.build_model('resnet50')
+    found = surgery.cuts(model, torch.rand(1, 3, 224, 224))
+    # 16 bottlenecks: each gives its add and its relu; plus the stem and the head.
+    inside = [c for c in found if '.conv' in c.label or '.bn' in c.label]
+    assert not inside
+    # The last block of a stage is labelled by its stage (its output is the stage's).
+    assert sum(1 for c in found if c.label.count('.') == 1) == 16 - 4
+    assert {'layer1', 'layer2', 'layer3', 'layer4'} <= {c.label for c in found}
+    assert len([c for c in found if c.name.startswith('add')]) == 16
+    assert math.isclose(found[-1].edge_mac_share, 1.0, abs_tol=1e-3)
+
+
+def test_inside_a_residual_block_mobilenet_has_no_cut(one_thread):
+    model = models.build_model('mobilenet_v2')
+    labels = [c.label for c in surgery.cuts(model, torch.rand(1, 3, 224, 224))]
+    # features.2 has no shortcut (stride 2): cut inside; features.3 has one: boundary only.
+    assert 'features.2.conv.1' in labels and 'features.2' in labels
+    assert 'features.3' in labels and not any(x.startswith('features.3.') for x in labels)
+
+
+# -------------------------------------------------------- cost model, planner
+
+def fake_profile(model='toy', full_ms=10.0) -> surgery.Profile:
+    """Return a hand-made profile: three cuts, one codec, a raw frame."""
+    cuts = [
+        {'name': 'input', 'label': 'input', 'index': 0, 'shape': [1, 3, 8, 8], 'bytes': 768,
+         'edge_mac_share': 0.0, 'edge_param_share': 0.0, 'head_ms': 0.0, 'tail_ms': 10.0},
+        {'name': 'a', 'label': 'a', 'index': 3, 'shape': [1, 64, 8, 8], 'bytes': 16384,
+         'edge_mac_share': 0.3, 'edge_param_share': 0.1, 'head_ms': 3.0, 'tail_ms': 7.0},
+        {'name': 'b', 'label': 'b', 'index': 6, 'shape': [1, 16], 'bytes': 64,
+         'edge_mac_share': 0.9, 'edge_param_share': 0.5, 'head_ms': 9.0, 'tail_ms': 1.0},
+    ]
+    features = [{'cut': c['name'], 'codec': 'raw', 'bytes': c['bytes'], 'encode_ms': 0.1,
+                 'decode_ms': 0.2} for c in cuts]
+    images = [{'codec': 'raw', 'bytes': 3000, 'encode_ms': 0.0, 'decode_ms': 0.0}]
+    return surgery.Profile(model=model, input_shape=[3, 8, 8], frame_shape=[20, 50, 3],
+                           full_ms=full_ms, preprocess_ms=0.5, cuts=cuts, features=features,
+                           images=images)
+
+
+def test_cost_model_is_the_seed_transfer_model_with_measured_parts():
+    cands = surgery.build_candidates(fake_profile(), edge_slowdown=10, host_slowdown=0.5)
+    link = surgery.Link(uplink_mbps=8, downlink_mbps=100, rtt_ms=2, result_bytes=25)
+    result = surgery.plan(cands, link)
+    a = result.row('a/raw')
+    # edge: 10 x (preprocess 0.5 + head 3 + encode 0.1); host: 0.5 x (decode 0.2 + tail 7)
+    assert a['edge_ms'] == pytest.approx(36.0) and a['host_ms'] == pytest.approx(3.6)
+    # 16384 B at 8 Mbit/s = 16.384 ms; 25 B at 100 Mbit/s = 0.002 ms; rtt 2 ms
+    assert a['transfer_ms'] == pytest.approx(16.384 + 0.002 + 2.0)
+    assert a['total_ms'] == pytest.approx(36.0 + 18.386 + 3.6)
+    edge_only = result.row('edge_only')
+    assert edge_only['total_ms'] == pytest.approx(105.0) and edge_only['transfer_ms'] == 0
+    host_raw = result.row('host_only/raw')
+    assert host_raw['host_ms'] == pytest.approx(0.5 * (0.5 + 10.0))
+    assert result.choice.name == min(result.rows, key=lambda r: r['total_ms'])['name']
+    assert {r['kind'] for r in result.rows} == {'edge_only', 'host_only', 'split'}
+
+
+def test_min_uplink_speed_is_where_a_cut_starts_beating_edge_only():
+    cands = surgery.build_candidates(fake_profile(), edge_slowdown=10)
+    link = surgery.Link(uplink_mbps=1, downlink_mbps=100, rtt_ms=1)
+    row = surgery.plan(cands, link).row('a/raw')
+    speed = row['min_uplink_mbps']
+    assert speed > 0
+    for factor, wins in ((0.99, False), (1.01, True)):
+        at = surgery.plan(cands, surgery.Link(speed * factor, 100, 1))
+        assert (at.row('a/raw')['total_ms'] < at.row('edge_only')['total_ms']) is wins
+    # A cut whose compute alone exceeds edge-only never beats it.
+    slow = surgery.build_candidates(fake_profile(full_ms=2.0), edge_slowdown=1)
+    assert surgery.plan(slow, link).row('b/raw')['min_uplink_mbps'] is None
+
+
+def test_planner_update_has_hysteresis():
+    cands = surgery.build_candidates(fake_profile(), edge_slowdown=10)
+    planner = surgery.Planner(cands, surgery.Link(uplink_mbps=20), hysteresis=0.1)
+    rows = planner.plan().rows
+    crossing = next(r for r in rows if r['name'] == 'a/raw')['min_uplink_mbps']
+    first = planner.choice.name
+    # A noisy estimate hovering +-3 % around the speed where two candidates tie.
+    names = set()
+    for i in range(40):
+        names.add(planner.update(uplink_mbps=crossing * (1.03 if i % 2 else 0.97)).name)
+    assert planner.switches <= 1 and len(names) == 1
+    # A real change of the link does switch: very slow link -> edge-only.
+    assert planner.update(uplink_mbps=0.01).name == 'edge_only'
+    assert planner.update(uplink_mbps=1000).name == first
+
+
+def test_profiles_round_trip_and_edge_host_profiles_combine(tmp_path, one_thread):
+    model = models.build_model()
+    prof = surgery.measure_profile(model, None, (1, 28, 28), 'small_resnet',
+                                   codecs=('raw', 'q8'), repeats=2, warmup=1)
+    path = prof.save(tmp_path / 'edge.json')
+    again = surgery.load_profile(path)
+    assert again == prof and again.machine['threads'] == 1
+    assert {f['codec'] for f in again.features} == {'raw', 'q8'}
+    assert all(c['head_ms'] > 0 and c['tail_ms'] > 0 for c in again.cuts[1:])
+    raw = {f['cut']: f['bytes'] for f in again.features if f['codec'] == 'raw'}
+    assert all(raw[c['name']] == c['bytes'] for c in again.cuts)
+    # An edge profile k times slower gives edge times k times larger.
+    one = surgery.build_candidates(again, prof)
+    ten = surgery.build_candidates(again, prof, edge_slowdown=10)
+    for c1, c10 in zip(one, ten):
+        assert c10.edge_ms == pytest.approx(10 * c1.edge_ms)
+        assert c10.host_ms == pytest.approx(c1.host_ms)
+    with pytest.raises(ValueError, match='not of the same model'):
+        surgery.build_candidates(again, fake_profile())
+    bad = tmp_path / 'bad.json'
+    bad.write_text(json.dumps({'format': 'something else'}))
+    with pytest.raises(ValueError, match='not a surgery profile'):
+        surgery.load_profile(bad)
+
+
+def test_cli_plan_prints_table_and_json_choice(capsys, tmp_path, one_thread):
+    code = cli.main(['profile', '--codecs', 'raw,q8', '--repeats', '2', '--warmup', '0',
+                     '--out', str(tmp_path / 'edge.json'), '--json'])
+    assert code == 0
+    capsys.readouterr()
+    code = cli.main(['plan', '--edge-profile', str(tmp_path / 'edge.json'), '--codecs', 'q8',
+                     '--host-profile', str(tmp_path / 'edge.json'), '--edge-slowdown', '10',
+                     '--uplink-mbps', '2', '--json'])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    result = json.loads(out[-1])
+    rows = result['candidates']
+    assert result['choice'] == min(rows, key=lambda r: r['total_ms'])['name']
+    names = {r['name'] for r in rows}
+    assert 'edge_only' in names and 'host_only/raw' in names and 'layer2/q8' in names
+    for r in rows:
+        assert r['total_ms'] == pytest.approx(r['edge_ms'] + r['transfer_ms'] + r['host_ms'],
+                                              abs=1e-3)
+    assert any(line.split()[0] == 'edge_only' for line in out if line.strip())
+    assert any('choice:' in line for line in out)
+
+
+def test_cli_plan_rejects_a_profile_of_another_input(tmp_path, capsys):
+    path = fake_profile().save(tmp_path / 'toy.json')
+    code = cli.main(['plan', '--edge-profile', str(path), '--host-profile', str(path)])
+    assert code == 2
+    assert 'is for input [3, 8, 8]' in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- validation
+
+def test_planner_choice_within_5_percent_of_measured_best(one_thread):
+    """
+    Check the planner on the default model (real class and weights) at 1, 10, 100 Mbit/s.
+
+    Every candidate runs end to end (real head, real encode, bytes / rate, real decode
+    and tail) on an edge emulated 10x slower than this machine.
+    """
+    model = models.build_model()
+    res = surgery.validate(model, (1, 28, 28), [1, 10, 100], edge_slowdown=10,
+                           repeats=12, warmup=2)
+    assert res['candidates'] > 60  # 20 cuts x 4 codecs, host-only, edge-only
+    for s in res['speeds']:
+        assert s['ratio'] <= 1.05, s
+        # Splitting pays here: the choice beats running everything on the slow edge.
+        assert s['choice_measured_ms'] < 0.7 * s['edge_only_measured_ms'], s
+    # The exact paths are exact end to end: codec round trip included.
+    for name, m in res['measured'].items():
+        if name.endswith(('/raw', '/lossless')) or name == 'edge_only':
+            assert m['max_error'] <= 1e-5, name
