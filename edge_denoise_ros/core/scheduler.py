@@ -661,6 +661,7 @@ class ScheduledModel:
     submits the next, and so on, all inside one ``Scheduler.session`` at the
     priority given, else the model's default, else the caller's
     ``current_priority()``. Models that torch.fx cannot trace run as one job.
+    The module is moved to the scheduler's device (in place, as ``.to`` does).
     """
 
     def __init__(self, module: nn.Module, scheduler: Scheduler, name: str | None = None,

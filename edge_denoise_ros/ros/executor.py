@@ -224,10 +224,14 @@ class PriorityExecutor(Executor):
             self._cond.notify_all()
 
     def _raise_failures(self) -> None:
+        """Raise the first callback exception here, as rclpy's executors do; keep the rest."""
         with self._cond:
             done, self._finished = self._finished, []
-        for handler in done:
-            handler.result()  # raise the callback's exception here, as rclpy's executors do
+        for i, handler in enumerate(done):
+            if handler.exception() is not None:
+                with self._cond:
+                    self._finished[:0] = done[i + 1:]
+                handler.result()
 
     def _pick(self, spare: bool) -> _Ready | None:
         """Return the next callback for a worker (lock held), or ``None``."""
