@@ -279,7 +279,8 @@ def test_bench_scheduler_reports_every_figure(tmp_path):
     import sys
 
     cmd = [sys.executable, '-m', 'edge_denoise_ros.cli', 'bench', 'scheduler', '--json',
-           '--rate', '50', '--frames', '5', '--warmup', '1', '--pipeline-frames', '4',
+           '--rate', '50', '--frames', '6', '--rounds', '2', '--warmup', '1',
+           '--pipeline-frames', '4',
            '--pipeline-rounds', '1', '--full-frames', '0', '--no-direct']
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -288,7 +289,7 @@ def test_bench_scheduler_reports_every_figure(tmp_path):
     assert set(result['fifo']) >= {'loaded_p99_ms', 'ratio'}
     for kind in ('priority', 'fifo'):
         detail = result['details'][kind]
-        assert detail['isolated']['frames'] == detail['loaded']['frames'] == 5
+        assert detail['isolated']['frames'] == detail['loaded']['frames'] == 6
         assert detail['isolated']['background_forwards'] == []
         assert all(n > 0 for n in detail['loaded']['background_forwards'])
         assert detail['ratio'] == pytest.approx(

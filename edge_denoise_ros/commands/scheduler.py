@@ -49,8 +49,10 @@ def register(groups) -> None:
     p.add_argument('--rate', type=positive_float, default=20.0, help='camera frames per second')
     p.add_argument('--frames', type=positive_int, default=200,
                    help='measured camera frames per latency phase')
-    p.add_argument('--warmup', type=positive_int, default=10,
-                   help='camera frames run before measuring, per phase')
+    p.add_argument('--warmup', type=positive_int, default=5,
+                   help='camera frames run before measuring, per phase and round')
+    p.add_argument('--rounds', type=positive_int, default=4,
+                   help='interleaved rounds the latency frames are split over')
     p.add_argument('--threads', type=positive_int, default=1,
                    help='torch intra-op threads per launcher worker')
     p.add_argument('--workers', type=positive_int, default=1,
@@ -173,15 +175,20 @@ def _nodes(context, chain, background, frames, period, total):
     return CameraChain(), [Background(*b) for b in background]
 
 
-def latency_phase(context, kind, chain, background, frames, args, scheduler=None) -> dict:
-    """Run the camera chain (with or without background) on one executor; return latencies."""
+def latency_phase(context, kind, chain, background, frames, n, args, scheduler=None) -> dict:
+    """
+    Run the camera chain (with or without background) on one executor for ``n`` frames.
+
+    Return the raw latencies (ms, after ``args.warmup`` frames), the timer
+    ticks the chain fell behind on, the background forwards and device time.
+    """
     import numpy as np
     from rclpy.executors import MultiThreadedExecutor
 
     from ..ros.executor import PriorityExecutor
 
     period = 1.0 / args.rate
-    total = args.warmup + args.frames
+    total = args.warmup + n
     camera, others = _nodes(context, chain, background, frames, period, total)
     if kind == 'priority':
         executor = PriorityExecutor(num_threads=3, spare_threads=1, scheduler=scheduler,
@@ -190,7 +197,7 @@ def latency_phase(context, kind, chain, background, frames, args, scheduler=None
         executor = MultiThreadedExecutor(num_threads=3, context=context)
     for node in [camera] + others:
         executor.add_node(node)
-    busy0 = scheduler.stats()['busy_s'] if scheduler else None
+    busy0 = scheduler.stats()['busy_s'] if scheduler else 0.0
     errors = []
 
     def spin():
@@ -214,21 +221,39 @@ def latency_phase(context, kind, chain, background, frames, args, scheduler=None
     if not finished:
         raise RuntimeError(f'{kind}: the camera chain ran {len(camera.latencies)} of {total} '
                            f'frames in {wall:.0f} s')
-    lat = np.array(camera.latencies[args.warmup:])
-    gaps = np.diff(np.array(camera.expected)) / 1e9
-    missed = int(np.maximum(np.round(gaps / period) - 1, 0).sum())
+    gaps = np.diff(np.array(camera.expected[args.warmup:])) / 1e9
+    return {'latencies': camera.latencies[args.warmup:],
+            'skipped_ticks': int(np.maximum(np.round(gaps / period) - 1, 0).sum()),
+            'background_forwards': [n.forwards for n in others],
+            'busy_s': (scheduler.stats()['busy_s'] - busy0) if scheduler else None,
+            'wall_s': wall}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Pool the latency runs of one condition into percentiles and counters."""
+    import numpy as np
+
+    lat = np.array([v for r in runs for v in r['latencies']])
     out = {'p50_ms': round(float(np.percentile(lat, 50)), 2),
            'p99_ms': round(float(np.percentile(lat, 99)), 2),
            'mean_ms': round(float(lat.mean()), 2), 'max_ms': round(float(lat.max()), 2),
-           'frames': int(lat.size), 'skipped_ticks': missed,
-           'background_forwards': [n.forwards for n in others]}
-    if scheduler is not None:
-        out['device_busy'] = round((scheduler.stats()['busy_s'] - busy0) / wall, 3)
+           'frames': int(lat.size), 'skipped_ticks': sum(r['skipped_ticks'] for r in runs),
+           'background_forwards': [sum(f) for f in zip(*(r['background_forwards']
+                                                         for r in runs))]}
+    if runs[0]['busy_s'] is not None:
+        out['device_busy'] = round(sum(r['busy_s'] for r in runs)
+                                   / sum(r['wall_s'] for r in runs), 3)
     return out
 
 
 def priority_bench(args, progress) -> dict:
-    """Measure the chain's latency alone and loaded, for priority, FIFO and direct."""
+    """
+    Measure the chain's latency alone and loaded, for priority, FIFO and direct.
+
+    The conditions are interleaved in ``args.rounds`` rounds (each runs every
+    executor alone then loaded) and pooled, so that a slow spell of a shared
+    machine spreads over all of them instead of landing on one.
+    """
     import rclpy
     import torch
     from rclpy.context import Context
@@ -243,8 +268,9 @@ def priority_bench(args, progress) -> dict:
     cfg = SchedulerConfig(workers=args.workers, intra_op_threads=args.threads,
                           hold_s=args.hold_ms / 1e3)
     kinds = ['priority', 'fifo'] + ([] if args.no_direct else ['direct'])
-    results = {k: {} for k in kinds}
-    step = 0
+    runs = {(k, p): [] for k in kinds for p in ('isolated', 'loaded')}
+    per_round = -(-args.frames // args.rounds)
+    step, steps = 0, args.rounds * len(runs)
     with lease_domain() as lease:
         os.environ.update(lease.env())
         context = Context()
@@ -256,21 +282,24 @@ def priority_bench(args, progress) -> dict:
                 scheduled_bg = [(n, ScheduledModel(m, sched, n), x) for n, m, x in bg]
                 plain = (_plain_call(denoiser), _plain_call(target))
                 plain_bg = [(n, _plain_call(m), x) for n, m, x in bg]
-                for kind in kinds:
-                    chain, loaders = ((plain, plain_bg) if kind == 'direct'
-                                      else (scheduled, scheduled_bg))
-                    for phase, background in (('isolated', []), ('loaded', loaders)):
-                        progress(step, 2 * len(kinds), {'phase': f'{kind} {phase}'})
-                        results[kind][phase] = latency_phase(
-                            context, 'priority' if kind == 'priority' else 'fifo', chain,
-                            background, frames, args,
-                            sched if kind != 'direct' else None)
-                        step += 1
-                progress(step, 2 * len(kinds), {})
+                for r in range(args.rounds):
+                    n = min(per_round, args.frames - r * per_round)
+                    for kind in kinds if n > 0 else []:
+                        chain, loaders = ((plain, plain_bg) if kind == 'direct'
+                                          else (scheduled, scheduled_bg))
+                        for phase, background in (('isolated', []), ('loaded', loaders)):
+                            progress(step, steps, {'round': r, 'phase': f'{kind} {phase}'})
+                            runs[kind, phase].append(latency_phase(
+                                context, 'priority' if kind == 'priority' else 'fifo', chain,
+                                background, frames, n, args,
+                                sched if kind != 'direct' else None))
+                            step += 1
+                progress(steps, steps, {})
         finally:
             rclpy.try_shutdown(context=context)
+    results = {}
     for kind in kinds:
-        r = results[kind]
+        r = results[kind] = {p: summarize(runs[kind, p]) for p in ('isolated', 'loaded')}
         r['ratio'] = round(r['loaded']['p99_ms'] / r['isolated']['p99_ms'], 3)
     return results
 
@@ -380,6 +409,7 @@ def run(args) -> dict:
         'pipeline': pipeline,
         'details': priority,
         'config': {'rate_hz': args.rate, 'frames': args.frames, 'warmup': args.warmup,
+                   'rounds': args.rounds,
                    'threads': args.threads, 'workers': args.workers, 'hold_ms': args.hold_ms,
                    'background_batches': args.background_batches,
                    'camera_priority': CAMERA_PRIORITY, 'background_priority': BACKGROUND_PRIORITY,
