@@ -35,6 +35,7 @@ from .commands.common import CliError, EXPECTED_ERRORS
 COMMAND_MODULES = (
     'edge_denoise_ros.commands.train',
     'edge_denoise_ros.commands.evaluate',
+    'edge_denoise_ros.commands.denoiser',
     'edge_denoise_ros.commands.bag',
     'edge_denoise_ros.commands.scheduler',
     'edge_denoise_ros.commands.surgery',

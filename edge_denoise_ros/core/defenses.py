@@ -25,8 +25,21 @@ from typing import Callable
 
 from torch import nn
 
+
+def _dunet(**options) -> nn.Module:
+    from .dunet import load_denoiser
+    return load_denoiser('dunet', **options)
+
+
+def _dunet_d(**options) -> nn.Module:
+    from .dunet import load_denoiser
+    return load_denoiser('dunet_d', **options)
+
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     'none': nn.Identity,
+    'dunet': _dunet,
+    'dunet_d': _dunet_d,
 }
 
 

@@ -35,9 +35,25 @@ def attack_names() -> tuple[str, ...]:
     return tuple(eval_attacks())
 
 
-def eval_attacks() -> dict[str, Attack]:
-    """Return the evaluation attacks by name (``clean`` first)."""
-    return {'clean': None}
+def eval_attacks(seed: int = 0) -> dict[str, Attack]:
+    """
+    Return the evaluation attacks by name (``clean`` first).
+
+    ``fgsm``: eps 0.1; ``pgd``: eps 0.1, 10 steps of 0.025 from a random start
+    drawn from a generator seeded with ``seed`` (the same examples every run).
+    """
+    from functools import partial
+
+    from . import attacks
+
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return {
+        'clean': None,
+        'fgsm': partial(attacks.fgsm, eps=0.1),
+        'pgd': partial(attacks.pgd, eps=0.1, steps=10, step_size=0.025, random_start=True,
+                       generator=g),
+    }
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,

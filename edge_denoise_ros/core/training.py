@@ -112,3 +112,262 @@ def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             if progress is not None:
                 progress(step, total, {'epoch': epoch + 1, 'loss': loss.item()})
     return model.eval()
+
+
+# --- HGD guided denoiser training (helper A, issue 3) ----------------------------------------
+
+DENOISER_LOSSES = ('lgd', 'fgd')
+
+
+@dataclass(frozen=True)
+class AdversarialMix:
+    """
+    How each training image of HGD's set is made from a clean one.
+
+    Every image is kept clean, attacked by FGSM or by PGD with the probabilities
+    below (normalised), with ``eps`` drawn uniformly from ``eps``; PGD takes
+    ``pgd_steps`` steps of ``pgd_step_factor * eps / pgd_steps`` from a random start.
+    """
+
+    clean: float = 0.3
+    fgsm: float = 0.28
+    pgd: float = 0.42
+    eps: tuple[float, ...] = (0.03, 0.06, 0.08, 0.1, 0.12)
+    pgd_steps: int = 10
+    pgd_step_factor: float = 2.5
+
+    def __post_init__(self):
+        probs = (self.clean, self.fgsm, self.pgd)
+        if min(probs) < 0 or sum(probs) <= 0:
+            raise ValueError(f'attack probabilities must be >= 0 with a positive sum, got {self}')
+        if not self.eps or min(self.eps) <= 0:
+            raise ValueError(f'eps must be a non-empty tuple of positive budgets, got {self.eps}')
+        if self.pgd_steps < 1 or self.pgd_step_factor <= 0:
+            raise ValueError(f'pgd_steps >= 1 and pgd_step_factor > 0 expected, got {self}')
+
+
+ATTACK_KINDS = ('clean', 'fgsm', 'pgd')
+
+
+def make_adversarial_set(target: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                         mix: AdversarialMix, generator: torch.Generator,
+                         batch_size: int = 500, progress: Progress | None = None,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    Attack a frozen target to build HGD's training set: ``(x_adv, kind, eps)``.
+
+    ``kind[i]`` indexes ``ATTACK_KINDS``; ``eps[i]`` is 0 for clean images.
+    Deterministic for a given generator state.
+    """
+    from . import attacks
+
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f'need matching, non-empty x and y, got {len(x)} and {len(y)}')
+    target.eval()
+    probs = torch.tensor([mix.clean, mix.fgsm, mix.pgd], dtype=torch.float64)
+    kind = torch.multinomial(probs / probs.sum(), len(x), replacement=True, generator=generator)
+    budgets = torch.tensor(mix.eps, dtype=x.dtype)
+    eps = budgets[torch.randint(len(budgets), (len(x),), generator=generator)]
+    eps[kind == 0] = 0.0
+    x_adv = x.clone()
+    total = (len(x) + batch_size - 1) // batch_size
+    for step, i in enumerate(range(0, len(x), batch_size), 1):
+        sl = slice(i, i + batch_size)
+        xb, yb, kb, eb = x[sl], y[sl], kind[sl], eps[sl].view(-1, 1, 1, 1)
+        m = kb == 1
+        if m.any():
+            x_adv[sl][m] = attacks.fgsm(target, xb[m], yb[m], eb[m])
+        m = kb == 2
+        if m.any():
+            step_size = mix.pgd_step_factor * eb[m] / mix.pgd_steps
+            x_adv[sl][m] = attacks.pgd(target, xb[m], yb[m], eb[m], mix.pgd_steps, step_size,
+                                       random_start=True, generator=generator)
+        if progress is not None:
+            progress(step, total, {'stage': 'attack'})
+    return x_adv, kind, eps
+
+
+def feature_extractor(target: nn.Module, example: torch.Tensor, layer: str | None = None,
+                      ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """
+    Return ``f(x)``: the target's activation at ``layer`` (HGD's FGD guide).
+
+    ``layer=None`` takes the last top-level child of the target whose output
+    on ``example`` is a 4-D map larger than 1x1: the topmost convolutional
+    features, before global pooling (``layer3`` of the default small ResNet).
+    """
+    modules = dict(target.named_modules())
+    if layer is None:
+        shapes = {}
+        hooks = [m.register_forward_hook(
+            lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(getattr(out, 'shape', ()))))
+            for n, m in target.named_children()]
+        try:
+            with torch.no_grad():
+                target(example)
+        finally:
+            for h in hooks:
+                h.remove()
+        maps = [n for n, shape in shapes.items() if len(shape) == 4 and min(shape[2:]) > 1]
+        if not maps:
+            raise ValueError('the target has no top-level child with a 4-D output; name a layer')
+        layer = maps[-1]
+    if layer not in modules:
+        raise ValueError(f'unknown target layer {layer!r}')
+    module = modules[layer]
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        store = []
+        handle = module.register_forward_hook(lambda mod, inp, out: store.append(out))
+        try:
+            target(x)
+        finally:
+            handle.remove()
+        return store[-1]
+
+    return features
+
+
+@dataclass(frozen=True)
+class DenoiserTrainConfig:
+    """
+    Settings of HGD's guided denoiser training (Adam + cosine decay).
+
+    ``loss``: ``lgd`` (L1 between the target's logits on the denoised image and
+    on the clean image) or ``fgd`` (the same on ``feature_layer``'s activation).
+    """
+
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = 'lgd'
+    feature_layer: str | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ValueError(f'epochs, batch_size and lr must be positive, got {self}')
+        if self.loss not in DENOISER_LOSSES:
+            raise ValueError(f'loss must be one of {DENOISER_LOSSES}, got {self.loss!r}')
+
+
+def guided_loss(guide: Callable[[torch.Tensor], torch.Tensor], denoised: torch.Tensor,
+                reference: torch.Tensor) -> torch.Tensor:
+    """Compute the guided loss of HGD: mean L1 between ``guide(denoised)`` and the reference."""
+    return (guide(denoised) - reference).abs().mean()
+
+
+def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
+                   x_clean: torch.Tensor, cfg: DenoiserTrainConfig = DenoiserTrainConfig(),
+                   progress: Progress | None = None) -> nn.Module:
+    """
+    Train a denoiser with HGD's LGD (or FGD) loss against a frozen target.
+
+    ``x_adv[i]`` is the (possibly attacked) version of ``x_clean[i]``. The
+    target stays in eval mode and its parameters are not updated (their
+    ``requires_grad`` flags are restored afterwards). Returns the denoiser in
+    eval mode. Deterministic for a given seed and thread count on the CPU.
+    DUNET_D's post-hoc fine-tuning is this loop run on the decomposed network.
+    """
+    if x_adv.shape != x_clean.shape or len(x_adv) == 0:
+        raise ValueError(f'x_adv and x_clean must match and be non-empty, got '
+                         f'{tuple(x_adv.shape)} and {tuple(x_clean.shape)}')
+    g = torch.Generator()
+    g.manual_seed(cfg.seed)
+    target.eval()
+    flags = [p.requires_grad for p in target.parameters()]
+    for p in target.parameters():
+        p.requires_grad_(False)
+    if cfg.loss == 'lgd':
+        guide = target
+    else:
+        guide = feature_extractor(target, x_clean[:1], cfg.feature_layer)
+    opt = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(x_adv) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    step = 0
+    try:
+        for epoch in range(cfg.epochs):
+            denoiser.train()
+            order = torch.randperm(len(x_adv), generator=g)
+            for i in range(steps_per_epoch):
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                with torch.no_grad():
+                    reference = guide(x_clean[idx])
+                loss = guided_loss(guide, denoiser(x_adv[idx]), reference)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                if progress is not None:
+                    progress(step, total, {'epoch': epoch + 1, 'loss': loss.item()})
+    finally:
+        for p, flag in zip(target.parameters(), flags):
+            p.requires_grad_(flag)
+    return denoiser.eval()
+
+
+# ----------------------------------------------------------------------------- host fine-tuning
+
+@dataclass(frozen=True)
+class HostFinetuneConfig:
+    """Settings of the host tail's fine-tuning on decoded features (Ko et al.)."""
+
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    augment: bool = True
+
+    def __post_init__(self):
+        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ValueError(f'epochs, batch_size and lr must be positive, got {self}')
+
+
+def finetune_host_tail(head: nn.Module, tail: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       channel: Callable[[torch.Tensor], torch.Tensor],
+                       cfg: HostFinetuneConfig = HostFinetuneConfig(),
+                       progress: Progress | None = None) -> nn.Module:
+    """
+    Fine-tune ``tail`` on what the host receives: ``tail(channel(head(x)))``.
+
+    The head stays frozen (eval mode, no gradients); ``channel`` is the link,
+    encode then decode of every sample (e.g. JPEG at a quality). ``tail``
+    must own its parameters (a deep copy of a split tail, not the model's).
+    Images are augmented as in :func:`train_target` and go through the head
+    and the codec afresh each epoch. SGD with a cosine schedule; returns the
+    tail in eval mode. Deterministic for a given seed and thread count.
+    """
+    if len(x) != len(y) or len(x) < cfg.batch_size:
+        raise ValueError(f'need matching x and y with at least one batch, got {len(x)} and '
+                         f'{len(y)}')
+    g = seed_everything(cfg.seed)
+    head.eval()
+    opt = torch.optim.SGD(tail.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay, nesterov=True)
+    steps_per_epoch = len(x) // cfg.batch_size
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    step = 0
+    for epoch in range(cfg.epochs):
+        tail.train()
+        order = torch.randperm(len(x), generator=g)
+        for i in range(steps_per_epoch):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            xb = augment(x[idx], g) if cfg.augment else x[idx]
+            with torch.no_grad():
+                received = channel(head(xb))
+            loss = F.cross_entropy(tail(received), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if progress is not None:
+                progress(step, total, {'epoch': epoch + 1, 'loss': loss.item()})
+    return tail.eval()

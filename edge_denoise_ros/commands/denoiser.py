@@ -1,0 +1,307 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The denoiser commands: ``macs``, ``train denoiser``, ``train denoiser-d``, ``bench denoiser``.
+
+``train denoiser`` runs HGD's guided training of DUNET against the frozen
+target; ``train denoiser-d`` Tucker-decomposes the trained DUNET into DUNET_D
+and fine-tunes it post hoc (eDenoizer). Both ship their weights in
+``weights/`` with a provenance ``.json``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from .common import (CliError, ProgressBar, add_command, format_table, positive_float,
+                     positive_int, set_threads)
+from .train import write_provenance
+
+RULES = ('paper', 'vbmf', 'energy')
+
+
+def register(groups) -> None:
+    """Add ``macs``, ``train denoiser``, ``train denoiser-d`` and ``bench denoiser``."""
+    p = add_command(groups[''], 'macs', macs,
+                    'per-layer MACs (kh*kw*ci*co*ho*wo) of DUNET and DUNET_D')
+    p.add_argument('--config', default='full', help='DUNET config: full (3x299x299) or small')
+    p.add_argument('--rule', choices=RULES, default=None,
+                   help="DUNET_D rank rule (default: the ranks of the shipped DUNET_D weights, "
+                        "else the config's rule)")
+
+    p = add_command(groups['train'], 'denoiser', train_denoiser,
+                    "train DUNET with HGD's guided loss against the frozen target")
+    _training_args(p, epochs=6, lr=1e-3, n_train=20000)
+    p.add_argument('--loss', choices=('lgd', 'fgd'), default='lgd',
+                   help='LGD: L1 on the target logits; FGD: on its last feature map')
+    p.add_argument('--out', default=None, help='weights file; default: weights/dunet_small.pt')
+
+    p = add_command(groups['train'], 'denoiser-d', train_denoiser_d,
+                    'Tucker-decompose the trained DUNET into DUNET_D and fine-tune it post hoc')
+    _training_args(p, epochs=2, lr=2e-4, n_train=20000)
+    p.add_argument('--rule', choices=RULES, default=None,
+                   help="rank rule (default: the config's, paper)")
+    p.add_argument('--dunet', default=None,
+                   help='trained DUNET weights; default: the shipped weights/dunet_small.pt')
+    p.add_argument('--out', default=None, help='weights file; default: weights/dunet_d_small.pt')
+
+    p = add_command(groups['bench'], 'denoiser', bench_denoiser,
+                    'wall time of DUNET vs DUNET_D, measured side by side in one run')
+    p.add_argument('--configs', default='full,small',
+                   help='comma-separated configs; full runs 1x3x299x299, small a batch')
+    p.add_argument('--batch-size', type=positive_int, default=64, help='batch of the small run')
+    p.add_argument('--repeats', type=positive_int, default=5, help='timed runs per model')
+    p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+
+
+def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
+    p.add_argument('--config', default='small', help='DUNET config')
+    p.add_argument('--epochs', type=positive_int, default=epochs, help='passes over the data')
+    p.add_argument('--batch-size', type=positive_int, default=64, help='images per step')
+    p.add_argument('--lr', type=positive_float, default=lr, help='Adam learning rate')
+    p.add_argument('--n-train', type=positive_int, default=n_train,
+                   help='training images (the first N of the train split) to attack')
+    p.add_argument('--eval-limit', type=positive_int, default=1000,
+                   help='test images for the accuracy report after training')
+    p.add_argument('--seed', type=int, default=0, help='seed of every random choice')
+    p.add_argument('--threads', type=positive_int, default=1,
+                   help='torch intra-op threads (the shipped weights were made with 1; the '
+                        'result is bitwise reproducible for a given thread count and CPU)')
+
+
+# --- macs -----------------------------------------------------------------------------------
+
+def _dunet_d_ranks(config: str, rule: str | None) -> tuple[dict, str]:
+    """Ranks of DUNET_D: those of the shipped weights, or by rule."""
+    from ..core import dunet
+
+    if rule is None:
+        path = dunet.default_weights('dunet_d', config)
+        if path.is_file():
+            return dunet.tucker_ranks(dunet.load_denoiser('dunet_d', config)), \
+                f'of the shipped {path.name}'
+        rule = dunet.CONFIGS[config].rank_rule
+    if rule == 'paper':
+        return dunet.default_ranks(dunet.build_dunet(config), 'paper'), 'paper'
+    path = dunet.default_weights('dunet', config)
+    if not path.is_file():
+        raise CliError(f'rank rule {rule!r} needs trained DUNET weights ({path} is missing); '
+                       f'use --rule paper')
+    return dunet.default_ranks(dunet.load_denoiser('dunet', config), rule), \
+        f'{rule} on {path.name}'
+
+
+def macs(args) -> dict:
+    """Print per-layer MACs of DUNET and DUNET_D for a config."""
+    from ..core import dunet, tucker
+
+    if args.config not in dunet.CONFIGS:
+        raise ValueError(f'unknown config {args.config!r}; expected one of '
+                         f'{tuple(dunet.CONFIGS)}')
+    shape = dunet.CONFIGS[args.config].input_shape
+    base = dunet.build_dunet(args.config)
+    ranks, rule = _dunet_d_ranks(args.config, args.rule)
+    approx = dunet.build_dunet_d(args.config, ranks)
+    rows = tucker.conv_rows(base, shape)
+    rows_d = tucker.conv_rows(approx, shape)
+    by_layer = {}
+    for r in rows_d:                        # a decomposed conv's three parts sum into its row
+        layer = next((n for n in ranks if r.name.startswith(n + '.')), r.name)
+        by_layer[layer] = by_layer.get(layer, 0) + r.macs
+    total, total_d = sum(r.macs for r in rows), sum(r.macs for r in rows_d)
+    concat = set(base.concat_convs())
+    table = [{'layer': r.name.removesuffix('.conv'), 'ci': r.ci, 'co': r.co,
+              'out': f'{r.out_hw[0]}x{r.out_hw[1]}', 'dunet_macs': r.macs,
+              'dunet_d_macs': by_layer[r.name],
+              'ranks': '{}, {}'.format(*ranks[r.name]) if r.name in ranks else ''}
+             for r in rows]
+    print(format_table(table))
+    concat_macs = sum(r.macs for r in rows if r.name in concat)
+    print(f'{args.config} {"x".join(map(str, shape))}: DUNET {total:,} MACs '
+          f'(concat convs {concat_macs / total:.2%}), DUNET_D {total_d:,} MACs '
+          f'({1 - total_d / total:.2%} fewer; ranks {rule})')
+
+    def layers(rs):
+        return [{'name': r.name, 'ci': r.ci, 'co': r.co, 'kernel': list(r.kernel),
+                 'out': list(r.out_hw), 'macs': r.macs} for r in rs]
+
+    return {'config': args.config, 'input_shape': list(shape),
+            'dunet': {'total': total, 'concat_convs': concat_macs,
+                      'concat_share': concat_macs / total, 'layers': layers(rows)},
+            'dunet_d': {'total': total_d, 'rank_rule': rule,
+                        'ranks': {k: list(v) for k, v in ranks.items()},
+                        'layers': layers(rows_d)},
+            'ratio': total_d / total, 'reduction': 1 - total_d / total}
+
+
+# --- training -------------------------------------------------------------------------------
+
+def _adversarial_data(args, target):
+    """Build the seeded HGD training set: (x_adv, x_clean, counts by attack kind)."""
+    from ..core import data, training
+
+    g = training.seed_everything(args.seed)
+    x, y = data.load_split_tensors('train', args.n_train)
+    x_adv, kind, _ = training.make_adversarial_set(
+        target, x, y, training.AdversarialMix(), g, progress=ProgressBar('attack train set'))
+    counts = {k: int((kind == i).sum()) for i, k in enumerate(training.ATTACK_KINDS)}
+    return x_adv, x, counts
+
+
+def _report_accuracy(target, defenses: dict, limit: int) -> dict:
+    from ..core import data, evaluation
+
+    x, y = data.load_split_tensors('test', limit)
+    acc = evaluation.evaluate(target, x, y, defenses, evaluation.eval_attacks(),
+                              progress=ProgressBar('eval'))
+    rows = [{'defense': d, **{a: round(v, 4) for a, v in row.items()}} for d, row in acc.items()]
+    print(format_table(rows))
+    print(f'{len(y)} test images')
+    return acc
+
+
+def _save(model, out: Path, record: dict) -> dict:
+    import torch
+
+    from ..core import models
+
+    models.save_state_dict(model, out)
+    record = {'weights': str(out), 'bytes': out.stat().st_size, **record,
+              'hash': models.state_hash(model), 'torch': torch.__version__,
+              'threads': torch.get_num_threads()}
+    write_provenance(out, record)
+    print(f'saved {out} ({record["bytes"] / 1e3:.0f} kB)')
+    return record
+
+
+def train_denoiser(args) -> dict:
+    """Train DUNET with HGD's guided loss; save it with its provenance."""
+    from torch import nn
+
+    from ..core import dunet, models, training
+
+    set_threads(args.threads)
+    target = models.build_model()
+    start = time.monotonic()
+    x_adv, x_clean, counts = _adversarial_data(args, target)
+    attack_seconds = time.monotonic() - start
+    training.seed_everything(args.seed)          # the initial weights
+    model = dunet.build_dunet(args.config)
+    cfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                       lr=args.lr, loss=args.loss, seed=args.seed)
+    training.train_denoiser(model, target, x_adv, x_clean, cfg,
+                            progress=ProgressBar('train DUNET'))
+    seconds = time.monotonic() - start
+    acc = _report_accuracy(target, {'none': nn.Identity(), 'dunet': model}, args.eval_limit)
+    out = Path(args.out) if args.out else dunet.default_weights('dunet', args.config)
+    return _save(model, out, {
+        'kind': 'dunet', 'config': args.config, 'loss': args.loss, 'epochs': args.epochs,
+        'batch_size': args.batch_size, 'lr': args.lr, 'n_train': len(x_clean),
+        'train_set': counts, 'mix': training.AdversarialMix().__dict__, 'seed': args.seed,
+        'seconds': round(seconds, 1), 'attack_seconds': round(attack_seconds, 1),
+        'eval_n': args.eval_limit, 'accuracy': acc})
+
+
+def train_denoiser_d(args) -> dict:
+    """Decompose the trained DUNET into DUNET_D, fine-tune it post hoc, save it."""
+    from ..core import dunet, models, training, tucker
+
+    set_threads(args.threads)
+    target = models.build_model()
+    base = dunet.load_denoiser('dunet', args.config, args.dunet)
+    start = time.monotonic()
+    rule = args.rule or base.cfg.rank_rule
+    approx = dunet.decompose(base, rule)
+    ranks = dunet.tucker_ranks(approx)
+    shape = base.cfg.input_shape
+    total, total_d = tucker.total_macs(base, shape), tucker.total_macs(approx, shape)
+    print(f'ranks ({rule}): ' + ', '.join(f'{k}={v}' for k, v in ranks.items())
+          + f'; MACs {total:,} -> {total_d:,} ({1 - total_d / total:.2%} fewer)')
+    before = _report_accuracy(target, {'dunet': base, 'dunet_d': approx}, args.eval_limit)
+    x_adv, x_clean, counts = _adversarial_data(args, target)
+    cfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                       lr=args.lr, seed=args.seed)
+    training.train_denoiser(approx, target, x_adv, x_clean, cfg,
+                            progress=ProgressBar('fine-tune DUNET_D'))
+    seconds = time.monotonic() - start
+    after = _report_accuracy(target, {'dunet': base, 'dunet_d': approx}, args.eval_limit)
+    out = Path(args.out) if args.out else dunet.default_weights('dunet_d', args.config)
+    return _save(approx, out, {
+        'kind': 'dunet_d', 'config': args.config, 'rank_rule': rule,
+        'ranks': {k: list(v) for k, v in ranks.items()}, 'dunet_macs': total,
+        'dunet_d_macs': total_d, 'mac_reduction': 1 - total_d / total,
+        'dunet_hash': models.state_hash(base), 'epochs': args.epochs,
+        'batch_size': args.batch_size, 'lr': args.lr, 'n_train': len(x_clean),
+        'train_set': counts, 'seed': args.seed, 'seconds': round(seconds, 1),
+        'eval_n': args.eval_limit, 'accuracy_before_fine_tune': before, 'accuracy': after})
+
+
+# --- benchmark ------------------------------------------------------------------------------
+
+def _time_pair(models_by_name: dict, x, repeats: int) -> dict:
+    """Median wall time of each model on ``x``, the models interleaved run by run."""
+    import torch
+
+    times = {name: [] for name in models_by_name}
+    with torch.no_grad():
+        for m in models_by_name.values():         # warm-up
+            m(x)
+        for _ in range(repeats):
+            for name, m in models_by_name.items():
+                t0 = time.perf_counter()
+                m(x)
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_denoiser(args) -> dict:
+    """Time DUNET against DUNET_D: full at 1x3x299x299, small at a batch."""
+    import torch
+
+    from ..core import dunet, tucker
+
+    set_threads(args.threads)
+    configs = [c.strip() for c in args.configs.split(',') if c.strip()]
+    unknown = [c for c in configs if c not in dunet.CONFIGS]
+    if unknown or not configs:
+        raise ValueError(f'unknown config {unknown[:1]}; expected some of {tuple(dunet.CONFIGS)}')
+    results, rows = {}, []
+    for config in configs:
+        shape = dunet.CONFIGS[config].input_shape
+        if config == 'small' and dunet.default_weights('dunet_d', config).is_file():
+            base, approx, source = (dunet.load_denoiser('dunet', config),
+                                    dunet.load_denoiser('dunet_d', config), 'shipped weights')
+        else:
+            torch.manual_seed(0)
+            base = dunet.build_dunet(config).eval()
+            ranks = dunet.default_ranks(base, 'paper')
+            approx, source = dunet.build_dunet_d(config, ranks).eval(), 'random weights'
+        batch = 1 if config == 'full' else args.batch_size
+        x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
+        t = _time_pair({'dunet': base, 'dunet_d': approx}, x, args.repeats)
+        m, m_d = tucker.total_macs(base, shape), tucker.total_macs(approx, shape)
+        results[config] = {
+            'batch': batch, 'input_shape': list(shape), 'weights': source,
+            'dunet_s': t['dunet'], 'dunet_d_s': t['dunet_d'],
+            'time_ratio': t['dunet_d'] / t['dunet'], 'speedup': t['dunet'] / t['dunet_d'],
+            'faster_pct': 100 * (1 - t['dunet_d'] / t['dunet']), 'mac_ratio': m_d / m}
+        rows.append({'config': config, 'input': f'{batch}x' + 'x'.join(map(str, shape)),
+                     'dunet_ms': 1e3 * t['dunet'], 'dunet_d_ms': 1e3 * t['dunet_d'],
+                     'time_ratio': t['dunet_d'] / t['dunet'], 'mac_ratio': m_d / m})
+    print(format_table(rows))
+    print(f'median of {args.repeats} runs each, interleaved; {torch.get_num_threads()} threads')
+    return {'threads': torch.get_num_threads(), 'repeats': args.repeats, **results}
