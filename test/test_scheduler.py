@@ -137,14 +137,30 @@ def test_launcher_runs_queued_jobs_by_priority_fifo_within_priority():
 
 
 def test_priority_comes_from_the_callers_context():
-    seen = []
     with Scheduler(SchedulerConfig(hold_s=0)) as sched:
         with S.at_priority(7):
-            sched.run(lambda: seen.append(S.current_priority()))
+            sched.submit(lambda: None).result(WAIT)
+            sched.run(lambda: None)
         sched.run(lambda: None)
-        stats = sched.stats()
-    assert stats['by_priority'] == {0: 1, 7: 1}
-    assert seen == [0]  # the launcher thread has no caller context of its own
+        assert sched.stats()['by_priority'] == {0: 1, 7: 2}
+
+
+def test_a_free_device_runs_the_callers_job_inline_and_a_busy_one_queues_it():
+    me = threading.get_ident()
+    with Scheduler(SchedulerConfig(workers=1)) as sched:
+        assert sched.run(threading.get_ident) == me              # no thread switch
+        release, first = blocker(sched)                         # the only slot is taken
+        result = []
+        t = threading.Thread(target=lambda: result.append(sched.run(threading.get_ident)))
+        t.start()
+        time.sleep(0.05)
+        assert result == []                                     # it waits for the slot
+        release.set()
+        t.join(WAIT)
+        launcher = {th.ident for th in sched.threads()}
+        assert result[0] in launcher and sched.stats()['inline'] == 1
+    with Scheduler(SchedulerConfig(inline=False)) as sched:
+        assert sched.run(threading.get_ident) != me
 
 
 def test_aging_keeps_low_priority_from_starving_under_a_stream_of_high_priority_jobs():

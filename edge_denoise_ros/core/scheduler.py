@@ -37,9 +37,12 @@ The priority of the CPU side is projected onto the device in two ways:
   are on the device at once, so the backlog of low-priority kernels stays
   short and the rest of it keeps its place in the priority queue.
 
-On the CPU the launcher is ``workers`` threads, each running one job at a
-time with torch's intra-op threads (``intra_op_threads``, process-wide; keep
-``workers * intra_op_threads`` near the core count).
+On the CPU the device has ``workers`` slots and the launcher as many threads,
+each running one job at a time with torch's intra-op threads
+(``intra_op_threads``, process-wide; keep ``workers * intra_op_threads`` near
+the core count). A model thread that waits for its job anyway runs it itself
+when a slot is free and nothing queued may go first (``inline``): the order is
+the queue's, without two thread switches per job.
 
 Pipelining (``Pipeline``, ``pipelined``): a denoiser thread and a target thread
 connected by bounded queues, so the denoiser works on frame i+1 while the
@@ -119,6 +122,8 @@ class SchedulerConfig:
     ``hold_s``: how long after one of its jobs finished a higher-priority
     session still keeps lower-priority jobs from starting (0 disables holding).
     ``max_inflight``: CUDA only, launched but unfinished jobs per priority level.
+    ``inline``: CPU only, let a waiting caller run its own job when a slot is
+    free and nothing queued may go first (see ``Scheduler.call``).
     """
 
     device: str = 'cpu'
@@ -127,6 +132,7 @@ class SchedulerConfig:
     aging_per_s: float = 0.0
     hold_s: float = 0.005
     max_inflight: int = 2
+    inline: bool = True
 
     def __post_init__(self):
         kind = str(self.device).split(':')[0]
@@ -281,9 +287,10 @@ class Scheduler:
         self._closing = False
         self._closed = False
         self._inflight: collections.Counter = collections.Counter()
+        self._active = 0  # CPU jobs running (launcher workers and inline callers)
         self._watches: dict[int, _Watch] = {}
         self._stats = {'submitted': 0, 'completed': 0, 'failed': 0, 'cancelled': 0,
-                       'max_queue': 0, 'held': 0, 'busy_s': 0.0}
+                       'max_queue': 0, 'held': 0, 'inline': 0, 'busy_s': 0.0}
         self._by_priority: collections.Counter = collections.Counter()
         count = 1 if self._cuda else config.workers
         target = self._cuda_loop if self._cuda else self._cpu_loop
@@ -304,30 +311,71 @@ class Scheduler:
         first). A job submitted inside a ``session`` of this scheduler belongs to it
         and runs at no less than the session's priority.
         """
+        job = self._job(fn, args, kwargs, priority, model, frame)
+        with self._cond:
+            self._accept(job)
+            self._push(job)
+        return job.future
+
+    def call(self, fn: Callable, args: tuple = (), kwargs: dict | None = None, *,
+             priority: int | None = None, model: str = '', frame: int | None = None) -> Any:
+        """
+        Run ``fn(*args, **kwargs)`` as one job and wait for its result (or exception).
+
+        On the CPU with ``inline`` set, when a device slot is free and no queued
+        job may start before this one, the calling thread runs the job itself
+        (the launcher lends it the slot): the same order as queuing it, without
+        two thread switches per job. Otherwise the job queues for the launcher.
+        """
+        job = self._job(fn, args, kwargs, priority, model, frame)
+        with self._cond:
+            self._accept(job)
+            inline = self._may_inline(job)
+            if inline:
+                self._active += 1
+                self._stats['inline'] += 1
+            else:
+                self._push(job)
+        if inline and job.future.set_running_or_notify_cancel():
+            self._execute(job)
+        return job.future.result()
+
+    def run(self, fn: Callable, *args, priority: int | None = None, model: str = '',
+            frame: int | None = None, **kwargs) -> Any:
+        """Run ``fn(*args, **kwargs)`` as one job and return its result (see ``call``)."""
+        return self.call(fn, args, kwargs, priority=priority, model=model, frame=frame)
+
+    def _job(self, fn, args, kwargs, priority, model, frame) -> Job:
         priority = current_priority() if priority is None else _check_priority(priority)
         session = _SESSION.get()
         if session is not None and session.scheduler is not self:
             session = None
         if session is not None and session.priority > priority:
             priority = session.priority  # inherit: no inversion inside a forward pass
-        job = Job(priority, model, frame, fn, tuple(args), dict(kwargs or {}), Future(),
-                  session=session)
-        with self._cond:
-            if self._closing:
-                raise SchedulerClosed('the scheduler is closed; no new jobs are accepted')
-            self._queue.push(job)
-            if session is not None:
-                session.pending += 1
-            self._stats['submitted'] += 1
-            self._stats['max_queue'] = max(self._stats['max_queue'], len(self._queue))
-            self._cond.notify_all()
-        return job.future
+        return Job(priority, model, frame, fn, tuple(args), dict(kwargs or {}), Future(),
+                   session=session)
 
-    def run(self, fn: Callable, *args, priority: int | None = None, model: str = '',
-            frame: int | None = None, **kwargs) -> Any:
-        """Submit one job and wait for its result (its exception is raised here)."""
-        return self.submit(fn, args, kwargs, priority=priority, model=model,
-                           frame=frame).result()
+    def _accept(self, job: Job) -> None:
+        """Count a new job in (lock held); refuse it once closing."""
+        if self._closing:
+            raise SchedulerClosed('the scheduler is closed; no new jobs are accepted')
+        if job.session is not None:
+            job.session.pending += 1
+        self._stats['submitted'] += 1
+
+    def _push(self, job: Job) -> None:
+        """Queue an accepted job for the launcher (lock held)."""
+        self._queue.push(job)
+        self._stats['max_queue'] = max(self._stats['max_queue'], len(self._queue))
+        self._cond.notify_all()
+
+    def _may_inline(self, job: Job) -> bool:
+        """Return whether the caller may run ``job`` now, in its own thread (lock held)."""
+        if not self.config.inline or self._cuda or self._active >= self.config.workers:
+            return False
+        now = time.monotonic()
+        floor, _ = self._floor(now)
+        return job.priority >= floor and self._queue.best(floor, now) is None
 
     @contextlib.contextmanager
     def session(self, priority: int | None = None) -> Iterator[Session]:
@@ -384,6 +432,9 @@ class Scheduler:
         while True:
             if self._closing and not len(self._queue):
                 return None
+            if not self._cuda and self._active >= self.config.workers:
+                self._cond.wait()  # every CPU slot is taken (by inline jobs)
+                continue
             now = time.monotonic()
             floor, wake = self._floor(now)
             job = self._queue.pop(floor, now, allowed)
@@ -406,6 +457,8 @@ class Scheduler:
             if job.session is not None:
                 job.session.pending -= 1
                 job.session.last_done = time.monotonic()
+            if not self._cuda:
+                self._active -= 1
             self._stats['failed' if error is not None else 'completed'] += 1
             self._by_priority[job.priority] += 1
             self._cond.notify_all()
@@ -418,27 +471,35 @@ class Scheduler:
         while True:
             with self._cond:
                 job = self._next()
+                if job is not None:
+                    self._active += 1
             if job is None:
                 return
             if not job.future.set_running_or_notify_cancel():
                 self._cancelled(job)
                 continue
-            start = time.perf_counter()
-            try:
-                with torch.no_grad():
-                    out = job.fn(*job.args, **job.kwargs)
-            except BaseException as exc:  # noqa: B902 - every failure goes to the submitter
-                out, error = None, exc
-            else:
-                error = None
-            with self._cond:
-                self._stats['busy_s'] += time.perf_counter() - start
-            self._finish(job, out, error)
+            self._execute(job)
+
+    def _execute(self, job: Job) -> None:
+        """Run a CPU job in this thread (a launcher worker, or the caller inline)."""
+        start = time.perf_counter()
+        try:
+            with torch.no_grad():
+                out = job.fn(*job.args, **job.kwargs)
+        except BaseException as exc:  # noqa: B902 - every failure goes to the submitter
+            out, error = None, exc
+        else:
+            error = None
+        with self._cond:
+            self._stats['busy_s'] += time.perf_counter() - start
+        self._finish(job, out, error)
 
     def _cancelled(self, job: Job) -> None:
         with self._cond:
             if job.session is not None:
                 job.session.pending -= 1
+            if not self._cuda:
+                self._active -= 1
             self._stats['cancelled'] += 1
             self._cond.notify_all()
 
@@ -689,8 +750,8 @@ class ScheduledModel:
         priority = _check_priority(priority)
 
         def call(stage: str, fn: Callable, args: tuple, kwargs: dict):
-            return self.scheduler.submit(fn, args, kwargs, priority=priority, model=self.name,
-                                         frame=frame).result()
+            return self.scheduler.call(fn, args, kwargs, priority=priority, model=self.name,
+                                       frame=frame)
 
         with self.scheduler.session(priority):
             if self.graph is None:
