@@ -59,6 +59,12 @@ def _model_args(p, frame_help: str) -> None:
     p.add_argument('--frame-codecs', type=parse_list, default=None,
                    help='host-only frame codecs (default: raw and the image codecs that work)')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+    p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                   help='wall time, or CPU time (with --threads 1: latency without the other '
+                        'tenants of a shared machine)')
+    p.add_argument('--stat', default='median',
+                   help="figure of repeated timings: median, or pNN (e.g. p20: the time when "
+                        "undisturbed, steadier on a shared machine)")
 
 
 FRAME_HELP = ('camera frame: an image file, or HxW for the built-in example frame '
@@ -86,6 +92,9 @@ def register(groups) -> None:
                    help='timed rounds when a side is profiled here')
     p.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     p.add_argument('--sort', action='store_true', help='order the table by total time')
+    p.add_argument('--min-cut', action='store_true',
+                   help='also solve the DADS min-cut over all partitions (raw float32 '
+                        'tensors, per-node times), which may cut across branches')
 
     p = add_command(groups[''], 'profile', profile_command,
                     'measure every cut\'s head and tail, codecs and the frame path here')
@@ -105,10 +114,20 @@ def register(groups) -> None:
                    help='the emulated edge is k times slower than this machine')
     p.add_argument('--codecs', type=parse_list, default=None, help='feature codecs')
     p.add_argument('--repeats', type=positive_int, default=None,
-                   help='timed rounds (default: 15 for models under 5 ms, else 3)')
-    p.add_argument('--confirm-repeats', type=positive_int, default=None,
-                   help='rounds of the head-to-head confirmation (default: 3 x repeats)')
-    p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+                   help='timed rounds (default: 16 for models under 5 ms, else 5)')
+    p.add_argument('--pairs', type=positive_int, default=None,
+                   help='rounds of the head-to-head runs of the choice and the finalists '
+                        '(default: 3 x repeats)')
+    p.add_argument('--frame-codecs', type=parse_list, default=None,
+                   help='host-only frame codecs (default: raw and the image codecs that work)')
+    p.add_argument('--threads', type=positive_int, default=1,
+                   help='torch (and OpenCV) threads; 1 makes CPU time a latency')
+    p.add_argument('--clock', choices=('wall', 'cpu'), default='cpu',
+                   help='cpu: this process\'s CPU time, immune to other tenants (needs '
+                        '--threads 1 to be a latency); wall: wall time')
+    p.add_argument('--stat', default='p20',
+                   help='figure of repeated timings: median, or pNN (default p20: the time '
+                        'when undisturbed, steadier on a shared machine)')
     p.add_argument('--out', default=None, help='also write the result here (JSON)')
 
 
@@ -172,7 +191,8 @@ def plan_command(args) -> dict:
     planner = surgery.make_planner(
         model, shape, link, args.edge_profile, args.host_profile, args.edge_slowdown,
         args.host_slowdown, frame, args.codecs, args.frame_codecs, args.repeats, args.warmup,
-        model_name=args.model, progress=ProgressBar('profile'))
+        clock=args.clock, stat=args.stat, model_name=args.model,
+        progress=ProgressBar('profile'))
     result = planner.plan()
     rows = _round(result.rows)
     shown = sorted(rows, key=lambda r: r['total_ms']) if args.sort else rows
@@ -187,9 +207,32 @@ def plan_command(args) -> dict:
     print(f'choice: {result.choice.name}  {best["total_ms"]:.2f} ms '
           f'(edge-only {edge_only["total_ms"]:.2f} ms, '
           f'{edge_only["total_ms"] / best["total_ms"]:.2f}x)')
-    return {'candidates': rows, 'choice': result.choice.name, 'model': args.model,
-            'input': list(shape), 'link': result.as_dict()['link'],
-            'edge_slowdown': args.edge_slowdown, 'host_slowdown': args.host_slowdown}
+    out = {'candidates': rows, 'choice': result.choice.name, 'model': args.model,
+           'input': list(shape), 'link': result.as_dict()['link'],
+           'edge_slowdown': args.edge_slowdown, 'host_slowdown': args.host_slowdown}
+    if args.min_cut:
+        out['min_cut'] = _min_cut(model, frame, shape, planner, args, link)
+    return out
+
+
+def _min_cut(model, frame, shape, planner, args, link) -> dict:
+    from dataclasses import asdict
+
+    from ..core import surgery
+
+    traced = surgery.trace(model, surgery.preprocess(frame, shape))
+    mc = surgery.profile_min_cut(traced, planner.edge_profile, planner.host_profile,
+                                 args.edge_slowdown, args.host_slowdown, link)
+    kind = (f'the single cut {mc.single_cut}' if mc.single_cut
+            else f'{len(mc.sent)} tensors across branches')
+    print(f'DADS min-cut (raw float32, per-node times): {mc.total_ms:.2f} ms, sends {kind} '
+          f'({mc.bytes:,} B: {", ".join(mc.sent)}); best single-tensor cut by the same '
+          f'per-node times: {mc.best_single} {mc.best_single_ms:.2f} ms; edge-only '
+          f'{mc.edge_only_ms:.2f} ms')
+    d = asdict(mc)
+    d['edge_nodes'] = len(mc.edge_nodes)
+    d['shapes'] = [list(t) for t in mc.shapes]
+    return d
 
 
 def _side(profile, slowdown: float) -> str:
@@ -205,6 +248,7 @@ def profile_command(args) -> dict:
     model, shape, frame = _load(args)
     prof = surgery.measure_profile(model, frame, shape, args.model, args.codecs,
                                    args.frame_codecs, args.repeats, args.warmup,
+                                   clock=args.clock, stat=args.stat,
                                    progress=ProgressBar('profile'))
     sizes = {}
     for f in prof.features:
@@ -226,19 +270,23 @@ def profile_command(args) -> dict:
 
 def bench_planner(args) -> tuple[dict, int]:
     """Validate the planner against end-to-end runs; exit 1 if a choice misses the bar."""
+    import cv2
+
     from ..core import models, surgery
 
     set_threads(args.threads)
+    cv2.setNumThreads(args.threads)
     reports, ok = [], True
     for name in args.models:
         model = models.build_model(name)
         shape = models.input_shape(name)
-        repeats = args.repeats or (15 if _fast(model, shape) else 3)
+        repeats = args.repeats or (16 if _fast(model, shape) else 5)
         res = surgery.validate(model, shape, args.uplinks, edge_slowdown=args.edge_slowdown,
                                link=surgery.Link(downlink_mbps=args.downlink_mbps),
-                               codecs=args.codecs, repeats=repeats, warmup=1,
-                               confirm_repeats=args.confirm_repeats, model_name=name,
-                               progress=ProgressBar(f'bench {name}'))
+                               codecs=args.codecs, frame_codecs=args.frame_codecs,
+                               repeats=repeats, warmup=1,
+                               pairs=args.pairs, clock=args.clock, stat=args.stat,
+                               model_name=name, progress=ProgressBar(f'bench {name}'))
         rows = [{'model': name, 'uplink_mbps': s['uplink_mbps'], 'choice': s['choice'],
                  'predicted_ms': round(s['predicted_ms'], 3),
                  'choice_measured_ms': round(s['choice_measured_ms'], 3),
@@ -248,14 +296,16 @@ def bench_planner(args) -> tuple[dict, int]:
                  'ok': s['ratio'] <= 1 + TOLERANCE} for s in res['speeds']]
         ok = ok and all(r['ok'] for r in rows)
         print(format_table(rows))
-        print(f'{name}: {res["candidates"]} candidates, {repeats} rounds + '
-              f'{res["confirm_repeats"]} confirming rounds, burst {res["burst"]}, edge x'
-              f'{args.edge_slowdown:g}')
+        print(f'{name}: {res["candidates"]} candidates, {repeats} rounds + {res["pairs"]} '
+              f'paired rounds, burst {res["burst"]}, edge x{args.edge_slowdown:g}, '
+              f'{args.clock} clock, {args.stat}, {args.threads} thread(s)')
         reports.append({'model': name, 'input': list(shape), 'rows': rows,
                         'candidates': res['candidates'], 'repeats': repeats,
-                        'confirm_repeats': res['confirm_repeats'],
-                        'measured': res['measured'], 'remeasured': res['remeasured']})
+                        'pairs': res['pairs'], 'paired_ratios': [s['paired_ratios']
+                                                                 for s in res['speeds']],
+                        'measured': res['measured']})
     result = {'tolerance': TOLERANCE, 'edge_slowdown': args.edge_slowdown,
+              'clock': args.clock, 'stat': args.stat, 'threads': args.threads,
               'uplinks': args.uplinks, 'passed': ok, 'models': reports}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + '\n')

@@ -47,6 +47,7 @@ Typical use on an edge node::
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import operator
@@ -111,6 +112,9 @@ class Traced:
     total_params: int
     output_shape: tuple[int, ...]
     _node_of: dict = field(default_factory=dict, repr=False)
+    dynamic: set = field(default_factory=set, repr=False)    # nodes computed from the input
+    needed: set = field(default_factory=set, repr=False)     # nodes the output depends on
+    shapes: dict = field(default_factory=dict, repr=False)   # node -> tensor shape
 
     def cut(self, name: str | Cut) -> Cut:
         """Return the cut named ``name`` (node name or label); raise ValueError if none."""
@@ -361,7 +365,7 @@ def trace(model: nn.Module, example_input) -> Traced:
                   total_params=total_params,
                   output_shape=shapes.get(out_node.args[0], ()) if isinstance(
                       out_node.args[0], torch.fx.Node) else (),
-                  _node_of=node_of)
+                  _node_of=node_of, dynamic=dynamic, needed=needed, shapes=shapes)
 
 
 def _impure(node) -> bool:
@@ -407,37 +411,56 @@ def split_traced(traced: Traced, cut: str | Cut) -> tuple[nn.Module, nn.Module]:
     """Split an already traced model at ``cut``; see :func:`split`."""
     c = traced.cut(cut)
     v = traced._node_of[c.name]
-    gm, nodes = traced.module, traced.nodes
-    pos = {n: i for i, n in enumerate(nodes)}
-    dynamic = set()
-    for n in nodes:
-        if n.op == 'placeholder' or any(a in dynamic for a in n.all_input_nodes):
-            dynamic.add(n)
-    p = pos[v]
-    # Head: every node up to v (unused static nodes are dropped), returning v.
+    p = traced.nodes.index(v)
+    on_edge = {n for n in traced.nodes[:p + 1] if n in traced.dynamic}
+    return _build_halves(traced, on_edge, [v], [c.name if c.name != INPUT_CUT else 'x'],
+                         single=True)
+
+
+def _build_halves(traced: Traced, on_edge: set, boundary: list, names: list[str],
+                  single: bool) -> tuple[nn.Module, nn.Module]:
+    """
+    Return ``(head, tail)``: the ``on_edge`` nodes, and the other activations.
+
+    The head returns the ``boundary`` tensors (one tensor when ``single``,
+    else a tuple), the tail takes them in that order. Values computed from
+    parameters alone are re-created on whichever side needs them.
+    """
+    gm, nodes, dynamic = traced.module, traced.nodes, traced.dynamic
+
+    def copier(graph, env, side):
+        def fetch(a):
+            if a not in env:
+                if a in dynamic:
+                    raise ValueError(f'{a.name} is needed on the {side} but not sent to it')
+                env[a] = graph.node_copy(a, fetch)
+            return env[a]
+        return fetch
+
     head_graph, env = torch.fx.Graph(), {}
-    for n in nodes[:p + 1]:
-        env[n] = head_graph.node_copy(n, lambda a: env[a])
-    codegen = _pytree_codegen(gm, None, None, torch.empty(0))
+    fetch = copier(head_graph, env, 'edge')
+    for n in nodes:
+        if n in on_edge:
+            env[n] = head_graph.node_copy(n, fetch)
+    outs = [env[b] for b in boundary]
+    example = torch.empty(0) if single else tuple(torch.empty(0) for _ in boundary)
+    codegen = _pytree_codegen(gm, None, None, example)
     if codegen is not None:
         head_graph.set_codegen(codegen)
-    head_graph.output((env[v],) if codegen is not None else env[v])
+        head_graph.output(tuple(outs))
+    else:
+        head_graph.output(outs[0] if single else tuple(outs))
     head = torch.fx.GraphModule(gm, head_graph, class_name='Head')
     _drop_unused(head)
-    # Tail: a placeholder for v, then every later node; static inputs are re-created.
     tail_graph, env = torch.fx.Graph(), {}
-    env[v] = tail_graph.placeholder(c.name if c.name != INPUT_CUT else 'x')
-
-    def fetch(a):
-        if a not in env:
-            if a in dynamic:
-                raise ValueError(f'cut {c.name!r} is not valid: {a.name} crosses it')
-            env[a] = tail_graph.node_copy(a, fetch)
-        return env[a]
-
-    for n in nodes[p + 1:]:
-        env[n] = tail_graph.node_copy(n, fetch)
-    codegen = _pytree_codegen(gm, [env[v].name], ((torch.empty(0),), {}), None)
+    for b, name in zip(boundary, names):
+        env[b] = tail_graph.placeholder(name)
+    fetch = copier(tail_graph, env, 'host')
+    for n in nodes:
+        if n in dynamic and n not in on_edge:
+            env[n] = tail_graph.node_copy(n, fetch)
+    codegen = _pytree_codegen(gm, [env[b].name for b in boundary],
+                              (tuple(torch.empty(0) for _ in boundary), {}), None)
     if codegen is not None:
         tail_graph.set_codegen(codegen)
     tail = torch.fx.GraphModule(gm, tail_graph, class_name='Tail')
@@ -563,9 +586,13 @@ class Profile:
 
     ``cuts``: per cut ``name, label, index, shape, bytes, head_ms, tail_ms``;
     ``features``: per (cut, codec) ``cut, codec, bytes, encode_ms, decode_ms``
-    (bytes of the real payload); ``images``: per image codec of the host-only
-    path ``codec, bytes, encode_ms, decode_ms``; ``full_ms`` the whole model,
-    ``preprocess_ms`` camera frame to model input. A profile measured on the
+    (bytes of the real payload) and ``edge_ms``, ``host_ms``: each side of
+    that pipeline timed whole (preprocess + head + encode; decode + tail),
+    when measured; ``images``: per image codec of the host-only path
+    ``codec, bytes, encode_ms, decode_ms, edge_ms, host_ms``; ``full_ms`` the
+    whole model, ``preprocess_ms`` camera frame to model input,
+    ``edge_only_ms`` both timed whole; ``nodes`` each graph node's time (for
+    :func:`min_cut`). A profile measured on the
     robot serves as the edge profile (heads, encoders), one measured on the
     host as the host profile (tails, decoders).
     """
@@ -581,6 +608,8 @@ class Profile:
     repeats: int = 0
     warmup: int = 0
     machine: dict = field(default_factory=dict)
+    nodes: dict = field(default_factory=dict)
+    edge_only_ms: float | None = None
     format: str = PROFILE_FORMAT
 
     def as_dict(self) -> dict:
@@ -632,33 +661,115 @@ def machine_info() -> dict:
             'threads': torch.get_num_threads(), 'python': platform.python_version()}
 
 
+# Wall time, or this process's CPU time: with one intra-op thread, the CPU time of a
+# computation is its latency on an unloaded machine, and other tenants of a shared machine
+# do not inflate it (they do inflate wall time, by whole multiples when cores are short).
+CLOCKS = {'wall': time.perf_counter_ns, 'cpu': time.process_time_ns}
+
+
+def summarize(values: Sequence[float], stat: str = 'median') -> float:
+    """
+    Return one figure of repeated timings: ``'median'``, or ``'pNN'`` the NN-th percentile.
+
+    On a machine shared with other work, timings spread upwards; a low percentile
+    (``'p20'``) is the time when undisturbed and varies far less from run to run.
+    """
+    if not values:
+        raise ValueError('no timings to summarize')
+    if stat == 'median':
+        return statistics.median(values)
+    if stat.startswith('p') and stat[1:].isdigit() and 0 <= int(stat[1:]) <= 100:
+        return float(np.percentile(values, int(stat[1:])))
+    raise ValueError(f"unknown statistic {stat!r}; expected 'median' or 'p0'..'p100'")
+
+
+def _clock(name: str):
+    if name not in CLOCKS:
+        raise ValueError(f'unknown clock {name!r}; expected one of {tuple(CLOCKS)}')
+    return CLOCKS[name]
+
+
 def _auto_burst(model, x) -> int:
-    """Return how many runs in a row make ~5 ms of work (2 to 5), 1 for large models."""
+    """Return how many runs of a side to make in a row: 3 (one to warm up), 1 over 5 ms."""
+    times = []
     with torch.no_grad():
         model(x)
-        t0 = time.perf_counter()
-        model(x)
-        ms = (time.perf_counter() - t0) * 1e3
-    return 1 if ms > 5 else int(min(5, max(2, round(5 / max(ms, 1e-3)))))
+        for _ in range(5):
+            t0 = time.process_time()
+            model(x)
+            times.append((time.process_time() - t0) * 1e3)
+    return 1 if min(times) > 5 else 3
 
 
 class _Stopwatch:
     """Collect the durations of named stages (milliseconds) while ``recording``."""
 
-    def __init__(self):
+    def __init__(self, clock=time.perf_counter_ns, stat: str = 'median'):
         self.samples = {}
         self.recording = True
+        self.clock = clock
+        self.stat = stat
 
     def __call__(self, key, fn, *args):
-        t0 = time.perf_counter_ns()
+        t0 = self.clock()
         out = fn(*args)
         if self.recording:
-            self.samples.setdefault(key, []).append((time.perf_counter_ns() - t0) / 1e6)
+            self.samples.setdefault(key, []).append((self.clock() - t0) / 1e6)
         return out
 
-    def median(self, key) -> float:
+    def span(self, key, t0: int, t1: int | None = None) -> None:
+        """Record the time from ``t0`` to ``t1`` (readings of ``clock``; default now)."""
+        if self.recording:
+            t1 = self.clock() if t1 is None else t1
+            self.samples.setdefault(key, []).append((t1 - t0) / 1e6)
+
+    def median(self, key, default: float | None = 0.0) -> float | None:
         values = self.samples.get(key)
-        return statistics.median(values) if values else 0.0
+        return summarize(values, self.stat) if values else default
+
+
+class _NodeTimer(torch.fx.Interpreter):
+    """Run the graph, timing every activation node."""
+
+    def __init__(self, traced: Traced, clock):
+        super().__init__(traced.module)
+        self.dynamic = traced.dynamic
+        self.samples = {}
+        self.recording = False
+        self.clock = clock
+
+    def run_node(self, n):
+        if n not in self.dynamic or n.op in ('placeholder', 'output'):
+            return super().run_node(n)
+        t0 = self.clock()
+        out = super().run_node(n)
+        if self.recording:
+            self.samples.setdefault(n.name, []).append((self.clock() - t0) / 1e6)
+        return out
+
+
+def _run_sides(edge: Callable, host: Callable | None, burst: int, clock) -> tuple:
+    """
+    Run the edge side ``burst`` times in a row, then the host side on its output.
+
+    As on two machines: each side follows itself (caches, branch predictors),
+    not the other. Returns ``(edge_ms, host_ms, sent, out)``: the timings of
+    each side (all but the first run, unless ``burst`` is 1), the edge's last
+    output and the host's.
+    """
+    edge_ms, host_ms = [], []
+    for b in range(burst):
+        t0 = clock()
+        sent = edge()
+        if b or burst == 1:
+            edge_ms.append((clock() - t0) / 1e6)
+    out = sent
+    for b in range(burst if host is not None else 0):
+        t0 = clock()
+        out = host(sent)
+        if b or burst == 1:
+            host_ms.append((clock() - t0) / 1e6)
+    return edge_ms, host_ms, sent, out
 
 
 def _run_rounds(sessions: Sequence, repeats: int, warmup: int, progress=None) -> None:
@@ -667,8 +778,16 @@ def _run_rounds(sessions: Sequence, repeats: int, warmup: int, progress=None) ->
         raise ValueError(f'need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}')
     total = warmup + repeats
     for r in range(total):
-        for session in sessions:
-            session.round(r >= warmup)
+        # As timeit does: no garbage collection inside timed code (between rounds instead).
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for session in sessions:
+                session.round(r >= warmup)
+        finally:
+            if enabled:
+                gc.enable()
+        gc.collect(0)
         if progress is not None:
             progress(r + 1, total, {'round': 'warm-up' if r < warmup else 'timed'})
 
@@ -716,8 +835,10 @@ def _check_codecs(given, known, what) -> tuple[str, ...]:
 class _ProfileSession:
     """The state of one profile measurement; see :func:`measure_profile`."""
 
-    def __init__(self, model, frame, input_shape, codecs, frame_codecs, burst, model_name):
+    def __init__(self, model, frame, input_shape, codecs, frame_codecs, burst, model_name,
+                 clock='wall', stat='median'):
         codec_mod = _codecs_module()
+        self.clock = clock
         self.codec_mod, self.model, self.model_name = codec_mod, model, model_name
         self.input_shape = [int(d) for d in input_shape[-3:]]
         self.frame = frame_for(self.input_shape) if frame is None else frame
@@ -737,7 +858,9 @@ class _ProfileSession:
                     raise
                 self.frames.pop(k, None)  # by default, those that work here
         self.burst = burst or _auto_burst(model, x)
-        self.watch = _Stopwatch()
+        summarize([1.0], stat)  # check it early
+        self.watch = _Stopwatch(_clock(clock), stat)
+        self.node_timer = _NodeTimer(self.traced, _clock(clock))
         self.rounds = 0
 
     @torch.no_grad()
@@ -747,31 +870,44 @@ class _ProfileSession:
         watch, frame, shape, enc, dec = (self.watch, self.frame, self.input_shape,
                                          self.codec_mod.encode, self.codec_mod.decode)
         self.rounds += record
-        for b in range(self.burst):
-            watch.recording = record and (b > 0 or self.burst == 1)
-            watch('full', self.model, watch('preprocess', preprocess, frame, shape))
-        # Large models: one head, every codec, one tail per cut. Small ones (burst > 1),
-        # where microseconds count: one pipeline per codec, so that each stage follows
-        # the one it follows in service (caches, branch predictors).
-        groups = [self.codecs] if self.burst == 1 else [(k,) for k in self.codecs]
+        clock, model, whole = watch.clock, self.model, self.burst > 1
+        # Large models (burst 1): each stage timed once per round. Small ones, where
+        # microseconds count: one run times each stage (and warms the caches), then each
+        # side runs `burst` times in a row, timed whole with plain calls, as in service
+        # (the sum of stage medians can miss by a few microseconds).
+
+        def sides(key, edge, host):
+            if whole:
+                edge_ms, host_ms, _, _ = _run_sides(edge, host, self.burst, clock)
+                if record:
+                    watch.samples.setdefault(('edge_side',) + key, []).extend(edge_ms)
+                    watch.samples.setdefault(('host_side',) + key, []).extend(host_ms)
+
+        watch.recording = record
+        watch('full', model, watch('preprocess', preprocess, frame, shape))
+        sides((EDGE_ONLY,), lambda: model(preprocess(frame, shape)), None)
+        groups = [self.codecs] if not whole else [(k,) for k in self.codecs]
         for name, (head, tail) in self.halves.items():
             for group in groups:
-                for b in range(self.burst):
-                    watch.recording = record and (b > 0 or self.burst == 1)
-                    h = watch(('head', name), head,
-                              watch('preprocess', preprocess, frame, shape))
-                    decoded = h.clone()
-                    for k in group:
-                        payload, meta = watch(('encode', name, k), enc, h, k)
-                        self.sizes[(name, k)] = len(payload)
-                        decoded = watch(('decode', name, k), dec, payload, meta)
-                    watch(('tail', name), tail, decoded)
+                h = watch(('head', name), head, watch('preprocess', preprocess, frame, shape))
+                decoded = h
+                for k in group:
+                    payload, meta = watch(('encode', name, k), enc, h, k)
+                    self.sizes[(name, k)] = len(payload)
+                    decoded = watch(('decode', name, k), dec, payload, meta)
+                watch(('tail', name), tail, decoded if group else h.clone())
+                if whole and group:
+                    k = group[0]
+                    sides((name, k), lambda k=k, head=head: enc(head(preprocess(frame, shape)), k),
+                          lambda sent, tail=tail: tail(dec(*sent)))
         for k, (frame_enc, frame_dec) in self.frames.items():
-            for b in range(self.burst):
-                watch.recording = record and (b > 0 or self.burst == 1)
-                sent = watch(('frame_encode', k), frame_enc, frame)
-                got = watch(('frame_decode', k), frame_dec, *sent)
-                watch('full', self.model, watch('preprocess', preprocess, got, shape))
+            sent = watch(('frame_encode', k), frame_enc, frame)
+            got = watch(('frame_decode', k), frame_dec, *sent)
+            watch('full', model, watch('preprocess', preprocess, got, shape))
+            sides((HOST_ONLY, k), lambda frame_enc=frame_enc: frame_enc(frame),
+                  lambda sent, frame_dec=frame_dec: model(preprocess(frame_dec(*sent), shape)))
+        self.node_timer.recording = record  # node by node, for the min-cut
+        self.node_timer.run(preprocess(frame, shape))
 
     def result(self, warmup: int = 0) -> Profile:
         ms, cuts = self.watch.median, self.traced.cuts
@@ -783,11 +919,20 @@ class _ProfileSession:
                    'tail_ms': ms(('tail', c.name))} for c in cuts],
             features=[{'cut': c.name, 'codec': k, 'bytes': self.sizes.get((c.name, k), 0),
                        'encode_ms': ms(('encode', c.name, k)),
-                       'decode_ms': ms(('decode', c.name, k))}
+                       'decode_ms': ms(('decode', c.name, k)),
+                       'edge_ms': ms(('edge_side', c.name, k), None),
+                       'host_ms': ms(('host_side', c.name, k), None)}
                       for c in cuts for k in self.codecs],
             images=[{'codec': k, 'bytes': self.sizes[k], 'encode_ms': ms(('frame_encode', k)),
-                     'decode_ms': ms(('frame_decode', k))} for k in self.frames],
-            repeats=self.rounds, warmup=warmup, machine={**machine_info(), 'burst': self.burst})
+                     'decode_ms': ms(('frame_decode', k)),
+                     'edge_ms': ms(('edge_side', HOST_ONLY, k), None),
+                     'host_ms': ms(('host_side', HOST_ONLY, k), None)} for k in self.frames],
+            edge_only_ms=ms(('edge_side', EDGE_ONLY), None),
+            repeats=self.rounds, warmup=warmup,
+            machine={**machine_info(), 'burst': self.burst, 'clock': self.clock,
+                     'stat': self.watch.stat},
+            nodes={k: summarize(v, self.watch.stat)
+                   for k, v in self.node_timer.samples.items()})
 
 
 def measure_profile(model: nn.Module, frame: np.ndarray | None = None,
@@ -795,7 +940,7 @@ def measure_profile(model: nn.Module, frame: np.ndarray | None = None,
                     codecs: Sequence[str] | None = None,
                     frame_codecs: Sequence[str] | None = None,
                     repeats: int = 10, warmup: int = 2, burst: int | None = None,
-                    progress=None) -> Profile:
+                    clock: str = 'wall', stat: str = 'median', progress=None) -> Profile:
     """
     Measure a model on this machine: every cut's head and tail, codecs, the frame path.
 
@@ -809,12 +954,14 @@ def measure_profile(model: nn.Module, frame: np.ndarray | None = None,
     meets in service; within a round each path runs ``burst`` times in a
     row, the first untimed (default: ~5 ms of work, so sub-millisecond
     models are timed warm). Times are medians over ``repeats`` rounds after
-    ``warmup`` rounds.
+    ``warmup`` rounds, by the ``clock`` 'wall' or 'cpu' (this process's CPU
+    time: latency on an unloaded machine when torch runs one thread); ``stat``
+    may ask for a low percentile instead of the median (see :func:`summarize`).
     """
     if input_shape is None:
         raise ValueError('input_shape (C, H, W) is required')
     session = _ProfileSession(model, frame, input_shape, codecs, frame_codecs, burst,
-                              model_name)
+                              model_name, clock, stat)
     _run_rounds([session], repeats, warmup, progress)
     return session.result(warmup)
 
@@ -932,18 +1079,21 @@ def build_candidates(edge: Profile, host: Profile | None = None, edge_slowdown: 
     frame_codecs = _check_codecs(frame_codecs, have_images, 'image (profiled)')
     host_features = {(f['cut'], f['codec']): f for f in host.features}
     host_images = {i['codec']: i for i in host.images}
+    # Each side: timed whole where the profile has it, else the sum of its stages.
+    edge_only = _either(edge.edge_only_ms, edge.preprocess_ms + edge.full_ms)
     out = [Candidate(name=EDGE_ONLY, kind=EDGE_ONLY, cut=None, codec=None, shape=(),
-                     bytes=0, edge_ms=ke * (edge.preprocess_ms + edge.full_ms), host_ms=0.0)]
+                     bytes=0, edge_ms=ke * edge_only, host_ms=0.0)]
     for img in edge.images:
         if img['codec'] not in frame_codecs:
             continue
-        dec = host_images.get(img['codec'], img)['decode_ms'] * kh
-        enc = img['encode_ms'] * ke
+        himg = host_images.get(img['codec'], img)
+        dec, enc = himg['decode_ms'] * kh, img['encode_ms'] * ke
         out.append(Candidate(
             name=f"{HOST_ONLY}/{img['codec']}", kind=HOST_ONLY, cut=None, codec=img['codec'],
-            shape=tuple(edge.frame_shape), bytes=int(img['bytes']), edge_ms=enc,
-            host_ms=dec + kh * (host.preprocess_ms + host.full_ms), encode_ms=enc,
-            decode_ms=dec))
+            shape=tuple(edge.frame_shape), bytes=int(img['bytes']),
+            edge_ms=ke * _either(img.get('edge_ms'), img['encode_ms']),
+            host_ms=kh * _either(himg.get('host_ms'), himg['decode_ms'] + host.preprocess_ms
+                                 + host.full_ms), encode_ms=enc, decode_ms=dec))
     cut_of = {c['name']: c for c in edge.cuts}
     for f in edge.features:
         if f['codec'] not in codecs:
@@ -953,13 +1103,18 @@ def build_candidates(edge: Profile, host: Profile | None = None, edge_slowdown: 
         if hf is None:
             raise ValueError(f"host profile lacks codec {f['codec']} at cut {f['cut']}")
         enc, dec = ke * f['encode_ms'], kh * hf['decode_ms']
+        edge_side = _either(f.get('edge_ms'), edge.preprocess_ms + c['head_ms'] + f['encode_ms'])
+        host_side = _either(hf.get('host_ms'), hf['decode_ms'] + host.cut(c['name'])['tail_ms'])
         out.append(Candidate(
             name=f"{c.get('label') or c['name']}/{f['codec']}", kind=SPLIT, cut=c['name'],
             codec=f['codec'], shape=tuple(c['shape']), bytes=int(f['bytes']),
-            edge_ms=ke * (edge.preprocess_ms + c['head_ms']) + enc,
-            host_ms=dec + kh * host.cut(c['name'])['tail_ms'], encode_ms=enc, decode_ms=dec,
+            edge_ms=ke * edge_side, host_ms=kh * host_side, encode_ms=enc, decode_ms=dec,
             label=c.get('label', '')))
     return out
+
+
+def _either(measured, composed) -> float:
+    return composed if measured is None else measured
 
 
 @dataclass
@@ -1079,14 +1234,17 @@ class Planner:
 class _EndToEndSession:
     """The state of one end-to-end measurement; see :func:`measure_end_to_end`."""
 
-    def __init__(self, model, frame, input_shape, candidates, burst, traced=None):
+    def __init__(self, model, frame, input_shape, candidates, burst, traced=None,
+                 clock='wall', stat='median', halves=None):
         codec_mod = _codecs_module()
+        self.clock = _clock(clock)
+        self.stat = stat
         shape = [int(d) for d in input_shape[-3:]]
         x = preprocess(frame, shape)
         with torch.no_grad():
             self.reference = model(x)
             traced = traced or trace(model, x)
-        self.runs, halves = {}, {}
+        self.runs, halves = {}, dict(halves or {})
         for c in candidates:
             if c.kind == EDGE_ONLY:
                 def edge():
@@ -1114,32 +1272,39 @@ class _EndToEndSession:
         self.samples = {name: ([], []) for name in self.runs}
         self.sizes, self.errors = {}, {}
         self.burst = burst or _auto_burst(model, x)
+        self.every, self.calls = 1, 0  # run on every `every`-th round only
 
     @torch.no_grad()
     def round(self, record: bool) -> None:
+        self.calls += 1
+        if self.calls % self.every and record:
+            return
         for name, (edge, host) in self.runs.items():
-            for b in range(self.burst):
-                t0 = time.perf_counter_ns()
-                sent = edge()
-                t1 = time.perf_counter_ns()
-                out = host(sent) if host is not None else sent
-                t2 = time.perf_counter_ns()
-                if record and (b > 0 or self.burst == 1):
-                    self.samples[name][0].append((t1 - t0) / 1e6)
-                    self.samples[name][1].append((t2 - t1) / 1e6)
+            edge_ms, host_ms, sent, out = _run_sides(edge, host, self.burst, self.clock)
+            if record:
+                self.samples[name][0].extend(edge_ms)
+                self.samples[name][1].extend(host_ms or [0.0])
             if name not in self.sizes:
                 self.sizes[name] = len(sent[0]) if host is not None else 0
                 self.errors[name] = float((out - self.reference).abs().max())
 
+    @torch.no_grad()
+    def burst_sample(self, name: str) -> tuple[float, float]:
+        """Run one candidate (:func:`_run_sides`); return the median (edge_ms, host_ms)."""
+        edge, host = self.runs[name]
+        e, h, _, _ = _run_sides(edge, host, self.burst, self.clock)
+        return statistics.median(e), statistics.median(h or [0.0])
+
     def result(self) -> dict:
-        return {name: {'edge_ms': statistics.median(e), 'host_ms': statistics.median(h),
+        return {name: {'edge_ms': summarize(e, self.stat), 'host_ms': summarize(h, self.stat),
                        'bytes': self.sizes[name], 'max_error': self.errors[name]}
                 for name, (e, h) in self.samples.items()}
 
 
 def measure_end_to_end(model: nn.Module, frame: np.ndarray, input_shape: Sequence[int],
                        candidates: Sequence[Candidate], repeats: int = 10, warmup: int = 2,
-                       burst: int | None = None, progress=None) -> dict:
+                       burst: int | None = None, clock: str = 'wall', stat: str = 'median',
+                       progress=None) -> dict:
     """
     Run every candidate end to end in this process and time its two sides.
 
@@ -1151,7 +1316,8 @@ def measure_end_to_end(model: nn.Module, frame: np.ndarray, input_shape: Sequenc
     size, and the largest deviation of the output from ``model(x)`` (0 for
     exact paths).
     """
-    session = _EndToEndSession(model, frame, input_shape, candidates, burst)
+    session = _EndToEndSession(model, frame, input_shape, candidates, burst, clock=clock,
+                               stat=stat)
     _run_rounds([session], repeats, warmup, progress)
     return session.result()
 
@@ -1167,76 +1333,122 @@ def _measured_totals(candidates, measured, link, edge_slowdown, host_slowdown) -
     return totals
 
 
+def _paired(session: _EndToEndSession, pairs: set, rounds: int, progress=None) -> dict:
+    """
+    Time each pair ``(a, b)`` in alternating bursts; return ``{(a, b): [(ta, tb), ...]}``.
+
+    Both bursts of a pair run within milliseconds of each other, in turn
+    first, so a shared machine's load, which drifts over seconds, weighs on
+    both alike: the ratio of a pair is far steadier than that of two
+    separate medians.
+    """
+    samples = {pair: [] for pair in pairs}
+    for r in range(rounds + 1):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for a, b in sorted(pairs):
+                first, second = (a, b) if r % 2 else (b, a)
+                t = {first: session.burst_sample(first)}
+                t[second] = session.burst_sample(second)
+                if r > 0:  # round 0 warms up
+                    samples[(a, b)].append((t[a], t[b]))
+        finally:
+            if enabled:
+                gc.enable()
+        gc.collect(0)
+        if progress is not None:
+            progress(r + 1, rounds + 1, {'round': 'paired'})
+    return samples
+
+
 def validate(model: nn.Module, input_shape: Sequence[int], uplinks: Sequence[float],
              frame: np.ndarray | None = None, edge_slowdown: float = 10.0,
              host_slowdown: float = 1.0, link: Link = Link(),
              codecs: Sequence[str] | None = None, frame_codecs: Sequence[str] | None = None,
              repeats: int = 10, warmup: int = 2, burst: int | None = None,
-             finalists: int = 3, confirm_repeats: int | None = None,
-             model_name: str = '', progress=None) -> dict:
+             finalists: int = 4, pairs: int | None = None, clock: str = 'wall',
+             stat: str = 'median', model_name: str = '', progress=None) -> dict:
     """
     Check the planner against measurement at several uplink speeds.
 
-    1. Two measurements run interleaved, round by round, so both meet the
-       same load on a shared machine: a profile (each stage timed apart, as
+    1. Two measurements run interleaved, round by round (the second every
+       other round), so both meet the same load: a profile (each stage timed apart, as
        :func:`measure_profile`), from which the planner picks a candidate per
        speed, and every candidate run end to end (:func:`measure_end_to_end`),
        whose measured latency is ``edge_slowdown * edge side + real bytes /
        uplink + result / downlink + rtt + host_slowdown * host side`` (the
        edge emulated ``k`` times slower than this machine).
-    2. The least of many noisy measurements is biased low (near-equal cuts
-       abound), so the planner's choice and the ``finalists`` best measured
-       candidates of each speed run again, head to head, ``confirm_repeats``
-       rounds (default ``3 * repeats``); the measured best is the least of
-       them in that run.
+    2. Near-equal candidates abound and the least of many noisy medians is
+       biased low, so the planner's choice then runs head to head, in
+       alternating bursts (``pairs`` rounds, default ``3 * repeats``), with
+       each of the ``finalists`` best measured candidates of its speed: both
+       of a pair meet the same load. The measured time of the choice over
+       that of the measured best is the largest of these ratios (1 when the
+       choice beats them all).
 
     Returns, per speed, the planner's choice and the measured best with their
-    times in both runs, and ``ratio`` = measured(choice) / measured(best) of
-    the confirming run.
+    times and ``ratio`` = measured(choice) / measured(best). ``clock`` and
+    ``stat`` (of the profile and the first run) as in :func:`measure_profile`.
     """
     input_shape = [int(d) for d in input_shape[-3:]]
     if frame is None:
         frame = frame_for(input_shape)
     if finalists < 1:
         raise ValueError(f'finalists must be >= 1, got {finalists}')
-    prof = _ProfileSession(model, frame, input_shape, codecs, frame_codecs, burst, model_name)
+    prof = _ProfileSession(model, frame, input_shape, codecs, frame_codecs, burst, model_name,
+                           clock, stat)
     skeleton = build_candidates(prof.result(), None, edge_slowdown, host_slowdown, codecs,
                                 frame_codecs)
-    e2e = _EndToEndSession(model, frame, input_shape, skeleton, prof.burst, prof.traced)
+    e2e = _EndToEndSession(model, frame, input_shape, skeleton, prof.burst, prof.traced, clock,
+                           stat, prof.halves)
+    e2e.every = 2  # this run only picks the finalists: half the rounds do
     _run_rounds([prof, e2e], repeats, warmup, progress)
     profile = prof.result(warmup)
     candidates = build_candidates(profile, None, edge_slowdown, host_slowdown, codecs,
                                   frame_codecs)
+    by_name = {c.name: c for c in candidates}
     measured = e2e.result()
     links = [replace(link, uplink_mbps=float(up)) for up in uplinks]
     plans = [plan(candidates, lk) for lk in links]
     first = [_measured_totals(candidates, measured, lk, edge_slowdown, host_slowdown)
              for lk in links]
-    chosen = {p.choice.name for p in plans}
-    for totals in first:
-        chosen.update(sorted(totals, key=totals.get)[:finalists])
-    final = [c for c in candidates if c.name in chosen]
-    confirm = _EndToEndSession(model, frame, input_shape, final, prof.burst, prof.traced)
-    _run_rounds([confirm], confirm_repeats or 3 * repeats, 1, progress)
-    remeasured = confirm.result()
+    wanted = set()
+    for p, totals in zip(plans, first):
+        rivals = [n for n in sorted(totals, key=totals.get) if n != p.choice.name]
+        wanted.update((p.choice.name, n) for n in rivals[:finalists])
+    paired = _paired(e2e, wanted, pairs or 3 * repeats, progress)
+
+    def total(name, sample, lk):
+        sent = replace(by_name[name], bytes=measured[name]['bytes'])
+        return edge_slowdown * sample[0] + sent.link_ms(lk) + host_slowdown * sample[1]
+
     speeds = []
     for lk, p, totals in zip(links, plans, first):
-        again = _measured_totals(final, remeasured, lk, edge_slowdown, host_slowdown)
         pick = p.choice.name
-        best = min(again, key=again.get)
+        ratios, mine = {}, []
+        for (a, b), runs in paired.items():
+            if a == pick:
+                ratios[b] = (summarize([total(a, ta, lk) for ta, _ in runs], stat)
+                             / summarize([total(b, tb, lk) for _, tb in runs], stat))
+                mine += [total(a, ta, lk) for ta, _ in runs]
+        rival = max(ratios, key=ratios.get)
+        ratio = max(1.0, ratios[rival])
+        best = rival if ratios[rival] > 1.0 else pick
+        pick_ms = summarize(mine, stat)
         speeds.append({'uplink_mbps': lk.uplink_mbps, 'choice': pick,
                        'predicted_ms': p.row(pick)['total_ms'],
-                       'choice_measured_ms': again[pick], 'best': best,
-                       'best_measured_ms': again[best], 'ratio': again[pick] / again[best],
+                       'choice_measured_ms': pick_ms, 'best': best,
+                       'best_measured_ms': pick_ms / ratio, 'ratio': ratio,
+                       'paired_ratios': ratios,
                        'first_best': min(totals, key=totals.get),
                        'first_choice_ms': totals[pick], 'first_best_ms': min(totals.values()),
                        'edge_only_measured_ms': totals[EDGE_ONLY]})
     return {'model': profile.model, 'input_shape': input_shape,
             'edge_slowdown': edge_slowdown, 'host_slowdown': host_slowdown,
             'link': asdict(link), 'candidates': len(candidates), 'repeats': repeats,
-            'confirm_repeats': confirm_repeats or 3 * repeats, 'burst': prof.burst,
-            'speeds': speeds, 'measured': measured, 'remeasured': remeasured,
-            'profile': profile}
+            'pairs': pairs or 3 * repeats, 'burst': prof.burst, 'clock': clock, 'stat': stat,
+            'speeds': speeds, 'measured': measured, 'profile': profile}
 
 
 def _as_profile(p) -> Profile | None:
@@ -1252,7 +1464,8 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                  frame: np.ndarray | None = None, codecs: Sequence[str] | None = None,
                  frame_codecs: Sequence[str] | None = None, repeats: int = 5,
                  warmup: int = 1, hysteresis: float = 0.1, min_gain_ms: float = 0.0,
-                 model_name: str = '', progress=None) -> Planner:
+                 clock: str = 'wall', stat: str = 'median', model_name: str = '',
+                 progress=None) -> Planner:
     """
     Build the planner an edge node (or ``edge-denoise plan``) starts with.
 
@@ -1270,9 +1483,169 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                              f'not {shape}')
     if edge is None or host is None:
         here = measure_profile(model, frame, shape, model_name, codecs, frame_codecs,
-                               repeats, warmup, progress=progress)
+                               repeats, warmup, clock=clock, stat=stat, progress=progress)
         edge, host = edge or here, host or here
     planner = Planner.from_profiles(edge, host, edge_slowdown, host_slowdown, link, codecs,
                                     frame_codecs, hysteresis, min_gain_ms)
     planner.edge_profile, planner.host_profile = edge, host
     return planner
+
+
+# ------------------------------------------------------------- DADS min-cut
+
+@torch.no_grad()
+def node_times(traced: Traced, example_input, repeats: int = 5, warmup: int = 1,
+               clock: str = 'wall') -> dict:
+    """
+    Return ``{node name: ms}``: each activation node's median time here (Neurosurgeon-style).
+
+    Nodes run one by one in an ``fx.Interpreter``, so the sum is a little above
+    the model's own time (a few microseconds per node).
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f'need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}')
+    timer = _NodeTimer(traced, _clock(clock))
+    args = _as_args(example_input)
+    for r in range(warmup + repeats):
+        timer.recording = r >= warmup
+        timer.run(*args)
+    return {name: statistics.median(v) for name, v in timer.samples.items()}
+
+
+@dataclass
+class MinCut:
+    """
+    The DADS partition: the edge set of least latency over *all* node sets.
+
+    ``sent`` are the tensors crossing the link (one for a single-tensor cut,
+    several when the best partition crosses branches); ``single_cut`` names
+    the equivalent :class:`Cut` when one tensor is sent. ``best_single`` and
+    ``best_single_ms`` are the best single-tensor cut under the same per-node
+    model, ``edge_only_ms`` edge-only.
+    """
+
+    edge_nodes: list[str]
+    sent: list[str]
+    shapes: list[tuple]
+    bytes: int
+    edge_ms: float
+    transfer_ms: float
+    host_ms: float
+    total_ms: float
+    single_cut: str | None
+    best_single: str
+    best_single_ms: float
+    edge_only_ms: float
+
+
+def min_cut(traced: Traced, edge_ms: dict, host_ms: dict, link: Link = Link()) -> MinCut:
+    """
+    Partition the graph between edge and host by a minimum s-t cut (DADS, INFOCOM 2019).
+
+    ``edge_ms`` / ``host_ms`` give each activation node's time on the edge
+    and on the host (e.g. :func:`node_times` scaled by the slowdowns). Each
+    node costs its edge time if on the edge, its host time otherwise; each
+    tensor produced on the edge and used on the host costs its float32
+    bytes over the uplink, once however many host nodes use it; the edge
+    side is closed under predecessors (nothing comes back). Non-tensor
+    values (sizes) are never sent. The last layer runs on the host, which
+    sends the result back (edge-only, no link at all, is ``edge_only_ms``).
+    """
+    import networkx as nx
+
+    nodes, dynamic, needed = traced.nodes, traced.dynamic, traced.needed
+    out_node = nodes[-1]
+    scale = 1e6                                          # ms -> integer nanoseconds
+
+    def cap(ms):
+        return int(round(ms * scale))
+
+    g = nx.DiGraph()
+    src, sink = ('edge',), ('host',)
+    g.add_node(src)
+    g.add_node(sink)
+    active = [n for n in nodes if n in dynamic and (n in needed or n.op != 'output')]
+    for n in active:
+        if n.op == 'placeholder':
+            g.add_edge(src, n)                           # infinite: the input is on the edge
+        elif n is out_node or out_node in n.users:
+            g.add_edge(n, sink)                          # infinite: the result comes from the host
+        else:
+            g.add_edge(src, n, capacity=cap(host_ms.get(n.name, 0.0)))
+            g.add_edge(n, sink, capacity=cap(edge_ms.get(n.name, 0.0)))
+        users = [u for u in n.users if u in dynamic]
+        for u in users:
+            g.add_edge(u, n)                             # infinite: no edge node after a host one
+        if users:
+            aux = ('send', n.name)
+            if n in traced.shapes:
+                nbytes = 4 * math.prod(traced.shapes[n])
+                g.add_edge(n, aux, capacity=cap(transfer_ms(nbytes, link.uplink_mbps)))
+            else:
+                g.add_edge(n, aux)                       # infinite: sizes are never sent
+            for u in users:
+                g.add_edge(aux, u)
+    _, (edge_side, _) = nx.minimum_cut(g, src, sink)
+    on_edge = [n for n in active if n in edge_side]
+    result_ms = transfer_ms(link.result_bytes, link.downlink_mbps) + link.rtt_ms
+    sent = [n for n in on_edge if any(u in dynamic and u not in edge_side for u in n.users)]
+    nbytes = sum(4 * math.prod(traced.shapes[n]) for n in sent)
+    e = sum(edge_ms.get(n.name, 0.0) for n in on_edge)
+    h = sum(host_ms.get(n.name, 0.0) for n in active if n not in edge_side)
+    t = transfer_ms(nbytes, link.uplink_mbps) + result_ms
+    single = None
+    if len(sent) == 1:
+        single = next((c.name for c in traced.cuts if traced._node_of[c.name] is sent[0]), None)
+    # The best single-tensor cut under the same per-node model.
+    best, best_ms = None, math.inf
+    pos = {n: i for i, n in enumerate(nodes)}
+    for c in traced.cuts:
+        p = pos[traced._node_of[c.name]]
+        head = sum(edge_ms.get(n.name, 0.0) for n in active if pos[n] <= p)
+        tail = sum(host_ms.get(n.name, 0.0) for n in active if pos[n] > p)
+        ms = head + tail + transfer_ms(c.bytes, link.uplink_mbps) + result_ms
+        if ms < best_ms:
+            best, best_ms = c.name, ms
+    return MinCut(edge_nodes=[n.name for n in on_edge], sent=[n.name for n in sent],
+                  shapes=[traced.shapes[n] for n in sent], bytes=nbytes, edge_ms=e,
+                  transfer_ms=t, host_ms=h, total_ms=e + t + h, single_cut=single,
+                  best_single=best, best_single_ms=best_ms,
+                  edge_only_ms=sum(edge_ms.get(n.name, 0.0) for n in active))
+
+
+def split_nodes(traced: Traced, edge_nodes) -> tuple[nn.Module, nn.Module]:
+    """
+    Split at any edge set closed under predecessors (e.g. :attr:`MinCut.edge_nodes`).
+
+    The head returns a tuple of every tensor the host needs from the edge, in
+    topological order; the tail takes them as positional arguments, so
+    ``tail(*head(x)) == model(x)``.
+    """
+    names = set(edge_nodes)
+    by_name = {n.name: n for n in traced.nodes}
+    unknown = names - set(by_name)
+    if unknown:
+        raise ValueError(f'unknown nodes {sorted(unknown)[:3]}')
+    on_edge = {by_name[k] for k in names if by_name[k] in traced.dynamic}
+    on_edge |= {n for n in traced.nodes if n.op == 'placeholder'}
+    for n in on_edge:
+        missing = [a.name for a in n.all_input_nodes if a in traced.dynamic and a not in on_edge]
+        if missing:
+            raise ValueError(f'edge set not closed: {n.name} needs {missing[0]} from the host')
+    if traced.nodes[-1] in on_edge:
+        raise ValueError('the output node must stay on the host')
+    boundary = [n for n in traced.nodes if n in on_edge
+                and any(u in traced.dynamic and u not in on_edge for u in n.users)]
+    return _build_halves(traced, on_edge, boundary, [f'{n.name}_in' for n in boundary],
+                         single=False)
+
+
+def profile_min_cut(traced: Traced, edge: Profile, host: Profile | None = None,
+                    edge_slowdown: float = 1.0, host_slowdown: float = 1.0,
+                    link: Link = Link()) -> MinCut:
+    """Run :func:`min_cut` on the per-node times of an edge and a host profile."""
+    host = host or edge
+    if not edge.nodes or not host.nodes:
+        raise ValueError('the profiles have no per-node times (measure them again)')
+    return min_cut(traced, {k: edge_slowdown * v for k, v in edge.nodes.items()},
+                   {k: host_slowdown * v for k, v in host.nodes.items()}, link)
