@@ -163,6 +163,18 @@ def test_a_free_device_runs_the_callers_job_inline_and_a_busy_one_queues_it():
         assert sched.run(threading.get_ident) != me
 
 
+def test_a_spare_slot_serves_only_a_job_that_outranks_everything_running():
+    with Scheduler(SchedulerConfig(workers=1, spare_workers=1, hold_s=0)) as sched:
+        release, first = blocker(sched, priority=0)             # the regular slot
+        same = sched.submit(lambda: 'same', priority=0)
+        assert sched.run(lambda: 'high', priority=5) == 'high'  # did not wait for the blocker
+        time.sleep(0.05)
+        assert not same.done()                                  # no spare for an equal rank
+        release.set()
+        assert same.result(WAIT) == 'same'
+    assert len(sched.threads()) == 2
+
+
 def test_aging_keeps_low_priority_from_starving_under_a_stream_of_high_priority_jobs():
     def order_of_low(aging):
         ran, last = [], threading.Event()

@@ -57,6 +57,9 @@ def register(groups) -> None:
                    help='torch intra-op threads per launcher worker')
     p.add_argument('--workers', type=positive_int, default=1,
                    help='launcher workers (the CPU "device") in the latency phases')
+    p.add_argument('--spare-workers', type=int, default=0,
+                   help='launcher slots only for a job outranking all running ones (see '
+                        'core.scheduler.SchedulerConfig.spare_workers)')
     p.add_argument('--hold-ms', type=float, default=5.0,
                    help='scheduler session hold (see core.scheduler.SchedulerConfig.hold_s)')
     p.add_argument('--background-batches', type=lambda t: parse_list(t, int), default=[2, 8],
@@ -265,8 +268,8 @@ def priority_bench(args, progress) -> dict:
     gen = torch.Generator().manual_seed(0)
     frames = [torch.rand(1, 1, 28, 28, generator=gen) for _ in range(16)]
     bg = background_models(args.background_batches)
-    cfg = SchedulerConfig(workers=args.workers, intra_op_threads=args.threads,
-                          hold_s=args.hold_ms / 1e3)
+    cfg = SchedulerConfig(workers=args.workers, spare_workers=args.spare_workers,
+                          intra_op_threads=args.threads, hold_s=args.hold_ms / 1e3)
     kinds = ['priority', 'fifo'] + ([] if args.no_direct else ['direct'])
     runs = {(k, p): [] for k in kinds for p in ('isolated', 'loaded')}
     per_round = -(-args.frames // args.rounds)
@@ -410,7 +413,8 @@ def run(args) -> dict:
         'details': priority,
         'config': {'rate_hz': args.rate, 'frames': args.frames, 'warmup': args.warmup,
                    'rounds': args.rounds,
-                   'threads': args.threads, 'workers': args.workers, 'hold_ms': args.hold_ms,
+                   'threads': args.threads, 'workers': args.workers,
+                   'spare_workers': args.spare_workers, 'hold_ms': args.hold_ms,
                    'background_batches': args.background_batches,
                    'camera_priority': CAMERA_PRIORITY, 'background_priority': BACKGROUND_PRIORITY,
                    'device': 'cpu', 'cuda_available': torch.cuda.is_available(),

@@ -42,7 +42,9 @@ each running one job at a time with torch's intra-op threads
 (``intra_op_threads``, process-wide; keep ``workers * intra_op_threads`` near
 the core count). A model thread that waits for its job anyway runs it itself
 when a slot is free and nothing queued may go first (``inline``): the order is
-the queue's, without two thread switches per job.
+the queue's, without two thread switches per job. ``spare_workers`` slots
+take only a job that outranks everything running: a high-priority job then
+starts at once instead of waiting for the low-priority block in progress.
 
 Pipelining (``Pipeline``, ``pipelined``): a denoiser thread and a target thread
 connected by bounded queues, so the denoiser works on frame i+1 while the
@@ -124,6 +126,10 @@ class SchedulerConfig:
     ``max_inflight``: CUDA only, launched but unfinished jobs per priority level.
     ``inline``: CPU only, let a waiting caller run its own job when a slot is
     free and nothing queued may go first (see ``Scheduler.call``).
+    ``spare_workers``: CPU only, extra slots that only a job outranking every
+    running job may take, so a high-priority job does not wait for a running
+    low-priority one to end (the CPU analog of a high-priority CUDA stream
+    getting SMs while low-priority kernels run).
     """
 
     device: str = 'cpu'
@@ -133,13 +139,15 @@ class SchedulerConfig:
     hold_s: float = 0.005
     max_inflight: int = 2
     inline: bool = True
+    spare_workers: int = 0
 
     def __post_init__(self):
         kind = str(self.device).split(':')[0]
         if kind not in ('cpu', 'cuda'):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if self.workers < 1 or self.max_inflight < 1:
-            raise ValueError(f'workers and max_inflight must be >= 1, got {self}')
+        if self.workers < 1 or self.max_inflight < 1 or self.spare_workers < 0:
+            raise ValueError(f'workers and max_inflight must be >= 1, spare_workers >= 0, '
+                             f'got {self}')
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise ValueError(f'intra_op_threads must be None or >= 1, got {self.intra_op_threads}')
         if self.aging_per_s < 0 or self.hold_s < 0:
@@ -288,11 +296,12 @@ class Scheduler:
         self._closed = False
         self._inflight: collections.Counter = collections.Counter()
         self._active = 0  # CPU jobs running (launcher workers and inline callers)
+        self._running: collections.Counter = collections.Counter()  # their priorities
         self._watches: dict[int, _Watch] = {}
         self._stats = {'submitted': 0, 'completed': 0, 'failed': 0, 'cancelled': 0,
                        'max_queue': 0, 'held': 0, 'inline': 0, 'busy_s': 0.0}
         self._by_priority: collections.Counter = collections.Counter()
-        count = 1 if self._cuda else config.workers
+        count = 1 if self._cuda else config.workers + config.spare_workers
         target = self._cuda_loop if self._cuda else self._cpu_loop
         self._threads = [threading.Thread(target=target, daemon=True,
                                           name=f'{THREAD_PREFIX}-launcher-{i}')
@@ -332,7 +341,7 @@ class Scheduler:
             self._accept(job)
             inline = self._may_inline(job)
             if inline:
-                self._active += 1
+                self._start(job)
                 self._stats['inline'] += 1
             else:
                 self._push(job)
@@ -371,11 +380,37 @@ class Scheduler:
 
     def _may_inline(self, job: Job) -> bool:
         """Return whether the caller may run ``job`` now, in its own thread (lock held)."""
-        if not self.config.inline or self._cuda or self._active >= self.config.workers:
+        if not self.config.inline or self._cuda:
             return False
         now = time.monotonic()
         floor, _ = self._floor(now)
+        floor = max(floor, self._slot_floor())
         return job.priority >= floor and self._queue.best(floor, now) is None
+
+    def _slot_floor(self) -> float:
+        """
+        Return the lowest priority that may take a CPU slot now (lock held).
+
+        Any job may take one of the ``workers`` slots; a spare slot only goes to
+        a job that outranks every running job; with every slot taken, none.
+        """
+        if self._active < self.config.workers:
+            return float('-inf')
+        if self._active < self.config.workers + self.config.spare_workers and self._running:
+            return max(self._running) + 1e-9
+        return float('inf')
+
+    def _start(self, job: Job) -> None:
+        """Give a CPU job a slot (lock held)."""
+        self._active += 1
+        self._running[job.priority] += 1
+
+    def _release(self, job: Job) -> None:
+        """Take a CPU job's slot back (lock held)."""
+        self._active -= 1
+        self._running[job.priority] -= 1
+        if not self._running[job.priority]:
+            del self._running[job.priority]
 
     @contextlib.contextmanager
     def session(self, priority: int | None = None) -> Iterator[Session]:
@@ -432,12 +467,13 @@ class Scheduler:
         while True:
             if self._closing and not len(self._queue):
                 return None
-            if not self._cuda and self._active >= self.config.workers:
+            slot = float('-inf') if self._cuda else self._slot_floor()
+            if slot == float('inf'):
                 self._cond.wait()  # every CPU slot is taken (by inline jobs)
                 continue
             now = time.monotonic()
             floor, wake = self._floor(now)
-            job = self._queue.pop(floor, now, allowed)
+            job = self._queue.pop(max(floor, slot), now, allowed)
             if job is not None:
                 return job
             timeout = None
@@ -458,7 +494,7 @@ class Scheduler:
                 job.session.pending -= 1
                 job.session.last_done = time.monotonic()
             if not self._cuda:
-                self._active -= 1
+                self._release(job)
             self._stats['failed' if error is not None else 'completed'] += 1
             self._by_priority[job.priority] += 1
             self._cond.notify_all()
@@ -472,7 +508,7 @@ class Scheduler:
             with self._cond:
                 job = self._next()
                 if job is not None:
-                    self._active += 1
+                    self._start(job)
             if job is None:
                 return
             if not job.future.set_running_or_notify_cancel():
@@ -499,7 +535,7 @@ class Scheduler:
             if job.session is not None:
                 job.session.pending -= 1
             if not self._cuda:
-                self._active -= 1
+                self._release(job)
             self._stats['cancelled'] += 1
             self._cond.notify_all()
 
