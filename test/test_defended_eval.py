@@ -26,6 +26,7 @@ import pytest
 from edge_denoise_ros.core import data, defenses, evaluation, models
 
 N_IMAGES = 1000
+pytestmark = pytest.mark.slow       # PGD-10 on 1000 images: ~30-70 s on 2 shared cores
 
 
 @pytest.fixture(scope='module')
