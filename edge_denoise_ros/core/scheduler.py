@@ -272,10 +272,10 @@ class Scheduler:
     """
     The kernel launcher: takes jobs from the shared queue and runs them on the device.
 
-    ``submit(fn, args)`` returns a ``concurrent.futures.Future``; the model
-    thread blocks on ``result()`` while the launcher works. Use it as a
-    context manager, or call ``close()``: every launcher and watcher thread is
-    joined.
+    ``submit(fn, args)`` queues a job and returns a ``concurrent.futures.Future``;
+    ``call(fn, args)`` (what ``ScheduledModel`` uses) waits for the result. Use
+    it as a context manager, or call ``close()``: every launcher and watcher
+    thread is joined.
     """
 
     def __init__(self, config: SchedulerConfig = SchedulerConfig()):
