@@ -64,8 +64,12 @@ def register(groups) -> None:
     p.add_argument('--configs', default='full,small',
                    help='comma-separated configs; full runs 1x3x299x299, small a batch')
     p.add_argument('--batch-size', type=positive_int, default=64, help='batch of the small run')
-    p.add_argument('--repeats', type=positive_int, default=5, help='timed runs per model')
-    p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+    p.add_argument('--repeats', type=positive_int, default=9, help='timed runs per model')
+    p.add_argument('--threads', type=positive_int, default=1,
+                   help='torch intra-op threads (1 is steady on a shared machine)')
+    p.add_argument('--channels-last', action='store_true',
+                   help='run both models in the channels-last memory format')
+    p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda'")
 
 
 def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
@@ -253,19 +257,22 @@ def train_denoiser_d(args) -> dict:
 # --- benchmark ------------------------------------------------------------------------------
 
 def _time_pair(models_by_name: dict, x, repeats: int) -> dict:
-    """Median wall time of each model on ``x``, the models interleaved run by run."""
+    """Time each model on ``x``, the models interleaved run by run: (median, min) seconds."""
     import torch
 
+    sync = torch.cuda.synchronize if x.device.type == 'cuda' else (lambda: None)
     times = {name: [] for name in models_by_name}
     with torch.no_grad():
         for m in models_by_name.values():         # warm-up
             m(x)
         for _ in range(repeats):
             for name, m in models_by_name.items():
+                sync()
                 t0 = time.perf_counter()
                 m(x)
+                sync()
                 times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 def bench_denoiser(args) -> dict:
@@ -275,6 +282,8 @@ def bench_denoiser(args) -> dict:
     from ..core import dunet, tucker
 
     set_threads(args.threads)
+    device = torch.device(args.device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     configs = [c.strip() for c in args.configs.split(',') if c.strip()]
     unknown = [c for c in configs if c not in dunet.CONFIGS]
     if unknown or not configs:
@@ -282,7 +291,7 @@ def bench_denoiser(args) -> dict:
     results, rows = {}, []
     for config in configs:
         shape = dunet.CONFIGS[config].input_shape
-        if config == 'small' and dunet.default_weights('dunet_d', config).is_file():
+        if dunet.default_weights('dunet_d', config).is_file():
             base, approx, source = (dunet.load_denoiser('dunet', config),
                                     dunet.load_denoiser('dunet_d', config), 'shipped weights')
         else:
@@ -290,18 +299,24 @@ def bench_denoiser(args) -> dict:
             base = dunet.build_dunet(config).eval()
             ranks = dunet.default_ranks(base, 'paper')
             approx, source = dunet.build_dunet_d(config, ranks).eval(), 'random weights'
+        m, m_d = tucker.total_macs(base, shape), tucker.total_macs(approx, shape)
+        base, approx = (net.to(device, memory_format=memory_format) for net in (base, approx))
         batch = 1 if config == 'full' else args.batch_size
         x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
+        x = x.to(device).contiguous(memory_format=memory_format)
         t = _time_pair({'dunet': base, 'dunet_d': approx}, x, args.repeats)
-        m, m_d = tucker.total_macs(base, shape), tucker.total_macs(approx, shape)
+        (med, low), (med_d, low_d) = t['dunet'], t['dunet_d']
         results[config] = {
             'batch': batch, 'input_shape': list(shape), 'weights': source,
-            'dunet_s': t['dunet'], 'dunet_d_s': t['dunet_d'],
-            'time_ratio': t['dunet_d'] / t['dunet'], 'speedup': t['dunet'] / t['dunet_d'],
-            'faster_pct': 100 * (1 - t['dunet_d'] / t['dunet']), 'mac_ratio': m_d / m}
+            'dunet_s': med, 'dunet_d_s': med_d, 'dunet_min_s': low, 'dunet_d_min_s': low_d,
+            'time_ratio': med_d / med, 'speedup': med / med_d,
+            'faster_pct': 100 * (1 - med_d / med), 'mac_ratio': m_d / m}
         rows.append({'config': config, 'input': f'{batch}x' + 'x'.join(map(str, shape)),
-                     'dunet_ms': 1e3 * t['dunet'], 'dunet_d_ms': 1e3 * t['dunet_d'],
-                     'time_ratio': t['dunet_d'] / t['dunet'], 'mac_ratio': m_d / m})
+                     'dunet_ms': 1e3 * med, 'dunet_d_ms': 1e3 * med_d,
+                     'time_ratio': med_d / med, 'min_ratio': low_d / low, 'mac_ratio': m_d / m})
     print(format_table(rows))
-    print(f'median of {args.repeats} runs each, interleaved; {torch.get_num_threads()} threads')
-    return {'threads': torch.get_num_threads(), 'repeats': args.repeats, **results}
+    layout = 'channels-last' if args.channels_last else 'NCHW'
+    print(f'median (and min) of {args.repeats} runs each, interleaved; device {device}, '
+          f'{torch.get_num_threads()} threads, {layout}')
+    return {'device': str(device), 'threads': torch.get_num_threads(), 'repeats': args.repeats,
+            'channels_last': args.channels_last, **results}
