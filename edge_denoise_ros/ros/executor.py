@@ -46,6 +46,7 @@ from rclpy.callback_groups import (CallbackGroup, MutuallyExclusiveCallbackGroup
                                    ReentrantCallbackGroup)
 from rclpy.executors import (ConditionReachedException, Executor, ExternalShutdownException,
                              ShutdownException, TimeoutException)
+from rclpy.guard_condition import GuardCondition
 
 from ..core.scheduler import at_priority, current_priority, THREAD_PREFIX
 
@@ -114,6 +115,18 @@ def priority_group(node, name: str = 'inference', default: int = 0,
     return group
 
 
+def _stale(item: '_Ready') -> bool:
+    """
+    Return whether a guard-condition handler lost its trigger to an earlier handler.
+
+    rclpy yields a triggered guard condition again on every wake-up until a
+    handler takes it; a handler made between another one's dequeue and its
+    take would run the callback twice. rclpy executors rely on the same
+    entity flags (``_executor_triggered``, ``_executor_event``).
+    """
+    return isinstance(item.entity, GuardCondition) and not item.entity._executor_triggered
+
+
 @dataclass(order=True)
 class _Ready:
     """A ready callback waiting for a worker; ordered highest priority, then oldest, first."""
@@ -157,6 +170,7 @@ class PriorityExecutor(Executor):
         self._ready: list[_Ready] = []
         self._queued: set[int] = set()
         self._queued_entities: set[int] = set()
+        self._started: set[int] = set()  # handlers run at least once (coroutines may resume)
         self._running: dict[int, int] = {}
         self._idle_regular = 0
         self._finished: list = []
@@ -261,6 +275,10 @@ class PriorityExecutor(Executor):
                     return
                 self._queued.discard(id(item.handler))
                 self._queued_entities.discard(id(item.entity))
+                if id(item.handler) not in self._started and _stale(item):
+                    self._drop(item)
+                    continue
+                self._started.add(id(item.handler))
                 self._running[me] = item.priority
             try:
                 self._run(item)
@@ -268,8 +286,18 @@ class PriorityExecutor(Executor):
                 with self._cond:
                     del self._running[me]
                     if item.handler.done():
+                        self._started.discard(id(item.handler))
                         self._finished.append(item.handler)
                     self._cond.notify_all()
+
+    def _drop(self, item: _Ready) -> None:
+        """Discard a handler whose guard-condition trigger an earlier handler took."""
+        item.handler.cancel()
+        item.entity._executor_event = False  # wait on the guard condition again
+        try:
+            self.wake()
+        except Exception:  # noqa: B902 - the executor is shutting down
+            pass
 
     def _run(self, item: _Ready) -> None:
         with contextlib.ExitStack() as stack:
