@@ -214,6 +214,9 @@ class PriorityExecutor(Executor):
         except (ExternalShutdownException, ShutdownException, TimeoutException,
                 ConditionReachedException):
             pass
+        except Exception:  # noqa: B902
+            if not self._is_shutdown:
+                raise  # else: shutdown() from another thread tore the wait set down mid-wait
         else:
             self._enqueue(handler, entity)
         self._raise_failures()
