@@ -584,8 +584,8 @@ class Scheduler:
                     self._inflight[job.priority] -= 1
                 self._cancelled(job)
                 continue
-            watch = self._watch(job.priority)
             try:
+                watch = self._watch(job.priority)
                 with torch.cuda.stream(watch.stream), torch.no_grad():
                     args = _to_stream(job.args, self.device, watch.stream)
                     kwargs = _to_stream(job.kwargs, self.device, watch.stream)
