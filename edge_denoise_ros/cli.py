@@ -39,7 +39,7 @@ COMMAND_MODULES = (
     'edge_denoise_ros.commands.bag',
     'edge_denoise_ros.commands.scheduler',
     'edge_denoise_ros.commands.surgery',
-
+    'edge_denoise_ros.commands.codecs',
 )
 
 

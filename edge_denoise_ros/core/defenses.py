@@ -36,10 +36,16 @@ def _dunet_d(**options) -> nn.Module:
     return load_denoiser('dunet_d', **options)
 
 
+def _jpeg(**options) -> nn.Module:
+    from .deepn_jpeg import JpegDefense
+    return JpegDefense(**options)
+
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     'none': nn.Identity,
     'dunet': _dunet,
     'dunet_d': _dunet_d,
+    'jpeg': _jpeg,
 }
 
 
