@@ -1,6 +1,8 @@
 # edge_denoise_ros: `make demo` runs the main job, `make test` the whole suite.
 # Everything goes into .venv (pinned by requirements.txt); nothing is installed by hand.
 
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -38,16 +40,28 @@ data:
 	fi
 
 demo: setup
-	$(BIN)/edge-denoise eval
+	$(BIN)/edge-denoise demo
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Every benchmark, each writing its JSON (and plots) under out/bench. Long: see README.
 bench: setup
 	mkdir -p out/bench
+	$(BIN)/edge-denoise bench denoiser --json | tail -n 1 > out/bench/denoiser.json
+	$(BIN)/edge-denoise bench codecs --json | tail -n 1 > out/bench/codecs.json
+	$(BIN)/edge-denoise bench scheduler --json | tail -n 1 > out/bench/scheduler.json
+	$(BIN)/edge-denoise bench planner --json | tail -n 1 > out/bench/planner.json
+	@if [ "$$(id -u)" = 0 ]; then \
+	  $(BIN)/edge-denoise bench link --out out/bench/link --json | tail -n 1 > out/bench/link.json; \
+	else echo "bench link skipped: it needs root (network namespaces, tc)"; fi
 
+# Retrain every shipped weights file, in dependency order (seeded; ~1 h on 2 cores).
 train: setup
 	$(BIN)/edge-denoise train target
+	$(BIN)/edge-denoise train denoiser
+	$(BIN)/edge-denoise train denoiser-d
+	$(BIN)/edge-denoise train host-finetune
 
 clean:
 	rm -rf out build install log .pytest_cache

@@ -42,6 +42,9 @@ setup(
     entry_points={
         'console_scripts': [
             'edge-denoise = edge_denoise_ros.cli:main',
+            'edge_node = edge_denoise_ros.ros.edge_node:main',
+            'host_node = edge_denoise_ros.ros.host_node:main',
+            'edge_process = edge_denoise_ros.ros.edge_process:main',
             'bag_player = edge_denoise_ros.ros.bag:main',
         ],
     },

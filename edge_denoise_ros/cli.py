@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     'edge_denoise_ros.commands.scheduler',
     'edge_denoise_ros.commands.surgery',
     'edge_denoise_ros.commands.codecs',
+    'edge_denoise_ros.commands.demo',
 )
 
 

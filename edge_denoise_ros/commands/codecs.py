@@ -192,8 +192,9 @@ def bench_codecs(args) -> dict:
         # zstd-3 on the raw float32 bytes: the reference speed and ratio.
         arrays = [np.ascontiguousarray(f.numpy()) for f in feats]
         packed = [cctx.compress(a) for a in arrays]
-        enc = _best_time(lambda: [cctx.compress(a) for a in arrays[:k_time]], args.repeats)
-        dec = _best_time(lambda: [dctx.decompress(p) for p in packed[:k_time]], args.repeats)
+        enc = _best_time(lambda a=arrays[:k_time]: [cctx.compress(v) for v in a], args.repeats)
+        dec = _best_time(lambda b=packed[:k_time]: [dctx.decompress(v) for v in b],
+                         args.repeats)
         rows.append({'cut': label, 'codec': 'zstd-3', 'quality': None, 'dtype': 'float32',
                      'ratio': raw_bytes / sum(len(p) for p in packed), 'accuracy': exact_acc,
                      'drop_pts': 100 * (base - exact_acc), 'encode_MBps': time_bytes / enc / 1e6,

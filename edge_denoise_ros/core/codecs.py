@@ -57,6 +57,7 @@ import numpy as np
 VERSION = 'edge_denoise/1'
 FEATURE_CODECS = ('raw', 'lossless', 'q8', 'jpeg')
 IMAGE_CODECS = ('jpeg', 'deepn_jpeg')
+FRAME_CODECS = ('raw',) + IMAGE_CODECS  # what a uint8 camera frame may be sent as
 CODECS = ('raw', 'lossless', 'q8', 'jpeg', 'deepn_jpeg')
 FLOAT_DTYPES = ('float32', 'float16')
 
@@ -194,7 +195,7 @@ def check_meta(meta: Mapping[str, Any]) -> dict:
     if n > MAX_ELEMENTS:
         raise CodecError(f'shape {_x(shape)} has {n} elements, over the cap {MAX_ELEMENTS}')
     if dtype == 'uint8':
-        if codec not in IMAGE_CODECS:
+        if codec not in FRAME_CODECS:
             raise CodecError(f'codec {codec} carries float features, not dtype uint8')
         if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
             raise CodecError(f'an image must be HxW or HxWx3, got shape {_x(shape)}')
@@ -303,9 +304,9 @@ def encode(tensor, codec: str, **options) -> tuple[bytes, dict]:
             raise CodecError(f'{key} must be a short token of [A-Za-z0-9_.:+-/], got {value!r}')
     array = _as_array(tensor)
     if array.dtype == np.uint8:
-        if codec not in IMAGE_CODECS:
+        if codec not in FRAME_CODECS:
             raise CodecError(f'codec {codec} takes float features; uint8 images take '
-                             f'{IMAGE_CODECS}')
+                             f'{FRAME_CODECS}')
         payload, meta = _encode_image(array, codec, options)
     else:
         if codec not in FEATURE_CODECS:
@@ -442,10 +443,12 @@ def _encode_image(array: np.ndarray, codec: str, options: dict) -> tuple[bytes, 
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
         raise CodecError(f'an image must be HxW or HxWx3 uint8, got shape {array.shape}')
-    if max(array.shape[:2]) > 65535:
-        raise CodecError(f'image {array.shape} is larger than JPEG allows')
     array = np.ascontiguousarray(array)
     meta = {'shape': tuple(int(d) for d in array.shape), 'dtype': 'uint8'}
+    if codec == 'raw':  # the frame's bytes as they are (host-only, uncompressed)
+        return array.tobytes(), meta
+    if max(array.shape[:2]) > 65535:
+        raise CodecError(f'image {array.shape} is larger than JPEG allows')
     if codec == 'jpeg':
         quality = _quality(options.pop('quality', DEFAULT_QUALITY))
         meta['quality'] = quality
@@ -683,6 +686,11 @@ def _decode(payload, meta, max_bytes):
     codec, shape, dtype = meta['codec'], meta['shape'], meta['dtype']
     n = math.prod(shape)
     if dtype == 'uint8':
+        if codec == 'raw':
+            if len(payload) != n:
+                raise CodecError(f'raw image payload has {len(payload)} bytes, shape '
+                                 f'{_x(shape)} needs {n}')
+            return np.frombuffer(payload, np.uint8).reshape(shape).copy()
         h, w = shape[:2]
         comps = 1 if len(shape) == 2 or shape[2] == 1 else 3
         image = _jpeg_decode(payload, h, w, comps)

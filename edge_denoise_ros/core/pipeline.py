@@ -1,0 +1,362 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The split pipeline's two stages, shared by the ROS nodes, the demo and the benchmarks.
+
+Edge: camera frame -> preprocess -> defense -> head (up to the cut) -> encode.
+Host: decode -> check -> tail (from the cut named in the message) -> class scores.
+
+Besides the target's own cuts (:func:`core.surgery.cuts`; ``input`` sends
+the preprocessed, defended model input), two wire cuts name the ends:
+
+- ``frame`` (host-only): the edge sends the camera frame itself, encoded with
+  an image codec (``raw``, ``jpeg``, ``deepn_jpeg``); the host preprocesses it
+  and applies the defense named in the message;
+- ``output`` (edge-only): the edge runs the whole model and sends the logits.
+
+Every message carries the target's hash (``model=``); the host refuses a
+message from another model. Errors are :class:`PipelineError` with a
+``kind`` that the nodes count in their diagnostics.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import codecs, data, defenses, models, surgery
+
+FRAME_CUT = 'frame'
+OUTPUT_CUT = 'output'
+DEFAULT_DEFENSE = 'dunet_d'
+DEFAULT_CODEC = 'jpeg'
+DEFAULT_CUT = 'layer1'
+DEFAULT_QUALITY = 5          # with the shipped fine-tuned tail: 112x at -0.49 pt (layer1)
+DEFAULT_FRAME_QUALITY = 90    # host-only: JPEG of the camera frame
+ERROR_KINDS = ('bad_image', 'codec', 'unknown_cut', 'model_mismatch', 'shape_mismatch',
+               'bad_defense', 'inference')
+
+# A module runner: (stage name, module, input) -> output. The nodes pass one that
+# submits the module's blocks to the scheduler at their callback group's priority.
+Runner = Callable[[str, nn.Module, torch.Tensor], torch.Tensor]
+
+
+class PipelineError(ValueError):
+    """A frame or message the pipeline cannot serve; ``kind`` is one of ``ERROR_KINDS``."""
+
+    def __init__(self, kind: str, reason: str):
+        if kind not in ERROR_KINDS:
+            raise ValueError(f'unknown error kind {kind!r}; expected one of {ERROR_KINDS}')
+        super().__init__(' '.join(str(reason).split()))
+        self.kind = kind
+
+
+def _direct(stage: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
+
+
+class Target:
+    """
+    The target classifier with its cuts and hash; both stages hold one.
+
+    Head/tail pairs are split once per cut and cached (thread-safe).
+    """
+
+    def __init__(self, name: str = models.DEFAULT_MODEL, weights: str | None = None,
+                 device: str = 'cpu'):
+        self.name = name
+        self.device = torch.device(device)
+        self.model = models.build_model(name, weights or None).to(self.device).eval()
+        self.input_shape = tuple(models.input_shape(name))
+        self.hash = models.state_hash(self.model)
+        example = torch.zeros(1, *self.input_shape, device=self.device)
+        self.traced = surgery.trace(self.model, example)
+        self.cuts = {(c.label or c.name): c for c in self.traced.cuts}  # by label: layer1
+        self._halves: dict[str, tuple[nn.Module, nn.Module]] = {}
+        self._lock = threading.Lock()
+        self.labels = data.CLASSES if name == models.DEFAULT_MODEL else None
+
+    def wire_cuts(self) -> tuple[str, ...]:
+        """Return every cut a message may name: frame, the model's cuts, output."""
+        return (FRAME_CUT, *self.cuts, OUTPUT_CUT)
+
+    def check_cut(self, cut: str) -> str:
+        """Return the wire name (label) of ``cut`` (a node name or label); raise if unknown."""
+        if cut in (FRAME_CUT, OUTPUT_CUT):
+            return cut
+        try:
+            found = self.traced.cut(cut)
+            return found.label or found.name
+        except ValueError as exc:
+            raise PipelineError('unknown_cut', f'{cut!r} is not a cut of {self.name}: '
+                                               f'{exc}') from None
+
+    def halves(self, cut: str) -> tuple[nn.Module, nn.Module]:
+        """Return ``(head, tail)`` at a model cut (``tail(head(x)) == model(x)``)."""
+        cut = self.check_cut(cut)
+        if cut == OUTPUT_CUT:
+            return self.model, nn.Identity()
+        if cut == FRAME_CUT:
+            return nn.Identity(), self.model
+        with self._lock:
+            if cut not in self._halves:
+                head, tail = surgery.split_traced(self.traced, cut)
+                self._halves[cut] = (head.eval(), tail.eval())
+            return self._halves[cut]
+
+    def feature_shape(self, cut: str) -> tuple[int, ...]:
+        """Return the shape of one sample's tensor at a cut (no batch dimension)."""
+        cut = self.check_cut(cut)
+        if cut == OUTPUT_CUT:
+            return tuple(self.traced.output_shape[1:])
+        if cut == FRAME_CUT:
+            raise ValueError('the frame cut carries an image of any size')
+        return tuple(self.cuts[cut].shape[1:])
+
+    def preprocess(self, frame: np.ndarray, encoding: str) -> torch.Tensor:
+        """Turn a camera frame into the model input ``(1, C, H, W)``."""
+        try:
+            if self.input_shape[0] == 1:
+                x = data.preprocess_frame(frame, encoding, size=self.input_shape[1])
+            else:
+                gray = frame.ndim == 2 or encoding == 'mono8'
+                bgr = np.repeat(data.frame_to_gray(frame, encoding)[:, :, None], 3, 2) \
+                    if gray else (frame[:, :, ::-1] if encoding == 'rgb8' else frame)
+                x = surgery.preprocess(np.ascontiguousarray(bgr), self.input_shape)
+        except ValueError as exc:
+            raise PipelineError('bad_image', str(exc)) from None
+        return x.to(self.device)
+
+    def classify(self, logits: torch.Tensor, top_k: int = 3) -> dict:
+        """Return ``class_id``, ``label``, ``score`` and ``top_k`` of one sample's logits."""
+        probs = torch.softmax(logits.reshape(-1).float(), 0)
+        k = min(top_k, probs.numel())
+        scores, ids = probs.topk(k)
+        label = (lambda i: self.labels[i] if self.labels else str(i))
+        top = [{'class_id': int(i), 'label': label(int(i)), 'score': round(float(s), 5)}
+               for s, i in zip(scores, ids)]
+        return {'class_id': top[0]['class_id'], 'label': top[0]['label'],
+                'score': top[0]['score'], 'top_k': top}
+
+
+def build_defense(name: str, target: Target) -> nn.Module:
+    """Build a defense for a target; the denoisers exist for the default 1x28x28 input."""
+    try:
+        module = defenses.build_defense(name)
+    except (ValueError, FileNotFoundError) as exc:
+        raise PipelineError('bad_defense', str(exc)) from None
+    if name != 'none' and target.input_shape != (1, data.INPUT_SIZE, data.INPUT_SIZE):
+        raise PipelineError('bad_defense', f'defense {name} works on 1x28x28 inputs, the '
+                                           f'target {target.name} takes {target.input_shape}')
+    return module.to(target.device).eval()
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """What the edge does with a frame: defense, cut, codec, JPEG qualities."""
+
+    defense: str = DEFAULT_DEFENSE
+    cut: str = DEFAULT_CUT
+    codec: str = DEFAULT_CODEC
+    quality: int = DEFAULT_QUALITY              # features (codec jpeg)
+    frame_quality: int = DEFAULT_FRAME_QUALITY  # camera frames (cut frame, codec jpeg)
+
+
+@dataclass
+class EdgeOutput:
+    """One frame's result at the edge: the payload and its meta data."""
+
+    payload: bytes
+    meta: dict
+    denoised: torch.Tensor | None = None
+
+
+class EdgeStage:
+    """Camera frame -> defense -> head -> encode, with settings that may change live."""
+
+    def __init__(self, target: Target, settings: EdgeSettings = EdgeSettings(),
+                 runner: Runner = _direct):
+        self.target = target
+        self.runner = runner
+        self._defenses: dict[str, nn.Module] = {}
+        self.settings = EdgeSettings()
+        self.configure(settings)
+
+    def configure(self, settings: EdgeSettings) -> EdgeSettings:
+        """Check and apply new settings (raises PipelineError/ValueError, keeps the old)."""
+        cut = self.target.check_cut(settings.cut)
+        known = codecs.FRAME_CODECS if cut == FRAME_CUT else codecs.FEATURE_CODECS
+        if settings.codec not in known:
+            raise ValueError(f'codec {settings.codec!r} cannot carry cut {cut!r}; expected one '
+                             f'of {known}')
+        if cut == OUTPUT_CUT and settings.codec != 'raw':
+            raise ValueError('the output cut (edge-only) sends logits with codec raw')
+        for q in (settings.quality, settings.frame_quality):
+            if not 1 <= int(q) <= 100:
+                raise ValueError(f'JPEG quality must lie in 1..100, got {q}')
+        if settings.defense not in self._defenses:
+            self._defenses[settings.defense] = build_defense(settings.defense, self.target)
+        self.target.halves(cut)  # split now, not on the first frame
+        self.settings = EdgeSettings(settings.defense, cut, settings.codec, int(settings.quality),
+                                     int(settings.frame_quality))
+        return self.settings
+
+    @property
+    def defense(self) -> nn.Module:
+        """Return the current defense module."""
+        return self._defenses[self.settings.defense]
+
+    @torch.no_grad()
+    def denoise(self, frame: np.ndarray, encoding: str) -> torch.Tensor:
+        """Preprocess and defend one frame: the denoiser's part, ``(1, C, H, W)``."""
+        x = self.target.preprocess(frame, encoding)
+        if self.settings.cut == FRAME_CUT:
+            return x  # host-only: the host defends
+        return self.runner('denoiser', self.defense, x)
+
+    @torch.no_grad()
+    def head_encode(self, x: torch.Tensor, settings: EdgeSettings | None = None) -> EdgeOutput:
+        """Run the head on a defended input and encode the cut's tensor."""
+        s = settings or self.settings
+        head, _ = self.target.halves(s.cut)
+        feature = self.runner('target', head, x)[0]
+        options = {'quality': s.quality} if s.codec == 'jpeg' else {}
+        return self._encode(feature, s, options)
+
+    def encode_frame(self, frame: np.ndarray, encoding: str,
+                     settings: EdgeSettings | None = None) -> EdgeOutput:
+        """Host-only: encode the camera frame itself with an image codec."""
+        s = settings or self.settings
+        try:
+            gray = data.frame_to_gray(frame, encoding) if encoding == 'mono8' else None
+        except ValueError as exc:
+            raise PipelineError('bad_image', str(exc)) from None
+        image = gray if gray is not None else np.ascontiguousarray(
+            frame[:, :, ::-1] if encoding == 'rgb8' else frame)
+        if image.dtype != np.uint8 or image.size == 0:
+            raise PipelineError('bad_image', f'expected a uint8 frame, got {image.dtype} '
+                                             f'{image.shape}')
+        options = {'quality': s.frame_quality} if s.codec == 'jpeg' else {}
+        out = self._encode(image, s, options)
+        out.meta['defense'] = s.defense
+        return out
+
+    def process(self, frame: np.ndarray, encoding: str) -> EdgeOutput:
+        """Run the whole edge stage on one camera frame."""
+        s = self.settings
+        if s.cut == FRAME_CUT:
+            self.target.preprocess(frame, encoding)  # refuse what the host could not use
+            return self.encode_frame(frame, encoding, s)
+        x = self.denoise(frame, encoding)
+        out = self.head_encode(x, s)
+        out.denoised = x
+        return out
+
+    def _encode(self, value, s: EdgeSettings, options: dict) -> EdgeOutput:
+        try:
+            payload, meta = codecs.encode(value, s.codec, cut=s.cut, model=self.target.hash,
+                                          **options)
+        except codecs.CodecError as exc:
+            raise PipelineError('codec', str(exc)) from None
+        return EdgeOutput(payload, meta)
+
+
+class HostStage:
+    """Decode -> check -> tail -> class scores, for messages of any cut of one target."""
+
+    def __init__(self, target: Target, max_bytes: int | None = None,
+                 tails: Callable[[str, str, int | None], nn.Module] | None = None):
+        self.target = target
+        self.max_bytes = max_bytes
+        self._tails = tails
+        self._tail_cache: dict[tuple, nn.Module] = {}
+        self._defenses: dict[str, nn.Module] = {}
+
+    def set_tails(self, tails: Callable[[str, str, int | None], nn.Module] | None) -> None:
+        """Change the tail lookup (None: the plain split tails)."""
+        self._tails = tails
+        self._tail_cache = {}
+
+    def tail(self, cut: str, codec: str, quality: int | None) -> nn.Module:
+        """Return the tail for a message's settings (a fine-tuned one where shipped)."""
+        if self._tails is None or cut in (FRAME_CUT, OUTPUT_CUT):
+            return self.target.halves(cut)[1]
+        key = (cut, codec, quality if codec == 'jpeg' else None)
+        if key not in self._tail_cache:
+            self._tail_cache[key] = self._tails(*key).to(self.target.device).eval()
+        return self._tail_cache[key]
+
+    @torch.no_grad()
+    def process(self, payload, fmt: str | Mapping) -> tuple[torch.Tensor, dict]:
+        """Return ``(logits, meta)`` of one message; raise PipelineError on bad input."""
+        try:
+            meta = codecs.parse_format(fmt) if isinstance(fmt, (str, bytes)) else \
+                codecs.check_meta(fmt)
+        except codecs.CodecError as exc:
+            raise PipelineError('codec', str(exc)) from None
+        if meta.get('model') != self.target.hash:
+            raise PipelineError('model_mismatch', f'message from model {meta.get("model")}, '
+                                                  f'this host runs {self.target.hash}')
+        if 'cut' not in meta:
+            raise PipelineError('unknown_cut', 'message names no cut')
+        cut = self.target.check_cut(meta['cut'])
+        try:
+            value = codecs.decode(payload, meta, self.max_bytes)
+        except codecs.CodecError as exc:
+            raise PipelineError('codec', str(exc)) from None
+        if cut == FRAME_CUT:
+            return self._from_frame(value, meta), meta
+        want = self.target.feature_shape(cut)
+        if tuple(value.shape) != want:
+            raise PipelineError('shape_mismatch', f'cut {cut} carries {want}, the message '
+                                                  f'{tuple(value.shape)}')
+        value = value.float().to(self.target.device)
+        if cut == OUTPUT_CUT:
+            return value, meta
+        tail = self.tail(cut, meta['codec'], meta.get('quality'))
+        return tail(value[None])[0], meta
+
+    def _from_frame(self, image: np.ndarray, meta: dict) -> torch.Tensor:
+        encoding = 'mono8' if image.ndim == 2 else 'bgr8'
+        x = self.target.preprocess(image, encoding)
+        name = meta.get('defense', 'none')
+        if name not in self._defenses:
+            self._defenses[name] = build_defense(name, self.target)
+        return self.target.model(self._defenses[name](x))[0]
+
+
+def finetuned_tails(target: Target) -> Callable[[str, str, int | None], nn.Module]:
+    """Return a tail lookup that prefers the shipped fine-tuned tails (Ko et al.)."""
+    example = torch.zeros(1, *target.input_shape, device=target.device)
+    return lambda cut, codec, quality: codecs.host_tail(target.model, cut, codec, quality,
+                                                        example, model_name=target.name)
+
+
+def result_record(target: Target, logits: torch.Tensor, top_k: int = 3) -> dict:
+    """Return the JSON-able classification of one sample (what ``classification`` carries)."""
+    if not torch.isfinite(logits).all():
+        raise PipelineError('inference', 'the tail produced NaN or infinite scores')
+    return target.classify(logits, top_k)
+
+
+def nbytes_per_frame(frame: np.ndarray) -> int:
+    """Return the bytes of a raw camera frame (what host-only ``raw`` sends)."""
+    return int(math.prod(frame.shape)) * frame.dtype.itemsize

@@ -1,0 +1,253 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Pieces every node of the package uses: declared parameters, statistics, hand-off.
+
+- :func:`declare_parameters`: each parameter declared once with a
+  ``ParameterDescriptor`` (description, range or choices, read-only); a
+  change is checked against its spec, then offered to the node, which may
+  refuse it with a reason (``ros2 param set`` prints it).
+- :class:`NodeStats`: frames, bytes, latency, errors by kind, drops; one
+  ``DiagnosticStatus`` for ``/diagnostics``.
+- :class:`Mailbox`: a bounded hand-off between callbacks where the newest
+  item wins and every item pushed out is counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.parameter import Parameter
+
+THROTTLE_S = 5.0
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter: default, description and its constraint."""
+
+    name: str
+    default: Any
+    description: str
+    choices: Sequence[str] | None = None
+    range: tuple[float, float] | None = None
+    read_only: bool = False
+
+    def descriptor(self) -> ParameterDescriptor:
+        """Return the ROS parameter descriptor: what ``ros2 param describe`` shows."""
+        d = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.choices:
+            d.additional_constraints = 'one of: ' + ', '.join(self.choices)
+        if self.range is not None:
+            lo, hi = self.range
+            if isinstance(self.default, int) and not isinstance(self.default, bool):
+                d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+            else:
+                d.floating_point_range = [FloatingPointRange(from_value=float(lo),
+                                                             to_value=float(hi), step=0.0)]
+        return d
+
+    def check(self, value) -> str | None:
+        """Return why ``value`` is refused, or None."""
+        if self.choices and value not in self.choices:
+            return f'{self.name} must be one of {list(self.choices)}, got {value!r}'
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            return f'{self.name} must lie in [{self.range[0]}, {self.range[1]}], got {value!r}'
+        return None
+
+
+def declare_parameters(node, specs: Sequence[ParamSpec],
+                       apply: Callable[[dict], None] | None = None) -> dict:
+    """
+    Declare ``specs`` on ``node``; return their values (overrides from launch/YAML applied).
+
+    A bad initial value raises ValueError (the node does not start with it).
+    Later changes are checked against the specs, then passed to
+    ``apply(changes)``: if it raises ValueError the change is refused with
+    that reason and nothing changes.
+    """
+    by_name = {s.name: s for s in specs}
+    values = {}
+    for spec in specs:
+        value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        if isinstance(spec.default, float) and isinstance(value, int):
+            value = float(value)
+        reason = spec.check(value)
+        if reason:
+            raise ValueError(f'parameter {reason}')
+        values[spec.name] = value
+
+    def on_set(params: list[Parameter]) -> SetParametersResult:
+        changes = {}
+        for p in params:
+            spec = by_name.get(p.name)
+            if spec is None:
+                continue
+            value = p.value
+            if isinstance(spec.default, float) and isinstance(value, int) \
+                    and not isinstance(value, bool):
+                value = float(value)
+            reason = spec.check(value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            changes[p.name] = value
+        if changes and apply is not None:
+            try:
+                apply(changes)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+    return values
+
+
+class NodeStats:
+    """Counters and a latency window of one node; thread-safe."""
+
+    def __init__(self, window: int = 2000):
+        self._lock = threading.Lock()
+        self.frames = 0
+        self.bytes = 0
+        self.errors: collections.Counter = collections.Counter()
+        self.drops: collections.Counter = collections.Counter()
+        self._latency = collections.deque(maxlen=window)
+        self._times = collections.deque(maxlen=window)
+        self._started = time.monotonic()
+        self._logged: dict[str, float] = {}
+
+    def frame(self, nbytes: int = 0, latency_ms: float | None = None) -> None:
+        """Count one served frame."""
+        with self._lock:
+            self.frames += 1
+            self.bytes += nbytes
+            self._times.append(time.monotonic())
+            if latency_ms is not None:
+                self._latency.append(latency_ms)
+
+    def error(self, kind: str) -> bool:
+        """Count one error of ``kind``; return True when it is due to be logged (throttled)."""
+        with self._lock:
+            self.errors[kind] += 1
+            now = time.monotonic()
+            if now - self._logged.get(kind, -THROTTLE_S) >= THROTTLE_S:
+                self._logged[kind] = now
+                return True
+            return False
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` dropped frames for ``reason``."""
+        if n > 0:
+            with self._lock:
+                self.drops[reason] += n
+
+    def snapshot(self) -> dict:
+        """Return the figures: frames/s over the last 5 s, latency p50/p99, totals."""
+        with self._lock:
+            now = time.monotonic()
+            recent = [t for t in self._times if now - t <= 5.0]
+            span = min(5.0, now - self._started)
+            lat = sorted(self._latency)
+            return {
+                'frames': self.frames,
+                'frames_per_s': len(recent) / span if span > 0 else 0.0,
+                'latency_p50_ms': _quantile(lat, 0.5),
+                'latency_p99_ms': _quantile(lat, 0.99),
+                'bytes_per_frame': self.bytes / self.frames if self.frames else 0.0,
+                'errors': dict(self.errors),
+                'drops': dict(self.drops),
+            }
+
+    def status(self, name: str, hardware_id: str = '') -> DiagnosticStatus:
+        """Return a ``DiagnosticStatus`` (WARN once errors or drops were counted)."""
+        s = self.snapshot()
+        values = [('frames', s['frames']), ('frames_per_s', f"{s['frames_per_s']:.2f}"),
+                  ('latency_p50_ms', _fmt(s['latency_p50_ms'])),
+                  ('latency_p99_ms', _fmt(s['latency_p99_ms'])),
+                  ('bytes_per_frame', f"{s['bytes_per_frame']:.1f}"),
+                  ('errors', sum(s['errors'].values())), ('dropped', sum(s['drops'].values()))]
+        values += [(f'errors.{k}', v) for k, v in sorted(s['errors'].items())]
+        values += [(f'dropped.{k}', v) for k, v in sorted(s['drops'].items())]
+        bad = sum(s['errors'].values()) + sum(s['drops'].values())
+        return DiagnosticStatus(
+            level=DiagnosticStatus.WARN if bad else DiagnosticStatus.OK, name=name,
+            hardware_id=hardware_id,
+            message=f"{s['frames']} frames, {s['frames_per_s']:.1f}/s, {bad} errors+drops",
+            values=[KeyValue(key=k, value=str(v)) for k, v in values])
+
+
+def _quantile(values: list, q: float) -> float | None:
+    if not values:
+        return None
+    return float(values[min(len(values) - 1, int(round(q * (len(values) - 1))))])
+
+
+def _fmt(v) -> str:
+    return 'nan' if v is None else f'{v:.2f}'
+
+
+def status_values(status: DiagnosticStatus) -> dict:
+    """Return a ``DiagnosticStatus``'s key/values as a dict (for tools and tests)."""
+    return {kv.key: kv.value for kv in status.values}
+
+
+class Mailbox:
+    """
+    A bounded hand-off: ``put`` never blocks; when full the oldest item is pushed out.
+
+    ``replaced`` counts the items pushed out (frames skipped because a newer
+    one arrived first): the newest frame wins.
+    """
+
+    def __init__(self, depth: int = 1):
+        if depth < 1:
+            raise ValueError(f'depth must be >= 1, got {depth}')
+        self._items = collections.deque()
+        self._depth = depth
+        self._lock = threading.Lock()
+        self.replaced = 0
+
+    def put(self, item) -> int:
+        """Add an item; return how many older items it pushed out (0 or 1)."""
+        with self._lock:
+            self._items.append(item)
+            if len(self._items) > self._depth:
+                self._items.popleft()
+                self.replaced += 1
+                return 1
+            return 0
+
+    def take(self):
+        """Return the oldest waiting item, or None."""
+        with self._lock:
+            return self._items.popleft() if self._items else None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+def log_error(node, stats: NodeStats, kind: str, exc: BaseException) -> None:
+    """Count an error and log it, at most once per ``THROTTLE_S`` per kind (the node goes on)."""
+    if stats.error(kind):
+        count = stats.errors[kind]
+        node.get_logger().warning(f'{kind} (#{count}): {exc}')

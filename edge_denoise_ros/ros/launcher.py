@@ -1,0 +1,304 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Run the pipeline as real processes and account for every frame.
+
+Used by ``edge-denoise demo``, the end-to-end tests and ``bench link``: start
+``host_node`` and ``edge_process`` (or ``edge_node``) as separate OS
+processes, wait until the graph is connected, replay a camera bag, collect
+``classification`` and ``diagnostics``, and stop everything again (also on
+failure). DDS stays on a private, localhost-only domain unless the caller
+passes another environment (the link benchmark's network namespaces).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODULES = {'host_node': 'edge_denoise_ros.ros.host_node',
+           'edge_node': 'edge_denoise_ros.ros.edge_node',
+           'edge_process': 'edge_denoise_ros.ros.edge_process'}
+
+
+def ros_params(params: dict) -> list[str]:
+    """Return ``--ros-args -p k:=v ...`` for a parameter dict."""
+    args = ['--ros-args']
+    for key, value in params.items():
+        if isinstance(value, bool):
+            value = 'true' if value else 'false'
+        args += ['-p', f'{key}:={value}']
+    return args
+
+
+@dataclass
+class NodeProcess:
+    """One node executable running as its own process (in its own session)."""
+
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def running(self) -> bool:
+        """Return whether the process is still alive."""
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Interrupt (SIGINT, as Ctrl-C), then kill; return the exit status."""
+        if self.running:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        return self.proc.returncode
+
+    def tail(self, n: int = 20) -> str:
+        """Return the last lines of the process's log."""
+        try:
+            return '\n'.join(self.log.read_text(errors='replace').splitlines()[-n:])
+        except OSError:
+            return ''
+
+
+def start_node(executable: str, params: dict, env: dict, log_dir: Path,
+               prefix: list[str] | None = None, name: str | None = None) -> NodeProcess:
+    """Start a node executable of this package with parameters; stdout/stderr to a log."""
+    if executable not in MODULES:
+        raise ValueError(f'unknown executable {executable!r}; expected one of {tuple(MODULES)}')
+    log_dir.mkdir(parents=True, exist_ok=True)
+    name = name or executable
+    log = log_dir / f'{name}.log'
+    cmd = [*(prefix or []), sys.executable, '-u', '-m', MODULES[executable],
+           *ros_params(params)]
+    with open(log, 'w') as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    return NodeProcess(name, proc, log)
+
+
+class Collector:
+    """
+    A node that gathers ``classification`` records and the latest ``diagnostics``.
+
+    Records are keyed by the camera stamp (ns); ``statuses`` holds the newest
+    DiagnosticStatus values per status name.
+    """
+
+    def __init__(self, context, namespace: str = ''):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from std_msgs.msg import String
+
+        self.node = Node('edge_denoise_collector', namespace=namespace or None,
+                         context=context)
+        self.lock = threading.Lock()
+        self.records: dict[int, dict] = {}
+        self.received: list[tuple[int, dict]] = []   # (receive time ns, record), in order
+        self.duplicates = 0
+        self.statuses: dict[str, dict] = {}
+        self.last_record = time.monotonic()
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(String, 'classification', self._on_result, qos)
+        self.node.create_subscription(DiagnosticArray, 'diagnostics', self._on_diag, 100)
+
+    def _on_result(self, msg) -> None:
+        now = time.time_ns()
+        record = json.loads(msg.data)
+        stamp = record['stamp']['sec'] * 10**9 + record['stamp']['nanosec']
+        with self.lock:
+            self.received.append((now, record))
+            if stamp in self.records:
+                self.duplicates += 1
+            self.records[stamp] = record
+            self.last_record = time.monotonic()
+
+    def _on_diag(self, msg) -> None:
+        with self.lock:
+            for status in msg.status:
+                self.statuses[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def count(self) -> int:
+        """Return the number of distinct frames classified so far."""
+        with self.lock:
+            return len(self.records)
+
+    def graph_ready(self, camera_topic: str) -> bool:
+        """Return whether camera -> edge -> host -> classification is connected."""
+        n = self.node
+        return (n.count_subscribers(camera_topic) > 0 and n.count_publishers('features') > 0
+                and n.count_subscribers('features') > 0
+                and n.count_publishers('classification') > 0)
+
+
+class _Side:
+    """Run ``during(collector, player, procs)`` in a thread while the caller spins."""
+
+    def __init__(self, during, *args):
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(during, *args), daemon=True)
+        self.thread.start()
+
+    def _run(self, during, *args) -> None:
+        try:
+            during(*args)
+        except BaseException as exc:  # re-raised in the spinning thread
+            self.error = exc
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def result(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
+class RunResult:
+    """What a replay through the real nodes produced."""
+
+    played: int
+    records: dict
+    statuses: dict
+    report: dict
+    crashed: list = field(default_factory=list)
+    exit_codes: dict = field(default_factory=dict)
+    logs: dict = field(default_factory=dict)
+    received: list = field(default_factory=list)
+    window: tuple = (0, 0)
+
+
+def run_pipeline(bag: str | os.PathLike, edge_params: dict, host_params: dict, env: dict,
+                 log_dir: Path, *, composed: bool = True, rate: float = 1.0,
+                 camera_topic: str = '/image_raw', start_timeout: float = 60.0,
+                 drain_s: float = 2.0, drain_timeout: float = 30.0,
+                 prefixes: dict | None = None, envs: dict | None = None,
+                 duration: float | None = None, during=None, progress=None) -> RunResult:
+    """
+    Start host and edge processes, replay ``bag`` at ``rate``, collect, stop; return it all.
+
+    ``env`` is the processes' environment (and this process's DDS settings);
+    ``prefixes`` optionally wraps a process's command (``{'host_node': ['ip',
+    'netns', 'exec', 'host']}``). ``during(collector, player, procs)`` runs in
+    a thread once playback started; it may stop and start processes (append
+    them to ``procs`` to have them stopped at the end). ``envs`` gives a
+    process its own environment; ``duration`` loops the bag for that many
+    seconds (``window`` in the result: when playback started and stopped, ns).
+    """
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    from . import bag as bagmod
+
+    t0 = time.monotonic()
+    prefixes, envs = prefixes or {}, envs or {}
+    edge_exe = 'edge_process' if composed else 'edge_node'
+    procs = []
+    context = Context()
+    saved = {k: os.environ.get(k) for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
+                                            'ROS_STATIC_PEERS')}
+    for key in saved:  # this process joins the same DDS domain as its children
+        if env.get(key) is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = env[key]
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    player = None
+    try:
+        procs.append(start_node('host_node', host_params, envs.get('host_node', env), log_dir,
+                                prefixes.get('host_node')))
+        procs.append(start_node(edge_exe, edge_params, envs.get(edge_exe, env), log_dir,
+                                prefixes.get(edge_exe)))
+        collector = Collector(context)
+        executor.add_node(collector.node)
+        deadline = time.monotonic() + start_timeout
+        while not collector.graph_ready(camera_topic):
+            executor.spin_once(timeout_sec=0.1)
+            dead = [p for p in procs if not p.running]
+            if dead:
+                raise RuntimeError(f'{dead[0].name} exited ({dead[0].proc.returncode}) before '
+                                   f'the graph was up:\n{dead[0].tail()}')
+            if time.monotonic() > deadline:
+                raise RuntimeError(f'the nodes were not connected after {start_timeout:g} s')
+        timing = {'startup_s': round(time.monotonic() - t0, 2)}
+        options = bagmod.PlayOptions(rate=rate, topics=(camera_topic,),
+                                     wait_for_subscribers=5.0, loop=duration is not None)
+        player = bagmod.BagPlayer(bag, options,
+                                  node_name='edge_denoise_player', context=context,
+                                  progress=progress)
+        executor.add_node(player.node)
+        player.start()
+        started = time.time_ns()
+        side = _Side(during, collector, player, procs) if during is not None else None
+        stop_at = None if duration is None else time.monotonic() + duration
+        while not player.done.is_set() or (side is not None and side.running):
+            executor.spin_once(timeout_sec=0.1)
+            if stop_at is not None and time.monotonic() >= stop_at:
+                player.halt()
+        window = (started, time.time_ns())
+        if side is not None:
+            side.result()
+        if player.error is not None:
+            raise RuntimeError(f'playback failed: {player.error}')
+        played = player.report().played.get(camera_topic, 0)
+        if played == 0:
+            raise RuntimeError(f'nothing was played on {camera_topic} from {bag}')
+        timing['replay_s'] = round(time.monotonic() - t0 - timing['startup_s'], 2)
+        end = time.monotonic() + drain_timeout
+        while time.monotonic() < end and collector.count() < played:
+            executor.spin_once(timeout_sec=0.1)
+            if time.monotonic() - collector.last_record > drain_s:
+                break
+        settle = time.monotonic() + 1.5  # one more diagnostics period
+        while time.monotonic() < settle:
+            executor.spin_once(timeout_sec=0.1)
+        report = player.report().as_dict()
+        timing['total_s'] = round(time.monotonic() - t0, 2)
+        report['timing'] = timing
+        crashed = [p.name for p in procs if not p.running]
+        with collector.lock:
+            records, statuses = dict(collector.records), dict(collector.statuses)
+            received = list(collector.received)
+    finally:
+        if player is not None:
+            player.destroy()
+        codes = {p.name: p.stop() for p in procs}
+        executor.shutdown()
+        rclpy.try_shutdown(context=context)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return RunResult(played=played, records=records, statuses=statuses, report=report,
+                     crashed=crashed, exit_codes=codes,
+                     logs={p.name: str(p.log) for p in procs}, received=received,
+                     window=window)

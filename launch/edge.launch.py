@@ -1,0 +1,57 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Launch the edge side: ``edge_process`` (denoiser + target composed) or ``edge_node``.
+
+ros2 launch edge_denoise_ros edge.launch.py camera_topic:=/camera/image_raw device:=cuda
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    """Declare the arguments and the edge node(s)."""
+    namespace = LaunchConfiguration('namespace')
+    camera = LaunchConfiguration('camera_topic')
+    params = LaunchConfiguration('params_file')
+    device = LaunchConfiguration('device')
+    composed = LaunchConfiguration('composed')
+    remappings = [('image_raw', camera), ('image_raw/compressed', [camera, '/compressed'])]
+    common = dict(package='edge_denoise_ros', namespace=namespace, output='screen',
+                  parameters=[params, {'device': device}], remappings=remappings)
+    return LaunchDescription([
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='namespace of the edge nodes and their topics'),
+        DeclareLaunchArgument('camera_topic', default_value='image_raw',
+                              description='camera topic (sensor_msgs/Image); its /compressed '
+                                          'sibling is used with input_transport: compressed'),
+        DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
+            [FindPackageShare('edge_denoise_ros'), 'config', 'edge.yaml']),
+            description='YAML parameters of the edge nodes'),
+        DeclareLaunchArgument('device', default_value='cpu',
+                              description='torch device of the edge models: cpu, cuda, cuda:N'),
+        DeclareLaunchArgument('composed', default_value='true',
+                              description='true: edge_process (denoiser and target nodes on '
+                                          'the priority executor); false: one edge_node'),
+        # No name= here: it would rename both nodes of the process (denoiser, target).
+        Node(executable='edge_process', condition=IfCondition(composed), **common),
+        Node(executable='edge_node', name='edge_node', condition=UnlessCondition(composed),
+             **common),
+    ])

@@ -1,0 +1,46 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Launch the host side: ``host_node`` (features -> classification, diagnostics).
+
+ros2 launch edge_denoise_ros host.launch.py namespace:=robot1 device:=cuda
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    """Declare the arguments and the host node."""
+    return LaunchDescription([
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='namespace of the host node and its topics '
+                                          '(the edge\'s, to pair them)'),
+        DeclareLaunchArgument('features_topic', default_value='features',
+                              description='topic of the edge\'s encoded features'),
+        DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
+            [FindPackageShare('edge_denoise_ros'), 'config', 'host.yaml']),
+            description='YAML parameters of the host node'),
+        DeclareLaunchArgument('device', default_value='cpu',
+                              description='torch device of the host model: cpu, cuda, cuda:N'),
+        Node(package='edge_denoise_ros', executable='host_node', name='host_node',
+             namespace=LaunchConfiguration('namespace'), output='screen',
+             parameters=[LaunchConfiguration('params_file'),
+                         {'device': LaunchConfiguration('device')}],
+             remappings=[('features', LaunchConfiguration('features_topic'))]),
+    ])
