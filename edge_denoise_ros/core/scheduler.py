@@ -738,15 +738,53 @@ def split_blocks(model: nn.Module) -> torch.fx.GraphModule:
     return split_module(traced, model, lambda node: part[node], keep_original_order=True)
 
 
-class _JobInterpreter(torch.fx.Interpreter):
-    """Run a ``split_blocks`` graph: every partition call is one scheduler job."""
+class _JobPlan:
+    """
+    Run a ``split_blocks`` graph with every partition call as one scheduler job.
 
-    def __init__(self, graph: torch.fx.GraphModule, call: Callable):
-        super().__init__(graph, garbage_collect_values=True)
-        self._call = call
+    The steps are resolved once (a ``torch.fx.Interpreter`` per call would walk
+    the module tree on every forward); the values live in a per-call dict.
+    """
 
-    def call_module(self, target, args, kwargs):
-        return self._call(str(target), self.fetch_attr(target), args, kwargs)
+    def __init__(self, graph: torch.fx.GraphModule):
+        self.steps = []
+        for node in graph.graph.nodes:
+            if node.op == 'get_attr':
+                target = _fetch(graph, node.target)
+            elif node.op == 'call_module':
+                target = graph.get_submodule(node.target)
+            else:
+                target = node.target
+            self.steps.append((node, node.op, target))
+
+    def run(self, x, call: Callable):
+        env: dict = {}
+
+        def load(a):
+            return torch.fx.node.map_arg(a, lambda n: env[n])
+
+        for node, op, target in self.steps:
+            if op == 'placeholder':
+                env[node] = x
+            elif op == 'get_attr':
+                env[node] = target
+            elif op == 'call_module':
+                env[node] = call(str(node.target), target, load(node.args), load(node.kwargs))
+            elif op == 'call_function':
+                env[node] = target(*load(node.args), **load(node.kwargs))
+            elif op == 'call_method':
+                obj, *rest = load(node.args)
+                env[node] = getattr(obj, target)(*rest, **load(node.kwargs))
+            elif op == 'output':
+                return load(node.args[0])
+        raise ValueError('graph without output')
+
+
+def _fetch(module: nn.Module, target: str):
+    obj = module
+    for part in target.split('.'):
+        obj = getattr(obj, part)
+    return obj
 
 
 class ScheduledModel:
@@ -771,6 +809,7 @@ class ScheduledModel:
             self.graph: torch.fx.GraphModule | None = split_blocks(self.module)
         except ValueError:
             self.graph = None
+        self._plan = _JobPlan(self.graph) if self.graph is not None else None
 
     @property
     def jobs_per_forward(self) -> int:
@@ -792,7 +831,7 @@ class ScheduledModel:
         with self.scheduler.session(priority):
             if self.graph is None:
                 return call('forward', self.module, (x,), {})
-            return _JobInterpreter(self.graph, call).run(x)
+            return self._plan.run(x, call)
 
 
 # ------------------------------------------------------------------ model threads
