@@ -451,13 +451,17 @@ def test_cuda_scheduled_model_matches_cpu_and_uses_one_stream_per_priority():
     with torch.no_grad():
         want = module(x)
     with Scheduler(SchedulerConfig(device='cuda')) as sched:
-        model = ScheduledModel(module, sched)
+        model = ScheduledModel(module, sched, name='target')
         hi = model(x, priority=2)
         lo = model(x, priority=0)
+        other = ScheduledModel(nn.Sequential(nn.ReLU()), sched, name='denoiser')
+        other(x, priority=2)
         streams = sched.streams()
-        assert set(streams) == {0, 2}
-        assert streams[2].priority <= streams[0].priority       # lower number: more urgent
-        assert streams[2] != torch.cuda.current_stream()
+        assert set(streams) == {(0, 'target'), (2, 'target'), (2, 'denoiser')}
+        high, low = streams[2, 'target'], streams[0, 'target']
+        assert high.priority <= low.priority                    # lower number: more urgent
+        assert streams[2, 'denoiser'].priority == high.priority  # same level, own stream
+        assert high != torch.cuda.current_stream()
         assert hi.device.type == 'cuda'
         assert torch.allclose(hi.cpu(), want, atol=1e-4)
         assert torch.allclose(lo.cpu(), want, atol=1e-4)

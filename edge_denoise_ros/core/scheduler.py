@@ -30,12 +30,14 @@ The priority of the CPU side is projected onto the device in two ways:
   session is between two of its jobs (for at most ``hold_s``), lower-priority
   jobs are not started, so a high-priority chain is not interleaved with
   background work at every block boundary;
-* on CUDA every priority level has its own ``torch.cuda.Stream`` created with
-  a matching stream priority; the launcher only enqueues kernels (it never
-  waits for one), completion is detected by a ``torch.cuda.Event`` per job in
-  one watcher thread per stream, and at most ``max_inflight`` jobs per level
-  are on the device at once, so the backlog of low-priority kernels stays
-  short and the rest of it keeps its place in the priority queue.
+* on CUDA every priority level has its own ``torch.cuda.Stream`` (one per
+  level and model, so that two models at one level, the denoiser on frame
+  i+1 and the target on frame i, can overlap) created with a matching stream
+  priority; the launcher only enqueues kernels (it never waits for one),
+  completion is detected by a ``torch.cuda.Event`` per job in one watcher
+  thread per stream, and at most ``max_inflight`` jobs per stream are on the
+  device at once, so the backlog of low-priority kernels stays short and the
+  rest of it keeps its place in the priority queue.
 
 On the CPU the device has ``workers`` slots and the launcher as many threads,
 each running one job at a time with torch's intra-op threads
@@ -123,7 +125,7 @@ class SchedulerConfig:
     priority levels a waiting job gains per second (0 disables aging).
     ``hold_s``: how long after one of its jobs finished a higher-priority
     session still keeps lower-priority jobs from starting (0 disables holding).
-    ``max_inflight``: CUDA only, launched but unfinished jobs per priority level.
+    ``max_inflight``: CUDA only, launched but unfinished jobs per stream.
     ``inline``: CPU only, let a waiting caller run its own job when a slot is
     free and nothing queued may go first (see ``Scheduler.call``).
     ``spare_workers``: CPU only, extra slots that only a job outranking every
@@ -208,17 +210,17 @@ class JobQueue:
         return job.priority + self.aging_per_s * max(0.0, now - job.submitted)
 
     def best(self, floor: float = float('-inf'), now: float | None = None,
-             allowed: Callable[[int], bool] | None = None) -> Job | None:
+             allowed: Callable[[Job], bool] | None = None) -> Job | None:
         """
         Return (without removing) the job to run next, or ``None``.
 
-        Only jobs whose effective priority is at least ``floor`` and whose
-        level passes ``allowed(level)`` are candidates; ties go to the older job.
+        Only the head of each level is a candidate, if its effective priority
+        is at least ``floor`` and ``allowed(job)`` holds; ties go to the older job.
         """
         now = self.clock() if now is None else now
         chosen, key = None, None
         for level, jobs in self._levels.items():
-            if not jobs or (allowed is not None and not allowed(level)):
+            if not jobs or (allowed is not None and not allowed(jobs[0])):
                 continue
             head = jobs[0]
             eff = self.effective(head, now)
@@ -230,7 +232,7 @@ class JobQueue:
         return chosen
 
     def pop(self, floor: float = float('-inf'), now: float | None = None,
-            allowed: Callable[[int], bool] | None = None) -> Job | None:
+            allowed: Callable[[Job], bool] | None = None) -> Job | None:
         """Remove and return the job to run next (see ``best``), or ``None``."""
         job = self.best(floor, now, allowed)
         if job is not None:
@@ -297,7 +299,7 @@ class Scheduler:
         self._inflight: collections.Counter = collections.Counter()
         self._active = 0  # CPU jobs running (launcher workers and inline callers)
         self._running: collections.Counter = collections.Counter()  # their priorities
-        self._watches: dict[int, _Watch] = {}
+        self._watches: dict[tuple[int, str], _Watch] = {}
         self._stats = {'submitted': 0, 'completed': 0, 'failed': 0, 'cancelled': 0,
                        'max_queue': 0, 'held': 0, 'inline': 0, 'busy_s': 0.0}
         self._by_priority: collections.Counter = collections.Counter()
@@ -462,7 +464,7 @@ class Scheduler:
                 wake = end if wake is None else min(wake, end)
         return floor, wake
 
-    def _next(self, allowed: Callable[[int], bool] | None = None) -> Job | None:
+    def _next(self, allowed: Callable[[Job], bool] | None = None) -> Job | None:
         """Wait (lock held) for the next job to run; ``None`` once closed and drained."""
         while True:
             if self._closing and not len(self._queue):
@@ -554,18 +556,21 @@ class Scheduler:
         return -priority if priority > 0 else 0
 
     def streams(self) -> dict:
-        """Return ``{priority level: torch.cuda.Stream}`` of the levels used so far (CUDA)."""
-        return {level: w.stream for level, w in sorted(self._watches.items())}
+        """Return ``{(priority level, model): torch.cuda.Stream}`` used so far (CUDA)."""
+        return {key: w.stream for key, w in sorted(list(self._watches.items()))}
 
-    def _watch(self, level: int) -> _Watch:
-        """Return (creating on first use) the stream and watcher of a priority level."""
-        watch = self._watches.get(level)
+    def _watch(self, job: Job) -> _Watch:
+        """Return (creating on first use) the stream and watcher of a job's level and model."""
+        key = (job.priority, job.model)
+        watch = self._watches.get(key)
         if watch is None:
-            stream = torch.cuda.Stream(device=self.device, priority=self.stream_priority(level))
+            stream = torch.cuda.Stream(device=self.device,
+                                       priority=self.stream_priority(job.priority))
             watch = _Watch(stream)
-            watch.thread = threading.Thread(target=self._watch_loop, args=(watch,), daemon=True,
-                                            name=f'{THREAD_PREFIX}-watch-p{level}')
-            self._watches[level] = watch
+            watch.thread = threading.Thread(
+                target=self._watch_loop, args=(watch,), daemon=True,
+                name=f'{THREAD_PREFIX}-watch-p{job.priority}-{job.model or "job"}')
+            self._watches[key] = watch
             watch.thread.start()
         return watch
 
@@ -574,18 +579,18 @@ class Scheduler:
         torch.cuda.set_device(self.device)
         while True:
             with self._cond:
-                job = self._next(lambda level: self._inflight[level] < cap)
+                job = self._next(lambda j: self._inflight[j.priority, j.model] < cap)
                 if job is not None:
-                    self._inflight[job.priority] += 1
+                    self._inflight[job.priority, job.model] += 1
             if job is None:
                 break
             if not job.future.set_running_or_notify_cancel():
                 with self._cond:
-                    self._inflight[job.priority] -= 1
+                    self._inflight[job.priority, job.model] -= 1
                 self._cancelled(job)
                 continue
             try:
-                watch = self._watch(job.priority)
+                watch = self._watch(job)
                 with torch.cuda.stream(watch.stream), torch.no_grad():
                     args = _to_stream(job.args, self.device, watch.stream)
                     kwargs = _to_stream(job.kwargs, self.device, watch.stream)
@@ -594,7 +599,7 @@ class Scheduler:
                     done.record(watch.stream)
             except BaseException as exc:  # noqa: B902 - every failure goes to the submitter
                 with self._cond:
-                    self._inflight[job.priority] -= 1
+                    self._inflight[job.priority, job.model] -= 1
                 self._finish(job, error=exc)
                 continue
             with watch.cond:
@@ -621,7 +626,7 @@ class Scheduler:
             else:
                 error = None
             with self._cond:
-                self._inflight[job.priority] -= 1
+                self._inflight[job.priority, job.model] -= 1
             self._finish(job, None if error else out, error)
 
     # ---------------------------------------------------------------------- closing
