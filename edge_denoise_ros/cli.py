@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     'edge_denoise_ros.commands.surgery',
     'edge_denoise_ros.commands.codecs',
     'edge_denoise_ros.commands.demo',
+    'edge_denoise_ros.commands.link',
 )
 
 

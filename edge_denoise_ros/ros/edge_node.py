@@ -42,7 +42,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from . import conversions
 from .common import log_error, Mailbox, NodeStats, ParamSpec, declare_parameters
-from .executor import PriorityExecutor, priority_group
+from .executor import PRIORITY_RANGE, PriorityExecutor, priority_group, set_group_priority
 from ..core import codecs, pipeline, surgery
 from ..core.scheduler import ScheduledModel, Scheduler, SchedulerConfig
 
@@ -95,7 +95,7 @@ HEAD_PARAMS = (
               range=(0.01, 1000.0), read_only=True),
     ParamSpec('features_reliability', 'reliable', 'QoS reliability of features',
               choices=RELIABILITY, read_only=True),
-    ParamSpec('features_depth', 10, 'QoS history depth of features', range=(1, 1000),
+    ParamSpec('features_depth', 30, 'QoS history depth of features', range=(1, 1000),
               read_only=True),
     ParamSpec('emulate_slowdown', 1.0, 'emulate an edge k times slower than this machine: '
               'each model stage waits (k - 1) times its own run time (benchmarks)',
@@ -215,8 +215,12 @@ class CameraInput:
         self.wake = wake
         kind, topic = ((CompressedImage, 'image_raw/compressed') if transport == 'compressed'
                        else (Image, 'image_raw'))
+        # The intake only stores the newest frame: it outranks inference on the
+        # PriorityExecutor, so no frame is lost uncounted while inference runs.
+        group = MutuallyExclusiveCallbackGroup()
+        set_group_priority(group, PRIORITY_RANGE[1])
         self.sub = node.create_subscription(kind, topic, self._on_frame, qos_profile_sensor_data,
-                                            callback_group=MutuallyExclusiveCallbackGroup())
+                                            callback_group=group)
 
     def _on_frame(self, msg) -> None:
         self.stats.drop('skipped', self.frames.put((msg, time.time_ns())))

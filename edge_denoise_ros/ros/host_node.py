@@ -55,7 +55,7 @@ HOST_PARAMS = (
               'payload are refused', range=(1, 1 << 30)),
     ParamSpec('features_reliability', 'reliable', 'QoS reliability of features',
               choices=RELIABILITY, read_only=True),
-    ParamSpec('features_depth', 10, 'QoS history depth of features', range=(1, 1000),
+    ParamSpec('features_depth', 30, 'QoS history depth of features', range=(1, 1000),
               read_only=True),
 )
 

@@ -1,0 +1,81 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""``edge-denoise bench link``: offloading strategies over a real, shaped link."""
+
+from __future__ import annotations
+
+from .common import add_command, format_table, parse_list, positive_float, positive_int
+
+
+def register(groups) -> None:
+    """Add ``bench link``."""
+    from ..ros.linkbench import LinkBenchConfig, STRATEGIES
+
+    d = LinkBenchConfig()
+    p = add_command(groups['bench'], 'link', run,
+                    'edge and host in two network namespaces joined by a tc-shaped veth; '
+                    'frames/s, latency, bytes and drops of every strategy at each rate '
+                    '(needs root)')
+    p.add_argument('--rates', type=lambda t: parse_list(t, float), default=list(d.rates),
+                   help='uplink rates in Mbit/s, comma-separated')
+    p.add_argument('--downlink', type=positive_float, default=d.downlink,
+                   help='downlink rate in Mbit/s')
+    p.add_argument('--strategies', type=parse_list, default=list(STRATEGIES),
+                   help=f'comma-separated, of {",".join(STRATEGIES)}')
+    p.add_argument('--duration', type=positive_float, default=d.duration,
+                   help='seconds of camera replay per strategy and rate')
+    p.add_argument('--warmup', type=float, default=d.warmup,
+                   help='seconds at the start of each run left out of the figures')
+    p.add_argument('--edge-slowdown', type=positive_float, default=d.edge_slowdown,
+                   help='emulate an edge k times slower than this machine (and plan for it)')
+    p.add_argument('--image-quality', type=positive_int, default=d.image_quality,
+                   help='JPEG quality of the host-only jpeg strategy')
+    p.add_argument('--feature-quality', type=positive_int, default=d.feature_quality,
+                   help='JPEG quality of the split_jpeg and auto strategies')
+    p.add_argument('--bag', default=d.bag, help='camera bag (the demo bag, made if missing)')
+    p.add_argument('--out', default=None, help='folder for link.json and link.png')
+    p.add_argument('--log-dir', default=None, help='node logs (default: a temporary folder)')
+
+
+def run(args) -> dict:
+    """Run the benchmark and print its table."""
+    from .common import ProgressBar
+    from ..ros.linkbench import LinkBenchConfig, run as run_bench
+
+    cfg = LinkBenchConfig(rates=tuple(args.rates), downlink=args.downlink,
+                          strategies=tuple(args.strategies), duration=args.duration,
+                          warmup=args.warmup, edge_slowdown=args.edge_slowdown,
+                          image_quality=args.image_quality,
+                          feature_quality=args.feature_quality, bag=args.bag, out=args.out,
+                          log_dir=args.log_dir)
+    result = run_bench(cfg, progress=ProgressBar('bench link'))
+    print(format_table(result['rows'], ['rate_mbps', 'strategy', 'fps', 'p50_ms', 'p99_ms',
+                                        'bytes_per_frame', 'dropped', 'cut', 'codec']))
+    by_rate = {}
+    for r in result['rows']:
+        by_rate.setdefault(r['rate_mbps'], {})[r['strategy']] = r['fps']
+    for rate, fps in by_rate.items():
+        notes = []
+        if 'raw' in fps and 'split_jpeg' in fps:
+            ratio = fps['split_jpeg'] / fps['raw'] if fps['raw'] else float('inf')
+            notes.append(f'split_jpeg/raw {ratio:.1f}x')
+        if 'auto' in fps and len(fps) > 1:
+            best = max(fps.values())
+            notes.append(f'auto {fps["auto"] / best:.0%} of the best' if best else 'no frames')
+        if notes:
+            print(f'{rate:g} Mbit/s: ' + ', '.join(notes))
+    if 'plot' in result:
+        print(f'plot: {result["plot"]}')
+    return result

@@ -1,0 +1,263 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``edge-denoise bench link``: every offloading strategy over a real shaped link.
+
+The edge (``edge_process``, the camera replay and the result collector) runs
+in one network namespace, ``host_node`` in another; the veth between them is
+shaped with ``tc tbf`` at each uplink rate (and the downlink rate the other
+way). Each strategy replays the demo bag at camera rate, looping, for
+``duration`` seconds and is measured at the robot: sustained frames/s of
+results received back, end-to-end latency (camera frame at the edge ->
+result back at the edge) p50/p99, bytes per frame, dropped frames.
+
+Strategies: ``raw``, ``jpeg``, ``deepn_jpeg`` (host-only: the camera frame
+goes up), ``edge`` (edge-only), ``split_lossless`` and ``split_jpeg`` (at
+the planner's cut for that codec and rate) and ``auto`` (the edge node plans
+at start-up from the declared rate: ``cut: auto``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..core import pipeline
+
+STRATEGIES = ('raw', 'jpeg', 'deepn_jpeg', 'edge', 'split_lossless', 'split_jpeg', 'auto')
+FRAME_STRATEGIES = {'raw': 'raw', 'jpeg': 'jpeg', 'deepn_jpeg': 'deepn_jpeg'}
+SPLIT_STRATEGIES = {'split_lossless': 'lossless', 'split_jpeg': 'jpeg'}
+
+
+@dataclass
+class LinkBenchConfig:
+    """What ``bench link`` measures."""
+
+    rates: tuple = (2.0, 10.0, 45.0)
+    downlink: float = 100.0
+    strategies: tuple = STRATEGIES
+    duration: float = 20.0
+    warmup: float = 3.0
+    edge_slowdown: float = 1.0
+    bag: str = 'out/demo_bag'
+    defense: str = pipeline.DEFAULT_DEFENSE
+    image_quality: int = pipeline.DEFAULT_FRAME_QUALITY
+    feature_quality: int = pipeline.DEFAULT_QUALITY
+    out: str | None = None
+    log_dir: str | None = None
+
+    def check(self) -> None:
+        """Refuse unknown strategies and impossible numbers."""
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f'unknown strategy {unknown[0]!r}; expected some of {STRATEGIES}')
+        if not self.rates or min(self.rates) <= 0 or self.downlink <= 0:
+            raise ValueError(f'rates and downlink must be > 0 Mbit/s, got {self.rates}, '
+                             f'{self.downlink}')
+        if self.duration <= self.warmup or self.warmup < 0:
+            raise ValueError(f'duration must exceed warmup >= 0, got {self.duration}, '
+                             f'{self.warmup}')
+        if self.edge_slowdown < 1:
+            raise ValueError(f'edge slowdown must be >= 1, got {self.edge_slowdown}')
+
+
+def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None) -> dict[str, str]:
+    """Return the planner's cut for each split strategy's codec at ``rate``."""
+    from ..core import surgery
+
+    wanted = [s for s in cfg.strategies if s in SPLIT_STRATEGIES]
+    if not wanted:
+        return {}
+    target = target or pipeline.Target()
+    planner = surgery.make_planner(
+        target.model, target.input_shape, surgery.Link(rate, cfg.downlink),
+        edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
+        frame_codecs=[], model_name=target.name)
+    rows = planner.plan().rows
+    cuts = {}
+    for strategy in wanted:
+        split = [r for r in rows if r['kind'] == surgery.SPLIT
+                 and r['codec'] == SPLIT_STRATEGIES[strategy]]
+        best = min(split, key=lambda r: r['total_ms'])
+        cuts[strategy] = target.check_cut(best['cut'])
+    return cuts
+
+
+def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict) -> dict:
+    """Return the edge node's parameters for one strategy at one rate."""
+    p = {'defense': cfg.defense, 'emulate_slowdown': cfg.edge_slowdown,
+         'edge_slowdown': cfg.edge_slowdown, 'uplink_mbps': rate,
+         'downlink_mbps': cfg.downlink, 'quality': cfg.feature_quality,
+         'frame_quality': cfg.image_quality}
+    if strategy in FRAME_STRATEGIES:
+        p.update(cut=pipeline.FRAME_CUT, codec=FRAME_STRATEGIES[strategy])
+    elif strategy == 'edge':
+        p.update(cut=pipeline.OUTPUT_CUT, codec='raw')
+    elif strategy in SPLIT_STRATEGIES:
+        p.update(cut=cuts[strategy], codec=SPLIT_STRATEGIES[strategy])
+    else:
+        p.update(cut='auto', codec='jpeg')
+    return p
+
+
+def measure(result, warmup: float) -> dict:
+    """Return frames/s, latency p50/p99, bytes/frame and drops of one run (at the robot)."""
+    start, end = result.window
+    lo = start + int(warmup * 1e9)
+    inside = [(t, r) for t, r in result.received if lo <= t <= end]
+    span = (end - lo) / 1e9
+    lat = sorted((t - r['edge_rx_ns']) / 1e6 for t, r in inside if r.get('edge_rx_ns'))
+    sizes = [r['bytes'] for _, r in result.received]
+
+    def q(p):
+        return round(lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))], 2) if lat else None
+    cuts = sorted({r['cut'] for _, r in result.received})
+    codecs = sorted({r['codec'] for _, r in result.received})
+    return {'fps': round(len(inside) / span, 2) if span > 0 else 0.0,
+            'p50_ms': q(0.5), 'p99_ms': q(0.99),
+            'bytes_per_frame': round(sum(sizes) / len(sizes), 1) if sizes else None,
+            'played': result.played, 'classified': len(result.received),
+            'dropped': max(0, result.played - len(result.received)),
+            'cut': ','.join(cuts), 'codec': ','.join(codecs)}
+
+
+def driver(spec: dict) -> dict:
+    """Run one strategy from inside the edge namespace (see :func:`run_strategy`)."""
+    from .launcher import run_pipeline
+
+    result = run_pipeline(spec['bag'], spec['edge_params'], spec['host_params'],
+                          spec['edge_env'], Path(spec['log_dir']),
+                          envs={'host_node': spec['host_env']},
+                          prefixes={'host_node': spec['host_prefix']},
+                          duration=spec['duration'], start_timeout=120.0, drain_timeout=10.0)
+    row = measure(result, spec['warmup'])
+    row['crashed'] = result.crashed
+    return row
+
+
+def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenchConfig,
+                 cuts: dict, log_dir: Path) -> dict:
+    """Measure one strategy at one rate: a driver process in the edge namespace."""
+    log = log_dir / f'{strategy}_{rate:g}'
+    spec = {'bag': str(Path(cfg.bag).resolve()),
+            'edge_params': edge_params(strategy, rate, cfg, cuts), 'host_params': {},
+            'edge_env': pair.dds_env('edge', domain_id),
+            'host_env': pair.dds_env('host', domain_id), 'host_prefix': pair.prefix('host'),
+            'duration': cfg.duration, 'warmup': cfg.warmup, 'log_dir': str(log)}
+    before = pair.stats()
+    proc = subprocess.run([*pair.prefix('edge'), sys.executable, '-u', '-m', __name__,
+                           '--driver'], input=json.dumps(spec), capture_output=True,
+                          text=True, env=spec['edge_env'], timeout=cfg.duration + 300)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f'{strategy} at {rate:g} Mbit/s failed: {" | ".join(tail)}')
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    after = pair.stats()
+    row['link_up_bytes'] = after['up']['bytes'] - before['up']['bytes']
+    row['link_dropped_packets'] = (after['up']['dropped_packets']
+                                   - before['up']['dropped_packets'])
+    return {'rate_mbps': rate, 'strategy': strategy, **row}
+
+
+def run(cfg: LinkBenchConfig, progress=None) -> dict:
+    """Measure every strategy at every rate; return ``{"rows": [...], ...}``."""
+    from .demo import ensure_bag
+    from .isolation import lease_domain
+    from .netns import LinkPair, unavailable
+
+    cfg.check()
+    reason = unavailable()
+    if reason:
+        raise PermissionError(f'bench link {reason}')
+    ensure_bag(cfg.bag, 300)
+    log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix='edge_denoise_link_'))
+    rows = []
+    total = len(cfg.rates) * len(cfg.strategies)
+    target = pipeline.Target()
+    with lease_domain() as lease, LinkPair(f'{os.getpid() % 100000}',
+                                           index=lease.domain_id) as pair:
+        for rate in cfg.rates:
+            pair.shape(rate, cfg.downlink)
+            cuts = planned_cuts(cfg, rate, target)
+            for strategy in cfg.strategies:
+                rows.append(run_strategy(pair, lease.domain_id, strategy, rate, cfg, cuts,
+                                         log_dir))
+                if progress is not None:
+                    progress(len(rows), total, {'rate': rate, 'strategy': strategy})
+    result = {'rows': rows, 'config': asdict(cfg), 'logs': str(log_dir),
+              'machine': machine()}
+    if cfg.out:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'link.json').write_text(json.dumps(result, indent=2) + '\n')
+        plot(rows, out / 'link.png')
+        result['plot'] = str(out / 'link.png')
+    return result
+
+
+def machine() -> dict:
+    """Return what the numbers were measured on."""
+    import platform
+    return {'cpus': os.cpu_count(), 'platform': platform.platform(),
+            'python': platform.python_version()}
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    """Plot frames/s and p99 latency against the uplink rate, one line per strategy."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for strategy in dict.fromkeys(r['strategy'] for r in rows):
+        mine = sorted((r for r in rows if r['strategy'] == strategy),
+                      key=lambda r: r['rate_mbps'])
+        rates = [r['rate_mbps'] for r in mine]
+        ax1.plot(rates, [r['fps'] for r in mine], marker='o', label=strategy)
+        ax2.plot(rates, [r['p99_ms'] if r['p99_ms'] is not None else float('nan')
+                         for r in mine], marker='o', label=strategy)
+    for ax, label in ((ax1, 'frames/s (results back at the robot)'),
+                      (ax2, 'p99 latency, ms (log)')):
+        ax.set_xscale('log')
+        ax.set_xlabel('uplink, Mbit/s (tc tbf)')
+        ax.set_ylabel(label)
+        ax.grid(True, which='both', alpha=0.3)
+    ax2.set_yscale('log')
+    ax1.legend(fontsize=8)
+    fig.suptitle('edge_denoise_ros: offloading strategies over a shaped link')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _driver_main() -> int:
+    spec = json.loads(sys.stdin.read())
+    try:
+        row = driver(spec)
+    except RuntimeError as exc:
+        print(f'driver: {exc}', file=sys.stderr)
+        return 1
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == '__main__' and sys.argv[1:] == ['--driver']:
+    sys.exit(_driver_main())
