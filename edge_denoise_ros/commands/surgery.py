@@ -137,6 +137,8 @@ def _load(args):
 
     if str(args.model).endswith('.pt2') and args.input is None:
         raise CliError('a .pt2 model needs --input CxHxW')
+    import torch
+    torch.manual_seed(0)  # models without weights files: the same features, run to run
     model = models.build_model(args.model, weights=args.weights)
     shape = args.input or models.input_shape(args.model)
     if len(shape) == 2:
@@ -172,6 +174,9 @@ def _fmt_rows(rows: list[dict], choice: str) -> list[dict]:
         elif r['min_uplink_mbps'] is None:
             r['min_uplink_mbps'] = 'never'
         r['pick'] = '<==' if r['name'] == choice else ''
+        for k, v in r.items():  # no 1.285e+04 in the table
+            if isinstance(v, float) and abs(v) >= 1000:
+                r[k] = int(round(v))
         out.append(r)
     return out
 
@@ -315,12 +320,16 @@ def bench_planner(args) -> tuple[dict, int]:
 
 
 def _fast(model, shape) -> bool:
+    """Return True for a model under 5 ms a frame here (CPU time, best of 5)."""
     import time
 
     import torch
     x = torch.rand(1, *shape)
+    times = []
     with torch.no_grad():
         model(x)
-        t0 = time.perf_counter()
-        model(x)
-    return time.perf_counter() - t0 < 0.005
+        for _ in range(5):
+            t0 = time.process_time()
+            model(x)
+            times.append(time.process_time() - t0)
+    return min(times) < 0.005

@@ -33,14 +33,14 @@ over every (cut, codec) pair, plus *host-only* (send the camera frame, raw
 or as an image codec) and *edge-only* (no link at all). Edge and host times
 come from measured :class:`Profile` s (median of repeats, warm-up excluded):
 one measured here and declared ``k`` times slower, or one measured on the
-robot itself (``edge-denoise profile``).
+robot itself (``edge-denoise profile``). :func:`min_cut` solves the DADS
+partition over all node sets, which may cut across branches.
 
 Typical use on an edge node::
 
-    prof = surgery.measure_profile(model, frame)        # or load_profile('edge.json')
-    planner = surgery.Planner.from_profiles(prof, edge_slowdown=10,
-                                            link=surgery.Link(uplink_mbps=45))
-    choice = planner.choice                             # Candidate: .kind .cut .codec
+    planner = surgery.make_planner(model, (1, 28, 28), surgery.Link(uplink_mbps=45),
+                                   edge_profile='edge.json')  # or edge_slowdown=10
+    choice = planner.choice                 # Candidate: .kind .cut .codec .total_ms(link)
     head, _ = surgery.split(model, choice.cut, x)       # when choice.kind == 'split'
     choice = planner.update(uplink_mbps=estimate)       # re-plan, with hysteresis
 """
@@ -865,49 +865,47 @@ class _ProfileSession:
 
     @torch.no_grad()
     def round(self, record: bool) -> None:
-        # Stages run in pipeline order, as a frame goes through the edge and the host;
-        # each path runs `burst` times in a row (the first untimed), as frames follow.
         watch, frame, shape, enc, dec = (self.watch, self.frame, self.input_shape,
                                          self.codec_mod.encode, self.codec_mod.decode)
         self.rounds += record
         clock, model, whole = watch.clock, self.model, self.burst > 1
-        # Large models (burst 1): each stage timed once per round. Small ones, where
-        # microseconds count: one run times each stage (and warms the caches), then each
-        # side runs `burst` times in a row, timed whole with plain calls, as in service
-        # (the sum of stage medians can miss by a few microseconds).
-
-        def sides(key, edge, host):
-            if whole:
-                edge_ms, host_ms, _, _ = _run_sides(edge, host, self.burst, clock)
-                if record:
-                    watch.samples.setdefault(('edge_side',) + key, []).extend(edge_ms)
-                    watch.samples.setdefault(('host_side',) + key, []).extend(host_ms)
-
+        # Each stage timed once per round, in pipeline order (one head, every codec, one
+        # tail per cut). Small models (burst > 1), where microseconds count: then each
+        # side of every path runs `burst` times in a row, timed whole with plain calls,
+        # as in service (the sum of stage medians can miss by a few microseconds).
         watch.recording = record
         watch('full', model, watch('preprocess', preprocess, frame, shape))
-        sides((EDGE_ONLY,), lambda: model(preprocess(frame, shape)), None)
-        groups = [self.codecs] if not whole else [(k,) for k in self.codecs]
         for name, (head, tail) in self.halves.items():
-            for group in groups:
-                h = watch(('head', name), head, watch('preprocess', preprocess, frame, shape))
-                decoded = h
-                for k in group:
-                    payload, meta = watch(('encode', name, k), enc, h, k)
-                    self.sizes[(name, k)] = len(payload)
-                    decoded = watch(('decode', name, k), dec, payload, meta)
-                watch(('tail', name), tail, decoded if group else h.clone())
-                if whole and group:
-                    k = group[0]
-                    sides((name, k), lambda k=k, head=head: enc(head(preprocess(frame, shape)), k),
-                          lambda sent, tail=tail: tail(dec(*sent)))
+            h = watch(('head', name), head, watch('preprocess', preprocess, frame, shape))
+            decoded = h.clone()
+            for k in self.codecs:
+                payload, meta = watch(('encode', name, k), enc, h, k)
+                self.sizes[(name, k)] = len(payload)
+                decoded = watch(('decode', name, k), dec, payload, meta)
+            watch(('tail', name), tail, decoded)
         for k, (frame_enc, frame_dec) in self.frames.items():
             sent = watch(('frame_encode', k), frame_enc, frame)
             got = watch(('frame_decode', k), frame_dec, *sent)
             watch('full', model, watch('preprocess', preprocess, got, shape))
-            sides((HOST_ONLY, k), lambda frame_enc=frame_enc: frame_enc(frame),
-                  lambda sent, frame_dec=frame_dec: model(preprocess(frame_dec(*sent), shape)))
         self.node_timer.recording = record  # node by node, for the min-cut
         self.node_timer.run(preprocess(frame, shape))
+        if not whole:
+            return
+
+        def sides(key, edge, host):
+            edge_ms, host_ms, _, _ = _run_sides(edge, host, self.burst, clock)
+            if record:
+                watch.samples.setdefault(('edge_side',) + key, []).extend(edge_ms)
+                watch.samples.setdefault(('host_side',) + key, []).extend(host_ms)
+
+        sides((EDGE_ONLY,), lambda: model(preprocess(frame, shape)), None)
+        for name, (head, tail) in self.halves.items():
+            for k in self.codecs:
+                sides((name, k), lambda k=k, head=head: enc(head(preprocess(frame, shape)), k),
+                      lambda sent, tail=tail: tail(dec(*sent)))
+        for k, (frame_enc, frame_dec) in self.frames.items():
+            sides((HOST_ONLY, k), lambda frame_enc=frame_enc: frame_enc(frame),
+                  lambda sent, frame_dec=frame_dec: model(preprocess(frame_dec(*sent), shape)))
 
     def result(self, warmup: int = 0) -> Profile:
         ms, cuts = self.watch.median, self.traced.cuts
@@ -948,15 +946,18 @@ def measure_profile(model: nn.Module, frame: np.ndarray | None = None,
     input); ``input_shape`` the model's ``(C, H, W)``;
     ``codecs`` the feature codecs (default all of ``core.codecs``),
     ``frame_codecs`` those of the host-only path (default ``raw`` and the
-    image codecs that work here). Each round runs the stages in pipeline
-    order (preprocess, head, each codec's encode and decode, tail; each frame
-    codec then the whole model), so each is timed in the cache state it
-    meets in service; within a round each path runs ``burst`` times in a
-    row, the first untimed (default: ~5 ms of work, so sub-millisecond
-    models are timed warm). Times are medians over ``repeats`` rounds after
-    ``warmup`` rounds, by the ``clock`` 'wall' or 'cpu' (this process's CPU
-    time: latency on an unloaded machine when torch runs one thread); ``stat``
-    may ask for a low percentile instead of the median (see :func:`summarize`).
+    image codecs that work here). Each round times every stage once, in
+    pipeline order (preprocess, head, each codec's encode and decode, tail;
+    each frame codec then the whole model), and every node of the graph
+    (:attr:`Profile.nodes`). For models under 5 ms (default ``burst`` 3;
+    1 above), where microseconds count, each side of every path (edge:
+    preprocess, head, encode; host: decode, tail) then runs ``burst`` times
+    in a row, the first untimed, timed whole as it runs in service
+    (:func:`_run_sides`): these side times are what the planner uses. Times
+    are medians over ``repeats`` rounds after ``warmup`` rounds, by the
+    ``clock`` 'wall' or 'cpu' (this process's CPU time: latency on an
+    unloaded machine when torch runs one thread); ``stat`` may ask for a low
+    percentile instead of the median (see :func:`summarize`).
     """
     if input_shape is None:
         raise ValueError('input_shape (C, H, W) is required')
