@@ -74,6 +74,8 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from .fxguard import FX_GUARD
+
 THREAD_PREFIX = 'edge-denoise'
 DROP_POLICIES = ('block', 'drop_oldest', 'drop_newest')
 
@@ -723,7 +725,8 @@ def split_blocks(model: nn.Module) -> torch.fx.GraphModule:
     from torch.fx.passes.split_module import split_module
 
     try:
-        traced = torch.fx.symbolic_trace(model)
+        with FX_GUARD.tracing():
+            traced = torch.fx.symbolic_trace(model)
     except Exception as exc:  # noqa: B902 - any tracing failure means "not traceable"
         raise ValueError(f'{type(model).__name__} cannot be traced by torch.fx '
                          f'({type(exc).__name__}: {exc}); wrap it in an nn.Sequential of '
@@ -833,7 +836,7 @@ class ScheduledModel:
             return self.scheduler.call(fn, args, kwargs, priority=priority, model=self.name,
                                        frame=frame)
 
-        with self.scheduler.session(priority):
+        with FX_GUARD.running(), self.scheduler.session(priority):
             if self.graph is None:
                 return call('forward', self.module, (x,), {})
             return self._plan.run(x, call)

@@ -63,6 +63,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .fxguard import FX_GUARD
+
 PROFILE_FORMAT = 'edge_denoise/profile/1'
 EDGE_ONLY = 'edge_only'
 HOST_ONLY = 'host_only'
@@ -143,14 +145,16 @@ def _graph_module(model: nn.Module, args: tuple) -> torch.fx.GraphModule:
         return model
     if not isinstance(model, nn.Module):
         raise ValueError(f'expected an nn.Module, got {type(model).__name__}')
-    try:
-        return torch.fx.symbolic_trace(model)
-    except Exception as fx_error:  # data-dependent control flow: try torch.export
+    with FX_GUARD.tracing():
         try:
-            return torch.export.export(model, args, strict=False).module()
-        except Exception as export_error:
-            raise ValueError(f'cannot trace {type(model).__name__}: torch.fx said '
-                             f'{fx_error}; torch.export said {export_error}') from export_error
+            return torch.fx.symbolic_trace(model)
+        except Exception as fx_error:  # data-dependent control flow: try torch.export
+            try:
+                return torch.export.export(model, args, strict=False).module()
+            except Exception as export_error:
+                raise ValueError(f'cannot trace {type(model).__name__}: torch.fx said '
+                                 f'{fx_error}; torch.export said {export_error}'
+                                 ) from export_error
 
 
 def _scopes(node) -> list[str]:
