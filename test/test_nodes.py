@@ -232,3 +232,26 @@ def test_host_serves_every_kind_of_cut(host, sample_frame, cut, codec):
     h.feature_pub.publish(conversions.payload_to_msg(out.payload, out.meta))
     assert h.wait(lambda: h.results)
     assert h.results[0]['class_id'] == label and h.results[0]['cut'] == cut
+
+
+def test_nodes_wait_on_no_qos_event_status_conditions(edge, host):
+    """
+    No QoS event handlers on the nodes' topics: with them, rmw_fastrtps woke every wait.
+
+    A sample pending on a busy subscription kept the reader's status condition
+    raised through its event handlers, and the executor thread busy-looped
+    (thousands of empty waits a second), starving inference: the demo lost
+    a third of its frames.
+    """
+    from rclpy.event_handler import EventHandler
+    from rclpy.node import Node
+
+    def handlers(node):
+        return sum(isinstance(w, EventHandler) for w in node.waitables)
+
+    bare = Node('bare_node', context=edge[0].context)  # rclpy's own /parameter_events
+    try:
+        for node, _ in (edge, host):
+            assert handlers(node) == handlers(bare), node.get_name()
+    finally:
+        bare.destroy_node()

@@ -356,6 +356,8 @@ class BagPlayer:
                 self.node.destroy_node()
                 raise ValueError(f'topic {missing[0]} is not in bag {bag}; it has '
                                  f'{", ".join(present)}')
+        from .common import pub_events
+
         for conn in self.reader.connections:
             if (wanted is not None and conn.topic not in wanted) or conn.topic in self.publishers:
                 continue
@@ -367,7 +369,7 @@ class BagPlayer:
                 continue
             name = self.options.remap.get(conn.topic, conn.topic)
             qos = qos_for_type(conn.msgtype, self.options.camera_qos)
-            pub = self.node.create_publisher(cls, name, qos)
+            pub = self.node.create_publisher(cls, name, qos, event_callbacks=pub_events())
             self.publishers[conn.topic] = (pub.topic_name, pub)  # the resolved name
         self.connections = [c for c in self.reader.connections if c.topic in self.publishers]
         self.counts = {name: 0 for name, _ in self.publishers.values()}
@@ -687,8 +689,11 @@ class BagRecorder:
                 topic, msgtype, typestore=typestore(),
                 offered_qos_profiles=[rosbags_qos(offered[0])])
             self.types[topic] = msgtype
+            from .common import sub_events
+
             self.subscriptions.append(self.node.create_subscription(
-                cls, topic, lambda raw, t=topic: self._write(t, raw), qos, raw=True))
+                cls, topic, lambda raw, t=topic: self._write(t, raw), qos, raw=True,
+                event_callbacks=sub_events()))
             self.node.get_logger().info(f'recording {topic} ({msgtype})')
 
     def _write(self, topic: str, raw: bytes) -> None:

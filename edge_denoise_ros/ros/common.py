@@ -28,6 +28,7 @@ Pieces every node of the package uses: declared parameters, statistics, hand-off
 from __future__ import annotations
 
 import collections
+import gc
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from typing import Any, Callable, Sequence
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.parameter import Parameter
 
 THROTTLE_S = 5.0
@@ -130,6 +132,7 @@ class NodeStats:
         self.bytes = 0
         self.errors: collections.Counter = collections.Counter()
         self.drops: collections.Counter = collections.Counter()
+        self.counts: collections.Counter = collections.Counter()
         self._latency = collections.deque(maxlen=window)
         self._times = collections.deque(maxlen=window)
         self._started = time.monotonic()
@@ -160,6 +163,12 @@ class NodeStats:
             with self._lock:
                 self.drops[reason] += n
 
+    def count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to the plain counter ``key`` (reported as is, not as a drop or error)."""
+        if n > 0:
+            with self._lock:
+                self.counts[key] += n
+
     def snapshot(self) -> dict:
         """Return the figures: frames/s over the last 5 s, latency p50/p99, totals."""
         with self._lock:
@@ -175,6 +184,7 @@ class NodeStats:
                 'bytes_per_frame': self.bytes / self.frames if self.frames else 0.0,
                 'errors': dict(self.errors),
                 'drops': dict(self.drops),
+                'counts': dict(self.counts),
             }
 
     def status(self, name: str, hardware_id: str = '') -> DiagnosticStatus:
@@ -187,6 +197,7 @@ class NodeStats:
                   ('errors', sum(s['errors'].values())), ('dropped', sum(s['drops'].values()))]
         values += [(f'errors.{k}', v) for k, v in sorted(s['errors'].items())]
         values += [(f'dropped.{k}', v) for k, v in sorted(s['drops'].items())]
+        values += sorted(s['counts'].items())
         bad = sum(s['errors'].values()) + sum(s['drops'].values())
         return DiagnosticStatus(
             level=DiagnosticStatus.WARN if bad else DiagnosticStatus.OK, name=name,
@@ -251,3 +262,33 @@ def log_error(node, stats: NodeStats, kind: str, exc: BaseException) -> None:
     if stats.error(kind):
         count = stats.errors[kind]
         node.get_logger().warning(f'{kind} (#{count}): {exc}')
+
+
+def sub_events() -> SubscriptionEventCallbacks:
+    """
+    Return subscription event callbacks that create no QoS event handlers.
+
+    rmw_fastrtps waits on a reader's status condition for each QoS event
+    handler. While the executor leaves a busy subscription out of the wait
+    set, a sample pending on that reader still wakes every wait through the
+    handler's status condition, and the spinning thread busy-loops on the GIL
+    (thousands of empty waits a second), starving inference: the hot topics
+    go without event handlers.
+    """
+    return SubscriptionEventCallbacks(use_default_callbacks=False)
+
+
+def pub_events() -> PublisherEventCallbacks:
+    """Return publisher event callbacks that create no QoS event handlers (see ``sub_events``)."""
+    return PublisherEventCallbacks(use_default_callbacks=False)
+
+
+def settle_heap() -> None:
+    """
+    Collect once, then move every object built so far out of the collector's sight.
+
+    Models, traced graphs and ROS entities are built at start-up and live for
+    the whole process; full collections then no longer walk them all.
+    """
+    gc.collect()
+    gc.freeze()

@@ -41,9 +41,11 @@ from rclpy.qos import HistoryPolicy, qos_profile_sensor_data, QoSProfile, Reliab
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import conversions
-from .common import log_error, Mailbox, NodeStats, ParamSpec, declare_parameters
+from .common import (declare_parameters, log_error, Mailbox, NodeStats, ParamSpec, pub_events,
+                     settle_heap, sub_events)
 from .executor import PRIORITY_RANGE, PriorityExecutor, priority_group, set_group_priority
 from ..core import codecs, pipeline, surgery
+from ..core.fxguard import FX_GUARD
 from ..core.scheduler import ScheduledModel, Scheduler, SchedulerConfig
 
 AUTO = 'auto'
@@ -130,7 +132,8 @@ def scheduled_runner(scheduler: Scheduler | None, slowdown: float = 1.0) -> pipe
     def run(stage, module, x):
         start = time.perf_counter()
         if scheduler is None:
-            y = module(x)
+            with FX_GUARD.running():
+                y = module(x)
         else:
             model = wrapped.get(id(module))
             if model is None:
@@ -219,8 +222,9 @@ class CameraInput:
         # PriorityExecutor, so no frame is lost uncounted while inference runs.
         group = MutuallyExclusiveCallbackGroup()
         set_group_priority(group, PRIORITY_RANGE[1])
-        self.sub = node.create_subscription(kind, topic, self._on_frame, qos_profile_sensor_data,
-                                            callback_group=group)
+        self.sub = node.create_subscription(
+            kind, topic, self._on_frame, qos_profile_sensor_data, callback_group=group,
+            event_callbacks=sub_events())
 
     def _on_frame(self, msg) -> None:
         self.stats.drop('skipped', self.frames.put((msg, time.time_ns())))
@@ -244,7 +248,8 @@ class FeaturesOutput:
 
     def __init__(self, node: Node, params: dict, stats: NodeStats):
         self.pub = node.create_publisher(CompressedImage, 'features', features_qos(
-            params['features_reliability'], params['features_depth']))
+            params['features_reliability'], params['features_depth']),
+            event_callbacks=pub_events())
         self.stats = stats
         self.seq = 0
 
@@ -260,7 +265,7 @@ def denoised_publisher(node: Node, enabled: bool):
     """Return a function publishing a defended input ``(1, C, H, W)`` as 32FC1/32FC3."""
     if not enabled:
         return lambda x, header: None
-    pub = node.create_publisher(Image, 'denoised', 10)
+    pub = node.create_publisher(Image, 'denoised', 10, event_callbacks=pub_events())
 
     def publish(x, header) -> None:
         image = x[0].permute(1, 2, 0).float().cpu().numpy()
@@ -274,7 +279,7 @@ def denoised_publisher(node: Node, enabled: bool):
 
 def diagnostics_timer(node: Node, parts: list[tuple[str, NodeStats]]) -> None:
     """Publish ``diagnostics`` (one status per part) every ``DIAG_PERIOD_S``."""
-    pub = node.create_publisher(DiagnosticArray, 'diagnostics', 10)
+    pub = node.create_publisher(DiagnosticArray, 'diagnostics', 10, event_callbacks=pub_events())
 
     def tick() -> None:
         msg = DiagnosticArray()
@@ -347,6 +352,7 @@ def run_nodes(nodes_factory, args=None, name: str = 'edge') -> int:
         nodes = nodes_factory(scheduler)
         for node in nodes:
             executor.add_node(node)
+        settle_heap()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

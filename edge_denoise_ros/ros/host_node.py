@@ -36,7 +36,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
 
-from .common import declare_parameters, log_error, NodeStats, ParamSpec
+from .common import (declare_parameters, log_error, NodeStats, ParamSpec, pub_events,
+                     settle_heap, sub_events)
 from .edge_node import diagnostics_timer, features_qos, RELIABILITY, set_torch_threads
 from ..core import codecs, pipeline
 
@@ -73,10 +74,12 @@ class HostNode(Node):
         self.stage = pipeline.HostStage(self.target, p['max_payload_bytes'],
                                         self._finetuned_tails(p['finetuned_tails']))
         self.last_seq: int | None = None
-        self.pub = self.create_publisher(String, 'classification', 10)
+        self.pub = self.create_publisher(String, 'classification', 10,
+                                         event_callbacks=pub_events())
         self.sub = self.create_subscription(
             CompressedImage, 'features', self._on_features,
-            features_qos(p['features_reliability'], p['features_depth']))
+            features_qos(p['features_reliability'], p['features_depth']),
+            event_callbacks=sub_events())
         diagnostics_timer(self, [(node_name, self.stats)])
         self.get_logger().info(f'host ready: model {self.target.name} ({self.target.hash})')
 
@@ -140,6 +143,7 @@ def main(args=None) -> int:
         node = HostNode()
         executor = MultiThreadedExecutor()
         executor.add_node(node)
+        settle_heap()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -114,6 +114,8 @@ class Collector:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from std_msgs.msg import String
 
+        from .common import sub_events
+
         self.node = Node('edge_denoise_collector', namespace=namespace or None,
                          context=context)
         self.lock = threading.Lock()
@@ -123,8 +125,10 @@ class Collector:
         self.statuses: dict[str, dict] = {}
         self.last_record = time.monotonic()
         qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(String, 'classification', self._on_result, qos)
-        self.node.create_subscription(DiagnosticArray, 'diagnostics', self._on_diag, 100)
+        self.node.create_subscription(String, 'classification', self._on_result, qos,
+                                      event_callbacks=sub_events())
+        self.node.create_subscription(DiagnosticArray, 'diagnostics', self._on_diag, 100,
+                                      event_callbacks=sub_events())
 
     def _on_result(self, msg) -> None:
         now = time.time_ns()
