@@ -35,7 +35,7 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -209,6 +209,15 @@ class HeadControl:
                                     f'predicted {c.total_ms(link):.1f} ms per frame')
 
 
+def apply_defense(stage: pipeline.EdgeStage, changes: dict) -> None:
+    """Apply a ``defense`` parameter change to ``stage``; refuse a bad one with the reason."""
+    if 'defense' in changes:
+        try:
+            stage.configure(dataclasses.replace(stage.settings, defense=changes['defense']))
+        except pipeline.PipelineError as exc:
+            raise ValueError(str(exc)) from None
+
+
 class CameraInput:
     """The camera subscription: keeps the newest frame, wakes the inference callback."""
 
@@ -314,12 +323,7 @@ class EdgeNode(Node):
                                f'codec {s.codec}, quality {s.quality}')
 
     def _apply_camera(self, changes: dict) -> None:
-        if 'defense' in changes:
-            try:
-                self.stage.configure(dataclasses.replace(self.stage.settings,
-                                                         defense=changes['defense']))
-            except pipeline.PipelineError as exc:
-                raise ValueError(str(exc)) from None
+        apply_defense(self.stage, changes)
 
     def _infer(self) -> None:
         try:
@@ -336,16 +340,18 @@ class EdgeNode(Node):
             log_error(self, self.stats, 'inference', exc)
 
 
-def run_nodes(nodes_factory, args=None, name: str = 'edge') -> int:
+def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = True) -> int:
     """
-    Start rclpy, build the nodes on one scheduler, spin a ``PriorityExecutor``; exit status.
+    Start rclpy, build the nodes, spin them until shutdown; return the exit status.
 
-    ``nodes_factory(scheduler)`` returns the nodes. A bad parameter ends the
-    process with status 2 and a one-line reason.
+    ``nodes_factory(scheduler)`` returns the nodes. ``scheduled``: one
+    scheduler for their models and a ``PriorityExecutor``; otherwise no
+    scheduler (``None``) and rclpy's ``MultiThreadedExecutor``. A bad
+    parameter ends the process with status 2 and a one-line reason.
     """
     rclpy.init(args=args)
-    scheduler = Scheduler(SchedulerConfig(workers=1))
-    executor = PriorityExecutor(scheduler=scheduler)
+    scheduler = Scheduler(SchedulerConfig(workers=1)) if scheduled else None
+    executor = PriorityExecutor(scheduler=scheduler) if scheduled else MultiThreadedExecutor()
     nodes = []
     code = 0
     try:
@@ -363,7 +369,8 @@ def run_nodes(nodes_factory, args=None, name: str = 'edge') -> int:
         for node in nodes:
             node.destroy_node()
         executor.shutdown(timeout_sec=5.0)
-        scheduler.close(cancel_pending=True, timeout=5.0)
+        if scheduler is not None:
+            scheduler.close(cancel_pending=True, timeout=5.0)
         rclpy.try_shutdown()
     return code
 

@@ -25,14 +25,13 @@ the device, jobs run by their callback group's priority.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 from rclpy.node import Node
 
 from .common import declare_parameters, log_error, Mailbox, NodeStats
-from .edge_node import (CAMERA_PARAMS, CameraInput, denoised_publisher, diagnostics_timer,
-                        FeaturesOutput, HeadControl, run_nodes)
+from .edge_node import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
+                        diagnostics_timer, FeaturesOutput, HeadControl, run_nodes)
 from .executor import priority_group
 from ..core import pipeline
 from ..core.scheduler import Scheduler
@@ -101,12 +100,7 @@ class DenoiserNode(Node):
                                f'{self.params["input_transport"]} camera input')
 
     def _apply(self, changes: dict) -> None:
-        if 'defense' in changes:
-            try:
-                self.stage.configure(dataclasses.replace(self.stage.settings,
-                                                         defense=changes['defense']))
-            except pipeline.PipelineError as exc:
-                raise ValueError(str(exc)) from None
+        apply_defense(self.stage, changes)
 
     def _run(self) -> None:
         try:

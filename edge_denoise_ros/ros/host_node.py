@@ -30,15 +30,12 @@ import json
 import sys
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
 
-from .common import (declare_parameters, log_error, NodeStats, ParamSpec, pub_events,
-                     settle_heap, sub_events)
-from .edge_node import diagnostics_timer, features_qos, RELIABILITY, set_torch_threads
+from .common import declare_parameters, log_error, NodeStats, ParamSpec, pub_events, sub_events
+from .edge_node import diagnostics_timer, features_qos, RELIABILITY, run_nodes, set_torch_threads
 from ..core import codecs, pipeline
 
 HOST_PARAMS = (
@@ -136,25 +133,7 @@ class HostNode(Node):
 
 def main(args=None) -> int:
     """Run ``host_node``."""
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = HostNode()
-        executor = MultiThreadedExecutor()
-        executor.add_node(node)
-        settle_heap()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError) as exc:
-        print(f'host_node: error: {" ".join(str(exc).split())}', file=sys.stderr)
-        code = 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_nodes(lambda scheduler: [HostNode()], args, 'host_node', scheduled=False)
 
 
 if __name__ == '__main__':

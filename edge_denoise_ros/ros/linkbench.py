@@ -224,6 +224,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for strategy in dict.fromkeys(r['strategy'] for r in rows):
@@ -233,13 +234,19 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax1.plot(rates, [r['fps'] for r in mine], marker='o', label=strategy)
         ax2.plot(rates, [r['p99_ms'] if r['p99_ms'] is not None else float('nan')
                          for r in mine], marker='o', label=strategy)
+    ticks = sorted({r['rate_mbps'] for r in rows})
     for ax, label in ((ax1, 'frames/s (results back at the robot)'),
                       (ax2, 'p99 latency, ms (log)')):
         ax.set_xscale('log')
+        ax.set_xticks(ticks, [f'{t:g}' for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel('uplink, Mbit/s (tc tbf)')
         ax.set_ylabel(label)
         ax.grid(True, which='both', alpha=0.3)
     ax2.set_yscale('log')
+    ax2.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax2.yaxis.set_major_formatter(ScalarFormatter())
+    ax2.yaxis.set_minor_formatter(NullFormatter())
     ax1.legend(fontsize=8)
     fig.suptitle('edge_denoise_ros: offloading strategies over a shaped link')
     fig.tight_layout()
