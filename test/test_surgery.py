@@ -315,6 +315,24 @@ def test_profiles_round_trip_and_edge_host_profiles_combine(tmp_path, one_thread
         surgery.load_profile(bad)
 
 
+def test_profile_sizes_follow_the_jpeg_quality_the_edge_sends(one_thread):
+    """The planner costs JPEG at the node's ``quality``: q5 features are far smaller than q90."""
+    model = models.build_model()
+    sizes = {}
+    for q in (5, 90):
+        prof = surgery.measure_profile(model, None, (1, 28, 28), 'small_resnet',
+                                       codecs=('jpeg',), frame_codecs=('jpeg',), repeats=1,
+                                       warmup=0, quality=q, frame_quality=q)
+        assert prof.machine['jpeg_quality'] == q and prof.machine['frame_jpeg_quality'] == q
+        label = {c['name']: c['label'] or c['name'] for c in prof.cuts}
+        sizes[q] = ({label[f['cut']]: f['bytes'] for f in prof.features},
+                    {i['codec']: i['bytes'] for i in prof.images})
+    features5, frames5 = sizes[5]
+    features90, frames90 = sizes[90]
+    assert features5['layer1'] * 4 < features90['layer1']
+    assert frames5['jpeg'] < frames90['jpeg']
+
+
 def test_cli_plan_prints_table_and_json_choice(capsys, tmp_path, one_thread):
     code = cli.main(['profile', '--codecs', 'raw,q8', '--repeats', '2', '--warmup', '0',
                      '--out', str(tmp_path / 'edge.json'), '--json'])

@@ -47,6 +47,17 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+def jpeg_quality(text: str) -> int:
+    """Argparse type: a JPEG quality, an integer in 1..100."""
+    try:
+        q = int(text)
+    except ValueError:
+        q = 0
+    if not 1 <= q <= 100:
+        raise argparse.ArgumentTypeError(f'expected a JPEG quality in 1..100, got {text!r}')
+    return q
+
+
 def _model_args(p, frame_help: str) -> None:
     p.add_argument('--model', default='small_resnet',
                    help='small_resnet, a torchvision classifier (e.g. resnet50) or a .pt2 file')
@@ -58,6 +69,12 @@ def _model_args(p, frame_help: str) -> None:
                    help='feature codecs to consider (default: all of core.codecs)')
     p.add_argument('--frame-codecs', type=parse_list, default=None,
                    help='host-only frame codecs (default: raw and the image codecs that work)')
+    p.add_argument('--quality', type=jpeg_quality, default=None,
+                   help='JPEG quality of the jpeg feature codec, as the edge sends it (the '
+                        'node parameter quality; default: the codec\'s own)')
+    p.add_argument('--frame-quality', type=jpeg_quality, default=None,
+                   help='JPEG quality of host-only jpeg frames (the node parameter '
+                        'frame_quality; default: the codec\'s own)')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
     p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
                    help='wall time, or CPU time (with --threads 1: latency without the other '
@@ -197,7 +214,7 @@ def plan_command(args) -> dict:
         model, shape, link, args.edge_profile, args.host_profile, args.edge_slowdown,
         args.host_slowdown, frame, args.codecs, args.frame_codecs, args.repeats, args.warmup,
         clock=args.clock, stat=args.stat, model_name=args.model,
-        progress=ProgressBar('profile'))
+        progress=ProgressBar('profile'), quality=args.quality, frame_quality=args.frame_quality)
     result = planner.plan()
     rows = _round(result.rows)
     shown = sorted(rows, key=lambda r: r['total_ms']) if args.sort else rows
@@ -254,7 +271,8 @@ def profile_command(args) -> dict:
     prof = surgery.measure_profile(model, frame, shape, args.model, args.codecs,
                                    args.frame_codecs, args.repeats, args.warmup,
                                    clock=args.clock, stat=args.stat,
-                                   progress=ProgressBar('profile'))
+                                   progress=ProgressBar('profile'), quality=args.quality,
+                                   frame_quality=args.frame_quality)
     sizes = {}
     for f in prof.features:
         sizes.setdefault(f['cut'], {})[f['codec']] = f['bytes']

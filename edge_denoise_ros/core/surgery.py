@@ -47,6 +47,7 @@ Typical use on an edge node::
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import math
@@ -801,7 +802,12 @@ def _codecs_module():
     return codecs
 
 
-def _frame_codec(codec: str) -> tuple[Callable, Callable]:
+def jpeg_options(codec: str, quality: int | None) -> dict:
+    """Return the encode options that give ``codec`` the JPEG ``quality`` (none for the others)."""
+    return {'quality': int(quality)} if codec == 'jpeg' and quality is not None else {}
+
+
+def _frame_codec(codec: str, quality: int | None = None) -> tuple[Callable, Callable]:
     """Return ``(encode, decode)`` of the host-only path: ``raw`` bytes or an image codec."""
     if codec == 'raw':
         def encode(frame):
@@ -815,7 +821,8 @@ def _frame_codec(codec: str) -> tuple[Callable, Callable]:
     if codec not in codecs.IMAGE_CODECS:
         raise ValueError(f'unknown image codec {codec!r}; expected raw or one of '
                          f'{codecs.IMAGE_CODECS}')
-    return (lambda frame: codecs.encode(frame, codec)), codecs.decode
+    options = jpeg_options(codec, quality)
+    return (lambda frame: codecs.encode(frame, codec, **options)), codecs.decode
 
 
 def feature_codecs() -> tuple[str, ...]:
@@ -840,13 +847,16 @@ class _ProfileSession:
     """The state of one profile measurement; see :func:`measure_profile`."""
 
     def __init__(self, model, frame, input_shape, codecs, frame_codecs, burst, model_name,
-                 clock='wall', stat='median'):
+                 clock='wall', stat='median', quality=None, frame_quality=None):
         codec_mod = _codecs_module()
+        self.quality, self.frame_quality = quality, frame_quality
         self.clock = clock
         self.codec_mod, self.model, self.model_name = codec_mod, model, model_name
         self.input_shape = [int(d) for d in input_shape[-3:]]
         self.frame = frame_for(self.input_shape) if frame is None else frame
         self.codecs = _check_codecs(codecs, feature_codecs(), 'feature')
+        self.encoders = {k: functools.partial(codec_mod.encode, **jpeg_options(k, quality))
+                         for k in self.codecs}
         asked = frame_codecs is not None
         x = preprocess(self.frame, self.input_shape)              # (1, C, H, W)
         with torch.no_grad():
@@ -855,7 +865,7 @@ class _ProfileSession:
         self.sizes, self.frames = {}, {}
         for k in _check_codecs(frame_codecs, image_codecs(), 'image'):
             try:
-                self.frames[k] = _frame_codec(k)
+                self.frames[k] = _frame_codec(k, frame_quality)
                 self.sizes[k] = len(self.frames[k][0](self.frame)[0])
             except codec_mod.CodecError:
                 if asked:
@@ -870,7 +880,7 @@ class _ProfileSession:
     @torch.no_grad()
     def round(self, record: bool) -> None:
         watch, frame, shape, enc, dec = (self.watch, self.frame, self.input_shape,
-                                         self.codec_mod.encode, self.codec_mod.decode)
+                                         self.encoders, self.codec_mod.decode)
         self.rounds += record
         clock, model, whole = watch.clock, self.model, self.burst > 1
         # Each stage timed once per round, in pipeline order (one head, every codec, one
@@ -883,7 +893,7 @@ class _ProfileSession:
             h = watch(('head', name), head, watch('preprocess', preprocess, frame, shape))
             decoded = h.clone()
             for k in self.codecs:
-                payload, meta = watch(('encode', name, k), enc, h, k)
+                payload, meta = watch(('encode', name, k), enc[k], h, k)
                 self.sizes[(name, k)] = len(payload)
                 decoded = watch(('decode', name, k), dec, payload, meta)
             watch(('tail', name), tail, decoded)
@@ -905,7 +915,7 @@ class _ProfileSession:
         sides((EDGE_ONLY,), lambda: model(preprocess(frame, shape)), None)
         for name, (head, tail) in self.halves.items():
             for k in self.codecs:
-                sides((name, k), lambda k=k, head=head: enc(head(preprocess(frame, shape)), k),
+                sides((name, k), lambda k=k, head=head: enc[k](head(preprocess(frame, shape)), k),
                       lambda sent, tail=tail: tail(dec(*sent)))
         for k, (frame_enc, frame_dec) in self.frames.items():
             sides((HOST_ONLY, k), lambda frame_enc=frame_enc: frame_enc(frame),
@@ -932,7 +942,8 @@ class _ProfileSession:
             edge_only_ms=ms(('edge_side', EDGE_ONLY), None),
             repeats=self.rounds, warmup=warmup,
             machine={**machine_info(), 'burst': self.burst, 'clock': self.clock,
-                     'stat': self.watch.stat},
+                     'stat': self.watch.stat, 'jpeg_quality': self.quality,
+                     'frame_jpeg_quality': self.frame_quality},
             nodes={k: summarize(v, self.watch.stat)
                    for k, v in self.node_timer.samples.items()})
 
@@ -942,7 +953,8 @@ def measure_profile(model: nn.Module, frame: np.ndarray | None = None,
                     codecs: Sequence[str] | None = None,
                     frame_codecs: Sequence[str] | None = None,
                     repeats: int = 10, warmup: int = 2, burst: int | None = None,
-                    clock: str = 'wall', stat: str = 'median', progress=None) -> Profile:
+                    clock: str = 'wall', stat: str = 'median', progress=None,
+                    quality: int | None = None, frame_quality: int | None = None) -> Profile:
     """
     Measure a model on this machine: every cut's head and tail, codecs, the frame path.
 
@@ -961,12 +973,15 @@ def measure_profile(model: nn.Module, frame: np.ndarray | None = None,
     are medians over ``repeats`` rounds after ``warmup`` rounds, by the
     ``clock`` 'wall' or 'cpu' (this process's CPU time: latency on an
     unloaded machine when torch runs one thread); ``stat`` may ask for a low
-    percentile instead of the median (see :func:`summarize`).
+    percentile instead of the median (see :func:`summarize`). ``quality`` and
+    ``frame_quality`` are the JPEG qualities of the ``jpeg`` feature and frame
+    codecs (default: the codec's own), as the edge will send them: sizes, and
+    so transfer times, depend on them.
     """
     if input_shape is None:
         raise ValueError('input_shape (C, H, W) is required')
     session = _ProfileSession(model, frame, input_shape, codecs, frame_codecs, burst,
-                              model_name, clock, stat)
+                              model_name, clock, stat, quality, frame_quality)
     _run_rounds([session], repeats, warmup, progress)
     return session.result(warmup)
 
@@ -1470,7 +1485,8 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                  frame_codecs: Sequence[str] | None = None, repeats: int = 5,
                  warmup: int = 1, hysteresis: float = 0.1, min_gain_ms: float = 0.0,
                  clock: str = 'wall', stat: str = 'median', model_name: str = '',
-                 progress=None) -> Planner:
+                 progress=None, quality: int | None = None,
+                 frame_quality: int | None = None) -> Planner:
     """
     Build the planner an edge node (or ``edge-denoise plan``) starts with.
 
@@ -1478,7 +1494,8 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
     files (``edge-denoise profile --out``); a side without one is measured
     here (once, shared by both sides) and scaled by its slowdown. The
     planner's ``edge_profile`` and ``host_profile`` attributes hold what was
-    used.
+    used. ``quality`` / ``frame_quality``: the JPEG qualities the edge sends
+    (see :func:`measure_profile`).
     """
     edge, host = _as_profile(edge_profile), _as_profile(host_profile)
     shape = [int(d) for d in input_shape[-3:]]
@@ -1488,7 +1505,8 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                              f'not {shape}')
     if edge is None or host is None:
         here = measure_profile(model, frame, shape, model_name, codecs, frame_codecs,
-                               repeats, warmup, clock=clock, stat=stat, progress=progress)
+                               repeats, warmup, clock=clock, stat=stat, progress=progress,
+                               quality=quality, frame_quality=frame_quality)
         edge, host = edge or here, host or here
     planner = Planner.from_profiles(edge, host, edge_slowdown, host_slowdown, link, codecs,
                                     frame_codecs, hysteresis, min_gain_ms)

@@ -169,7 +169,8 @@ class HeadControl:
             self.planner = surgery.make_planner(
                 target.model, target.input_shape, link=link,
                 edge_profile=p['edge_profile'] or None, host_profile=p['host_profile'] or None,
-                edge_slowdown=p['edge_slowdown'], model_name=target.name)
+                edge_slowdown=p['edge_slowdown'], model_name=target.name,
+                quality=p['quality'], frame_quality=p['frame_quality'])
             self._log_choice('planned')
         self.stage.configure(self._settings(p, self.stage.settings))
 

@@ -89,7 +89,7 @@ def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None) -> dict[str, st
     planner = surgery.make_planner(
         target.model, target.input_shape, surgery.Link(rate, cfg.downlink),
         edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
-        frame_codecs=[], model_name=target.name)
+        frame_codecs=[], model_name=target.name, quality=cfg.feature_quality)
     rows = planner.plan().rows
     cuts = {}
     for strategy in wanted:
