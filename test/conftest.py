@@ -21,11 +21,19 @@ import sys
 
 import pytest
 
+from edge_denoise_ros.core.models import compute_threads
 from edge_denoise_ros.ros.isolation import lease_domain
 
 # The whole run, and every process it starts, stays on one private domain on loopback.
 _SESSION_LEASE = lease_domain()
 os.environ.update(_SESSION_LEASE.env())
+
+
+@pytest.fixture
+def one_thread():
+    """Compute on one thread (torch and OpenCV): steadier on shared cores, CPU time a latency."""
+    with compute_threads(1, opencv=True):
+        yield
 
 
 @pytest.fixture

@@ -20,13 +20,7 @@ import torch
 from edge_denoise_ros.core import attacks, data, evaluation, models, training
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: steadier than two on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -27,9 +27,9 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from edge_denoise_ros.core import data
+from edge_denoise_ros.core.models import compute_threads
 from edge_denoise_ros.ros import bag, conversions
 
 CLI = [sys.executable, '-m', 'edge_denoise_ros.cli']
@@ -43,15 +43,15 @@ FRAMES = 10
 @pytest.fixture(scope='module')
 def demo_bags(tmp_path_factory):
     """Two small demo bags: sqlite3 with bgr8 Images at 10 Hz, MCAP with PNG rgb8 frames."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp('bags')
     cfgs = {
         'sqlite3': bag.DemoBagConfig(frames=FRAMES, storage='sqlite3', rate_hz=10.0, seed=1),
         'mcap': bag.DemoBagConfig(frames=6, storage='mcap', compressed='png', encoding='rgb8',
                                   seed=2),
     }
-    return {name: (str(root / name), bag.make_demo_bag(root / name, cfg), cfg)
-            for name, cfg in cfgs.items()}
+    with compute_threads(1):
+        return {name: (str(root / name), bag.make_demo_bag(root / name, cfg), cfg)
+                for name, cfg in cfgs.items()}
 
 
 def by_topic(path):

@@ -22,7 +22,6 @@ more images.
 """
 
 import pytest
-import torch
 
 from edge_denoise_ros.core import data, defenses, evaluation, models
 
@@ -35,12 +34,8 @@ def accuracy():
     model = models.build_model()
     x, y = data.load_split_tensors('test', N_IMAGES)
     built = {d: defenses.build_defense(d) for d in ('none', 'dunet', 'dunet_d')}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)        # one thread is steadier than two on shared cores
-    try:
+    with models.compute_threads(1):  # one thread is steadier than two on shared cores
         return evaluation.evaluate(model, x, y, built, evaluation.eval_attacks())
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_attacks_break_the_undefended_target(accuracy):

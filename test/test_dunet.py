@@ -27,13 +27,7 @@ TINY = dunet.DUNetConfig(in_channels=1, input_size=28, fwd_out=(4, 8, 8, 8, 8),
                          back_out=(4, 8, 8, 8), rank_rule='vbmf')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: steadier than two on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_full_dunet_matches_hgd_and_the_seed_mac_count():

@@ -26,6 +26,7 @@ import time
 import pytest
 
 from edge_denoise_ros.core import pipeline
+from edge_denoise_ros.core.models import compute_threads
 from edge_denoise_ros.ros import bag as bagmod
 from edge_denoise_ros.ros import demo
 from edge_denoise_ros.ros.launcher import run_pipeline, start_node
@@ -36,21 +37,18 @@ FRAMES = 60
 
 @pytest.fixture(scope='module')
 def bags(tmp_path_factory):
-    import torch
-
     root = tmp_path_factory.mktemp('bags')
     made = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batches: one thread is fastest on a busy machine
-    for name, cfg in {
+    configs = {
         'mcap': bagmod.DemoBagConfig(frames=FRAMES, storage='mcap'),
         'sqlite3': bagmod.DemoBagConfig(frames=FRAMES, storage='sqlite3', seed=1),
         'compressed': bagmod.DemoBagConfig(frames=FRAMES, compressed='png', seed=2),
         'long': bagmod.DemoBagConfig(frames=300, seed=3, adversarial_fraction=0.0),
-    }.items():
-        bagmod.make_demo_bag(root / name, cfg)
-        made[name] = root / name
-    torch.set_num_threads(threads)
+    }
+    with compute_threads(1):  # small batches: one thread is fastest on a busy machine
+        for name, cfg in configs.items():
+            bagmod.make_demo_bag(root / name, cfg)
+            made[name] = root / name
     return made
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from edge_denoise_ros.core import scheduler as S
+from edge_denoise_ros.core import models, scheduler as S
 from edge_denoise_ros.core.scheduler import (FrameQueue, Job, JobQueue, Pipeline,
                                              ScheduledModel, Scheduler, SchedulerClosed,
                                              SchedulerConfig)
@@ -38,10 +38,8 @@ def edge_threads():
 @pytest.fixture(autouse=True, scope='module')
 def one_torch_thread():
     """Keep torch to one intra-op thread here: the launcher threads are the parallelism."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with models.compute_threads(1):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -26,19 +26,6 @@ from edge_denoise_ros import cli
 from edge_denoise_ros.core import models, surgery
 
 
-@pytest.fixture
-def one_thread():
-    """Compute on one thread (torch and OpenCV): CPU time is then a latency."""
-    import cv2
-
-    before = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    yield
-    torch.set_num_threads(before[0])
-    cv2.setNumThreads(before[1])
-
-
 @pytest.fixture(scope='module')
 def small():
     """Return the default target (real class and shipped weights) and a batch of inputs."""

@@ -29,8 +29,8 @@ import math
 import time
 from pathlib import Path
 
-from .common import (CliError, ProgressBar, add_command, format_table, parse_list,
-                     positive_float, positive_int, set_threads)
+from .common import (add_command, add_schedule_args, CliError, format_table, parse_list,
+                     positive_float, positive_int, ProgressBar, set_threads)
 
 DEFAULT_QUALITIES = (5, 10, 20, 30, 50, 70, 90)
 JPEG_SWEEP = (30, 50, 60, 70, 75, 80, 85, 90, 92, 94, 95, 96, 97, 98, 99, 100)
@@ -70,10 +70,7 @@ def register(groups) -> None:
     p.add_argument('--cut', required=True, help='cut name or label (e.g. layer2)')
     p.add_argument('--codec', default='jpeg', help='feature codec of the link')
     p.add_argument('--quality', type=positive_int, default=None, help='JPEG quality')
-    p.add_argument('--epochs', type=positive_int, default=3, help='passes over the train split')
-    p.add_argument('--batch-size', type=positive_int, default=128, help='images per step')
-    p.add_argument('--lr', type=positive_float, default=0.01, help='peak learning rate')
-    p.add_argument('--seed', type=int, default=0, help='seed of every random choice')
+    add_schedule_args(p, 3, 128, 0.01, 'peak learning rate')
     p.add_argument('--limit', type=positive_int, default=None,
                    help='train on the first N training images only (quick runs)')
     p.add_argument('--test-limit', type=positive_int, default=None,

@@ -62,11 +62,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_schedule_args(p, epochs: int, batch_size: int, lr: float, lr_help: str) -> None:
+    """Add a training command's ``--epochs``, ``--batch-size``, ``--lr`` and ``--seed``."""
+    p.add_argument('--epochs', type=positive_int, default=epochs, help='passes over the data')
+    p.add_argument('--batch-size', type=positive_int, default=batch_size, help='images per step')
+    p.add_argument('--lr', type=positive_float, default=lr, help=lr_help)
+    p.add_argument('--seed', type=int, default=0, help='seed of every random choice')
+
+
 def set_threads(threads: int | None) -> None:
-    """Set torch's intra-op thread count when asked."""
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
+    """Set torch's intra-op thread count when asked (torch is imported only here, late)."""
+    from ..core.models import set_torch_threads
+    set_torch_threads(threads)
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:

@@ -27,8 +27,8 @@ import statistics
 import time
 from pathlib import Path
 
-from .common import (CliError, ProgressBar, add_command, format_table, positive_float,
-                     positive_int, set_threads)
+from .common import (add_command, add_schedule_args, CliError, format_table, positive_int,
+                     ProgressBar, set_threads)
 from .train import write_provenance
 
 RULES = ('paper', 'vbmf', 'energy')
@@ -74,14 +74,11 @@ def register(groups) -> None:
 
 def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
     p.add_argument('--config', default='small', help='DUNET config')
-    p.add_argument('--epochs', type=positive_int, default=epochs, help='passes over the data')
-    p.add_argument('--batch-size', type=positive_int, default=64, help='images per step')
-    p.add_argument('--lr', type=positive_float, default=lr, help='Adam learning rate')
+    add_schedule_args(p, epochs, 64, lr, 'Adam learning rate')
     p.add_argument('--n-train', type=positive_int, default=n_train,
                    help='training images (the first N of the train split) to attack')
     p.add_argument('--eval-limit', type=positive_int, default=1000,
                    help='test images for the accuracy report after training')
-    p.add_argument('--seed', type=int, default=0, help='seed of every random choice')
     p.add_argument('--threads', type=positive_int, default=1,
                    help='torch intra-op threads (the shipped weights were made with 1; the '
                         'result is bitwise reproducible for a given thread count and CPU)')

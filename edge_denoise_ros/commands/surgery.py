@@ -294,6 +294,7 @@ def profile_command(args) -> dict:
 def bench_planner(args) -> tuple[dict, int]:
     """Validate the planner against end-to-end runs; exit 1 if a choice misses the bar."""
     import cv2
+    import torch
 
     from ..core import models, surgery
 
@@ -303,7 +304,7 @@ def bench_planner(args) -> tuple[dict, int]:
     for name in args.models:
         model = models.build_model(name)
         shape = models.input_shape(name)
-        repeats = args.repeats or (16 if _fast(model, shape) else 5)
+        repeats = args.repeats or (16 if surgery.is_fast(model, torch.rand(1, *shape)) else 5)
         res = surgery.validate(model, shape, args.uplinks, edge_slowdown=args.edge_slowdown,
                                link=surgery.Link(downlink_mbps=args.downlink_mbps),
                                codecs=args.codecs, frame_codecs=args.frame_codecs,
@@ -335,19 +336,3 @@ def bench_planner(args) -> tuple[dict, int]:
     print('planner within 5 % of the measured best everywhere' if ok else
           'planner MISSED the 5 % bar somewhere (see ok=False)')
     return result, 0 if ok else 1
-
-
-def _fast(model, shape) -> bool:
-    """Return True for a model under 5 ms a frame here (CPU time, best of 5)."""
-    import time
-
-    import torch
-    x = torch.rand(1, *shape)
-    times = []
-    with torch.no_grad():
-        model(x)
-        for _ in range(5):
-            t0 = time.process_time()
-            model(x)
-            times.append(time.process_time() - t0)
-    return min(times) < 0.005

@@ -22,17 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-from .common import ProgressBar, add_command, positive_float, positive_int, set_threads
+from .common import add_command, add_schedule_args, positive_int, ProgressBar, set_threads
 
 
 def register(groups) -> None:
     """Add the ``train`` subcommands."""
     p = add_command(groups['train'], 'target', train_target,
                     'train the default target classifier (small ResNet) on Fashion-MNIST')
-    p.add_argument('--epochs', type=positive_int, default=15, help='passes over the data')
-    p.add_argument('--batch-size', type=positive_int, default=128, help='images per step')
-    p.add_argument('--lr', type=positive_float, default=0.1, help='peak one-cycle learning rate')
-    p.add_argument('--seed', type=int, default=0, help='seed of every random choice')
+    add_schedule_args(p, 15, 128, 0.1, 'peak one-cycle learning rate')
     p.add_argument('--limit', type=positive_int, default=None,
                    help='train on the first N training images only (quick runs)')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')

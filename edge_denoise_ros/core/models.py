@@ -22,10 +22,12 @@ local weights file is given, and the default model's weights ship in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -34,6 +36,33 @@ from . import data
 
 DEFAULT_MODEL = 'small_resnet'
 DEFAULT_WEIGHTS = 'target_small_resnet.pt'
+
+
+def set_torch_threads(n: int | None) -> None:
+    """Set torch's intra-op threads of this process; ``None`` or 0 keeps torch's setting."""
+    if n:
+        torch.set_num_threads(int(n))
+
+
+@contextlib.contextmanager
+def compute_threads(n: int, opencv: bool = False) -> Iterator[None]:
+    """
+    Run the block on ``n`` torch threads (and OpenCV threads with ``opencv``), then restore.
+
+    Batch-1 inference is fastest, and CPU time is a latency, on one thread.
+    """
+    import cv2
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(n)
+    if opencv:
+        cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        if opencv:
+            cv2.setNumThreads(before[1])
 
 
 def weights_dir() -> Path:

@@ -65,6 +65,12 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return correct / max(len(x), 1)
 
 
+def check_schedule(cfg) -> None:
+    """Refuse a training config whose ``epochs``, ``batch_size`` or ``lr`` is not positive."""
+    if cfg.epochs <= 0 or cfg.batch_size <= 0 or cfg.lr <= 0:
+        raise ValueError(f'epochs, batch_size and lr must be positive, got {cfg}')
+
+
 @dataclass(frozen=True)
 class TargetTrainConfig:
     """Settings of the target classifier's training (SGD + one-cycle schedule)."""
@@ -77,6 +83,9 @@ class TargetTrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
 
+    def __post_init__(self):
+        check_schedule(self)
+
 
 def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  cfg: TargetTrainConfig = TargetTrainConfig(),
@@ -87,8 +96,6 @@ def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     Returns the model in eval mode. Deterministic for a given seed and thread
     count on the CPU.
     """
-    if cfg.epochs <= 0 or cfg.batch_size <= 0:
-        raise ValueError(f'epochs and batch_size must be positive, got {cfg}')
     g = seed_everything(cfg.seed)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=True)
@@ -246,8 +253,7 @@ class DenoiserTrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
-            raise ValueError(f'epochs, batch_size and lr must be positive, got {self}')
+        check_schedule(self)
         if self.loss not in DENOISER_LOSSES:
             raise ValueError(f'loss must be one of {DENOISER_LOSSES}, got {self.loss!r}')
 
@@ -325,8 +331,7 @@ class HostFinetuneConfig:
     augment: bool = True
 
     def __post_init__(self):
-        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
-            raise ValueError(f'epochs, batch_size and lr must be positive, got {self}')
+        check_schedule(self)
 
 
 def finetune_host_tail(head: nn.Module, tail: nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -28,7 +28,6 @@ Pieces every node of the package uses: declared parameters, statistics, hand-off
 from __future__ import annotations
 
 import collections
-import gc
 import threading
 import time
 from dataclasses import dataclass
@@ -281,14 +280,3 @@ def sub_events() -> SubscriptionEventCallbacks:
 def pub_events() -> PublisherEventCallbacks:
     """Return publisher event callbacks that create no QoS event handlers (see ``sub_events``)."""
     return PublisherEventCallbacks(use_default_callbacks=False)
-
-
-def settle_heap() -> None:
-    """
-    Collect once, then move every object built so far out of the collector's sight.
-
-    Models, traced graphs and ROS entities are built at start-up and live for
-    the whole process; full collections then no longer walk them all.
-    """
-    gc.collect()
-    gc.freeze()

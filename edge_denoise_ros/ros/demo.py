@@ -34,6 +34,7 @@ from . import bag as bagmod
 from .isolation import lease_domain
 from .launcher import run_pipeline, RunResult
 from ..core import pipeline
+from ..core.models import compute_threads
 
 
 @dataclass
@@ -85,21 +86,15 @@ def camera_frames(path: str, topic: str = '/image_raw'):
 def reference(path: str, settings: pipeline.EdgeSettings, target: pipeline.Target | None = None,
               topic: str = '/image_raw') -> dict[int, int]:
     """Classify a bag's frames in this process, edge and host stages back to back."""
-    import torch
-
     target = target or pipeline.Target()
     edge = pipeline.EdgeStage(target, settings)
     host = pipeline.HostStage(target, tails=pipeline.finetuned_tails(target))
     preds = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # batch-1 inference: one thread is fastest, as in the nodes
-    try:
+    with compute_threads(1):  # batch-1 inference, as in the nodes
         for stamp, frame, encoding in camera_frames(path, topic):
             out = edge.process(frame, encoding)
             logits, _ = host.process(out.payload, out.meta)
             preds[stamp] = int(logits.argmax())
-    finally:
-        torch.set_num_threads(threads)
     return preds
 
 

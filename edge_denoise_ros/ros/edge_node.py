@@ -42,9 +42,10 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from . import conversions
 from .common import (declare_parameters, log_error, Mailbox, NodeStats, ParamSpec, pub_events,
-                     settle_heap, sub_events)
+                     sub_events)
 from .executor import PRIORITY_RANGE, PriorityExecutor, priority_group, set_group_priority
 from ..core import codecs, pipeline, surgery
+from ..core.models import set_torch_threads
 from ..core.fxguard import FX_GUARD
 from ..core.scheduler import ScheduledModel, Scheduler, SchedulerConfig
 
@@ -110,13 +111,6 @@ def features_qos(reliability: str, depth: int) -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                       reliability=ReliabilityPolicy.RELIABLE if reliability == 'reliable'
                       else ReliabilityPolicy.BEST_EFFORT)
-
-
-def set_torch_threads(n: int) -> None:
-    """Set torch's intra-op threads for this process (0 keeps torch's default)."""
-    if n > 0:
-        import torch
-        torch.set_num_threads(n)
 
 
 def scheduled_runner(scheduler: Scheduler | None, slowdown: float = 1.0) -> pipeline.Runner:
@@ -359,7 +353,6 @@ def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = Tr
         nodes = nodes_factory(scheduler)
         for node in nodes:
             executor.add_node(node)
-        settle_heap()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -35,8 +35,9 @@ from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
 
 from .common import declare_parameters, log_error, NodeStats, ParamSpec, pub_events, sub_events
-from .edge_node import diagnostics_timer, features_qos, RELIABILITY, run_nodes, set_torch_threads
+from .edge_node import diagnostics_timer, features_qos, RELIABILITY, run_nodes
 from ..core import codecs, pipeline
+from ..core.models import set_torch_threads
 
 HOST_PARAMS = (
     ParamSpec('model', 'small_resnet', 'target classifier: a registry name or a .pt2 file '
