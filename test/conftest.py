@@ -22,7 +22,7 @@ import sys
 import pytest
 
 from edge_denoise_ros.core.models import compute_threads
-from edge_denoise_ros.ros.isolation import lease_domain
+from edge_denoise_ros.harness.isolation import lease_domain
 
 # The whole run, and every process it starts, stays on one private domain on loopback.
 _SESSION_LEASE = lease_domain()

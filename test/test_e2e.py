@@ -28,8 +28,8 @@ import pytest
 from edge_denoise_ros.core import pipeline
 from edge_denoise_ros.core.models import compute_threads
 from edge_denoise_ros.ros import bag as bagmod
-from edge_denoise_ros.ros import demo
-from edge_denoise_ros.ros.launcher import run_pipeline, start_node
+from edge_denoise_ros.harness import demo
+from edge_denoise_ros.harness.launcher import run_pipeline, start_node
 
 pytestmark = pytest.mark.ros
 FRAMES = 60

@@ -18,8 +18,8 @@ import subprocess
 
 import pytest
 
-from edge_denoise_ros.ros import netns
-from edge_denoise_ros.ros.linkbench import LinkBenchConfig, run
+from edge_denoise_ros.harness import netns
+from edge_denoise_ros.harness.linkbench import LinkBenchConfig, run
 
 pytestmark = pytest.mark.ros
 

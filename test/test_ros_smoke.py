@@ -38,7 +38,7 @@ def test_image_crosses_processes_intact(ros_domain, processes):
 @pytest.mark.ros
 def test_other_domains_do_not_hear_it(ros_domain, processes):
     """A subscriber on another private domain receives nothing: runs do not cross-talk."""
-    from edge_denoise_ros.ros.isolation import lease_domain
+    from edge_denoise_ros.harness.isolation import lease_domain
 
     pub = processes.python(PEER, 'pub', '--timeout', '30', env=ros_domain.env())
     with lease_domain() as other:

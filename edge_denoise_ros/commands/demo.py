@@ -47,7 +47,7 @@ def register(groups) -> None:
 def run(args):
     """Run the demo and print its summary."""
     from ..commands.common import ProgressBar
-    from ..ros.demo import DemoConfig, run_demo
+    from ..harness.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(bag=args.bag, defense=args.defense, cut=args.cut, codec=args.codec,
                      quality=args.quality, composed=not args.single_node, rate=args.rate,

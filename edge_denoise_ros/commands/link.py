@@ -21,7 +21,7 @@ from .common import add_command, format_table, parse_list, positive_float, posit
 
 def register(groups) -> None:
     """Add ``bench link``."""
-    from ..ros.linkbench import LinkBenchConfig, STRATEGIES
+    from ..harness.linkbench import LinkBenchConfig, STRATEGIES
 
     d = LinkBenchConfig()
     p = add_command(groups['bench'], 'link', run,
@@ -52,7 +52,7 @@ def register(groups) -> None:
 def run(args) -> dict:
     """Run the benchmark and print its table."""
     from .common import ProgressBar
-    from ..ros.linkbench import LinkBenchConfig, run as run_bench
+    from ..harness.linkbench import LinkBenchConfig, run as run_bench
 
     cfg = LinkBenchConfig(rates=tuple(args.rates), downlink=args.downlink,
                           strategies=tuple(args.strategies), duration=args.duration,

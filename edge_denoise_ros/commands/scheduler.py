@@ -263,7 +263,7 @@ def priority_bench(args, progress) -> dict:
     from rclpy.context import Context
 
     from ..core.scheduler import ScheduledModel, Scheduler, SchedulerConfig
-    from ..ros.isolation import lease_domain
+    from ..harness.isolation import lease_domain
 
     denoiser, target, _ = small_pair()
     gen = torch.Generator().manual_seed(0)

@@ -114,7 +114,7 @@ class Collector:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from std_msgs.msg import String
 
-        from .common import sub_events
+        from ..ros.common import sub_events
 
         self.node = Node('edge_denoise_collector', namespace=namespace or None,
                          context=context)
@@ -219,7 +219,7 @@ def run_pipeline(bag: str | os.PathLike, edge_params: dict, host_params: dict, e
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
-    from . import bag as bagmod
+    from ..ros import bag as bagmod
 
     t0 = time.monotonic()
     prefixes, envs = prefixes or {}, envs or {}

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import bag as bagmod
+from ..ros import bag as bagmod
 from .isolation import lease_domain
 from .launcher import run_pipeline, RunResult
 from ..core import pipeline
@@ -76,7 +76,7 @@ def ensure_bag(path: str, frames: int, progress=None) -> dict:
 
 def camera_frames(path: str, topic: str = '/image_raw'):
     """Yield ``(stamp_ns, frame, encoding)`` of a bag's camera messages."""
-    from . import conversions
+    from ..ros import conversions
 
     for _, _, _, msg in bagmod.read_messages(path, [topic]):
         frame, encoding = conversions.camera_msg_to_image(msg)
