@@ -26,9 +26,11 @@ import argparse
 import importlib
 import json
 import sys
+import time
 
 from . import __version__
 from .commands.common import CliError, EXPECTED_ERRORS
+from .commands.provenance import provenance
 
 # Each module defines ``register(groups)``; ``groups`` maps '' (top level),
 # 'train' and 'bench' to argparse sub-parser collections.
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    started = time.time()
     args = parser.parse_args(argv)
     try:
         outcome = args.func(args)
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result, code = outcome if isinstance(outcome, tuple) else (outcome, 0)
     if getattr(args, 'json', False) and result is not None:
+        if isinstance(result, dict):   # which command, commit and machine made it
+            result = {**result, 'provenance': provenance(argv, started)}
         sys.stdout.flush()
         print(json.dumps(result, sort_keys=False))
     return code
