@@ -129,7 +129,8 @@ class StreamAccount:
     accepted: int = 0
 
     def check(self, epoch, seq, now: float | None = None) -> Verdict:
-        """Validate a message's fields and account for it; raise :class:`StreamError` if refused.
+        """
+        Validate a message's fields and account for it; raise :class:`StreamError` if refused.
 
         ``now`` is this receiver's monotonic clock (seconds); the sender's clock is never used
         to bound anything.
@@ -173,7 +174,7 @@ class StreamAccount:
                                           f'{limit} an edge could send in that time')
 
     def snapshot(self) -> dict:
-        """Counts for diagnostics: accepted, drops by reason, refusals by kind, epochs."""
+        """Return the counts for diagnostics: accepted, drops, refusals, epochs."""
         return {'accepted': self.accepted, 'epoch': self.epoch, 'last_seq': self.last_seq,
                 'epochs': self.epochs_seen, 'drops': {k: v for k, v in self.drops.items() if v},
                 'refused': dict(self.refused)}

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Test and benchmark harness: process launcher, demo, link bench, network namespaces, DDS isolation.
+"""
+Test and benchmark harness: process launcher, demo, benchmarks, network namespaces, isolation.
 
 Beside ``ros/`` (the product nodes) and ``core/``; nothing in either imports it.
 """
