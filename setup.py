@@ -38,7 +38,7 @@ setup(
     description='Defended, split DNN inference for robots with weak computers.',
     license='Apache-2.0',
     python_requires='>=3.10',
-    tests_require=['pytest'],
+    extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'edge-denoise = edge_denoise_ros.cli:main',
