@@ -53,4 +53,6 @@ def run(args) -> dict:
     rows = [{'defense': d, **{a: round(v, 4) for a, v in row.items()}} for d, row in acc.items()]
     print(format_table(rows))
     print(f'{len(y)} test images, model {args.model}')
-    return {'model': args.model, 'n': len(y), 'accuracy': acc}
+    settings = {a: {k: v for k, v in getattr(known_attacks[a], 'keywords', {}).items()
+                    if isinstance(v, (bool, int, float))} for a in names_a}
+    return {'model': args.model, 'n': len(y), 'accuracy': acc, 'attacks': settings}

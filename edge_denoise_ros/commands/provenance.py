@@ -105,13 +105,20 @@ def _torch_version() -> str | None:
         return None
 
 
+def _os_release() -> str | None:
+    try:
+        return platform.freedesktop_os_release().get('PRETTY_NAME')
+    except OSError:
+        return None
+
+
 def machine() -> dict:
     """Describe this machine: OS, Python, torch, CPUs (and a cgroup CPU quota if any)."""
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = None
-    return {'platform': platform.platform(), 'machine': platform.machine(),
+    return {'os': _os_release(), 'platform': platform.platform(), 'machine': platform.machine(),
             'cpu_model': _cpu_model(), 'cpu_count': os.cpu_count(), 'cpus_usable': usable,
             'cgroup_cpu_quota': cgroup_cpu_quota(), 'python': platform.python_version(),
             'torch': _torch_version()}
