@@ -112,8 +112,21 @@ def _os_release() -> str | None:
         return None
 
 
+def _gpu() -> dict:
+    """CUDA as torch saw it, when the command imported torch; not asked otherwise."""
+    torch = sys.modules.get('torch')
+    if torch is None:
+        return {'cuda': None}
+    try:
+        if not torch.cuda.is_available():
+            return {'cuda': False}
+        return {'cuda': True, 'gpu': torch.cuda.get_device_name(0)}
+    except Exception:   # a broken driver must not fail the command that already ran
+        return {'cuda': None}
+
+
 def machine() -> dict:
-    """Describe this machine: OS, Python, torch, CPUs (and a cgroup CPU quota if any)."""
+    """Describe this machine: OS, Python, torch, CPUs (and a cgroup CPU quota if any), GPU."""
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -121,7 +134,7 @@ def machine() -> dict:
     return {'os': _os_release(), 'platform': platform.platform(), 'machine': platform.machine(),
             'cpu_model': _cpu_model(), 'cpu_count': os.cpu_count(), 'cpus_usable': usable,
             'cgroup_cpu_quota': cgroup_cpu_quota(), 'python': platform.python_version(),
-            'torch': _torch_version()}
+            'torch': _torch_version(), **_gpu()}
 
 
 def provenance(argv: list[str], started: float | None = None) -> dict:
