@@ -1,0 +1,425 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+``bench fuzz``: hostile messages against a running node, each followed by a valid one.
+
+The node under test runs as its own process on a private DDS domain (``host_node``,
+or the edge: ``edge_process`` once with raw and once with compressed camera
+input). For every case of :mod:`.fuzz_cases` the driver publishes the case, then a
+valid *probe* message, and waits for the probe's result (the host's
+``classification``, the edge's ``features``): the probe is served only after the
+case, so the CPU time the node spent meanwhile, less a probe's own median cost, is
+the case's cost, and the peak resident memory over that window (``VmHWM`` reset
+before each case) less the memory before it is the case's memory. A node that dies
+is counted as a crash and started again.
+
+At the end the node's ``diagnostics`` say how many messages reached its callback
+(``received``) and how many it counted (frames served, errors by kind, drops by
+reason, refusals): ``uncounted`` is the difference. ``valid_classified_fraction``
+is the share of probes and valid variants whose result came back.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+import tempfile
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from . import procstat
+from .fuzz_cases import Case, EdgeCases, HostCases
+from .isolation import lease_domain
+from .launcher import NodeProcess, start_node
+from ..core import accounting, pipeline
+from ..ros.common import features_qos, sub_events
+
+TARGETS = ('host', 'edge')
+DIAGNOSTICS = '/diagnostics'
+IDLE_WINDOW_S = 0.004        # the edge is idle once it spent < IDLE_CPU_MS in this window
+IDLE_CPU_MS = 0.3
+COUNTED_PREFIXES = ('errors.', 'dropped.', 'refused.')
+
+
+@dataclass
+class FuzzConfig:
+    """What ``bench fuzz`` runs."""
+
+    target: str = 'host'
+    cases: int = 1000
+    seed: int = 0
+    composed: bool = True                 # edge: edge_process (else edge_node)
+    warmup: int = 30                      # probe-only rounds before the cases
+    probe_timeout_s: float = 10.0
+    start_timeout_s: float = 90.0
+    node_params: dict = field(default_factory=dict)
+    log_dir: str | None = None
+    huge_frames: bool = True              # edge: include 36 MB raw frames
+
+
+class _Driver:
+    """The bench's own node: publishes cases and probes, collects results and diagnostics."""
+
+    def __init__(self, context: Context, target: str, transport: str):
+        self.node = Node('edge_denoise_fuzz', context=context)
+        self.lock = threading.Condition()
+        self.seen: set[int] = set()            # stamps (ns) whose result came back
+        self.statuses: dict[str, dict] = {}
+        self.diag_count = 0
+        self.target = target
+        if target == 'host':
+            self.pub = self.node.create_publisher(CompressedImage, 'features',
+                                                  features_qos('reliable', 100))
+            self.node.create_subscription(String, 'classification', self._on_result,
+                                          QoSProfile(depth=1000,
+                                                     reliability=ReliabilityPolicy.RELIABLE),
+                                          event_callbacks=sub_events())
+        else:
+            kind, topic = ((Image, 'image_raw') if transport == 'raw'
+                           else (CompressedImage, 'image_raw/compressed'))
+            self.pub = self.node.create_publisher(kind, topic, 10)
+            self.node.create_subscription(CompressedImage, 'features', self._on_features,
+                                          features_qos('reliable', 100),
+                                          event_callbacks=sub_events())
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS, self._on_diag, 100,
+                                      event_callbacks=sub_events())
+
+    def _mark(self, sec: int, nanosec: int) -> None:
+        with self.lock:
+            self.seen.add(sec * 10**9 + nanosec)
+            self.lock.notify_all()
+
+    def _on_result(self, msg) -> None:
+        record = json.loads(msg.data)
+        self._mark(int(record['stamp']['sec']), int(record['stamp']['nanosec']))
+
+    def _on_features(self, msg) -> None:
+        self._mark(msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+    def _on_diag(self, msg) -> None:
+        with self.lock:
+            for status in msg.status:
+                self.statuses[status.name] = {kv.key: kv.value for kv in status.values}
+            self.diag_count += 1
+            self.lock.notify_all()
+
+    def wait_for(self, stamp: int, timeout: float, alive=lambda: True) -> bool:
+        """Wait until the result of ``stamp`` came back; False on timeout or a dead node."""
+        end = time.monotonic() + timeout
+        with self.lock:
+            while stamp not in self.seen:
+                left = end - time.monotonic()
+                if left <= 0 or not alive():
+                    return False
+                self.lock.wait(min(left, 0.2))
+            return True
+
+    def wait_diagnostics(self, n: int = 2, timeout: float = 5.0) -> dict:
+        """Wait for ``n`` more diagnostics messages; return the statuses."""
+        with self.lock:
+            want = self.diag_count + n
+            end = time.monotonic() + timeout
+            while self.diag_count < want and time.monotonic() < end:
+                self.lock.wait(0.1)
+            return dict(self.statuses)
+
+
+def _stamp(i: int) -> tuple[Time, int]:
+    sec, nanosec = 1_000_000 + i // 1000, (i % 1000) * 1000
+    return Time(sec=sec, nanosec=nanosec), sec * 10**9 + nanosec
+
+
+class _Stream:
+    """The honest accounting fields of the fuzz's own edge stream (host target)."""
+
+    def __init__(self):
+        self.epoch = accounting.new_epoch()
+        self.seq = 0
+
+    def fields(self, case: Case) -> list[str]:
+        present = {t.split('=', 1)[0] for t in case.tokens}
+        if 'replay' in case.tokens:
+            case.tokens = [t for t in case.tokens if t != 'replay']
+            return [f'epoch={self.epoch}', f'seq={max(1, self.seq)}', f't_rx={time.time_ns()}']
+        out = []
+        if 'epoch' not in present:
+            out.append(f'epoch={self.epoch}')
+        if 'seq' not in present:
+            self.seq += 1
+            out.append(f'seq={self.seq}')
+        if 't_rx' not in present:
+            out.append(f't_rx={time.time_ns()}')
+        return out
+
+
+def _message(target: str, case: Case, header_stamp: Time, stream: _Stream | None):
+    if target == 'host':
+        msg = CompressedImage()
+        msg.header.stamp, msg.header.frame_id = header_stamp, 'fuzz'
+        msg.format = case.format_text(stream.fields(case))
+        msg.data = case.payload
+        return msg
+    if case.image is not None:
+        f = case.image
+        msg = Image(height=f['height'], width=f['width'], encoding=f['encoding'],
+                    is_bigendian=f['is_bigendian'], step=f['step'])
+        msg.data = f['data']
+    else:
+        msg = CompressedImage(format=case.compressed_format)
+        msg.data = case.payload
+    msg.header.stamp, msg.header.frame_id = header_stamp, 'fuzz'
+    return msg
+
+
+def _wait_idle(pid: int, timeout: float = 2.0) -> None:
+    """Wait until ``pid`` spends almost no CPU for ``IDLE_WINDOW_S`` (the case was served)."""
+    end = time.monotonic() + timeout
+    time.sleep(0.002)
+    last = procstat.cpu_ns(pid)
+    while time.monotonic() < end:
+        time.sleep(IDLE_WINDOW_S)
+        now = procstat.cpu_ns(pid)
+        if (now - last) / 1e6 < IDLE_CPU_MS:
+            return
+        last = now
+
+
+def counted_messages(values: dict) -> int:
+    """Return the messages a node's diagnostics account for: served + errors + drops."""
+    total = 0
+    for key, value in values.items():
+        if key == 'frames' or key.startswith(COUNTED_PREFIXES):
+            try:
+                total += int(float(value))
+            except ValueError:
+                pass
+    return total
+
+
+def _intake_status(statuses: dict, target: str, composed: bool) -> dict:
+    """Return the status of the node whose callback takes the fuzzed messages."""
+    name = {'host': 'host_node', 'edge': 'denoiser' if composed else 'edge_node'}[target]
+    for key, values in statuses.items():
+        if key.endswith(f': {name}'):
+            return values
+    return {}
+
+
+class _Session:
+    """One node process under fuzz, with the driver attached; restarts the node on a crash."""
+
+    def __init__(self, cfg: FuzzConfig, transport: str, env: dict, log_dir: Path):
+        self.cfg, self.env, self.log_dir = cfg, env, log_dir
+        self.exe = 'host_node' if cfg.target == 'host' else \
+            ('edge_process' if cfg.composed else 'edge_node')
+        self.params = dict(cfg.node_params)
+        if cfg.target == 'edge':
+            self.params.setdefault('input_transport', transport)
+        self.transport = transport
+        self.starts = 0
+        self.proc: NodeProcess | None = None
+        self.exit_codes: list[int] = []
+        self.totals: dict[str, int] = defaultdict(int)   # counts of incarnations that ended
+
+    def start(self, driver: _Driver) -> None:
+        self.starts += 1
+        self.proc = start_node(self.exe, self.params, self.env, self.log_dir,
+                               name=f'{self.exe}_{self.transport}_{self.starts}')
+        deadline = time.monotonic() + self.cfg.start_timeout_s
+        while driver.pub.get_subscription_count() < 1:
+            if not self.proc.running:
+                raise RuntimeError(f'{self.exe} exited ({self.proc.proc.returncode}) at '
+                                   f'start-up:\n{self.proc.tail()}')
+            if time.monotonic() > deadline:
+                raise RuntimeError(f'{self.exe} did not subscribe within '
+                                   f'{self.cfg.start_timeout_s:g} s')
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.proc.pid
+
+
+def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir: Path,
+              progress=None) -> dict:
+    """Fuzz one node process with ``n_cases`` cases; return the raw figures."""
+    context = Context()
+    rclpy.init(context=context, domain_id=int(env['ROS_DOMAIN_ID']))
+    executor = SingleThreadedExecutor(context=context)
+    driver = _Driver(context, cfg.target, transport)
+    executor.add_node(driver.node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    session = _Session(cfg, transport, env, log_dir)
+    if cfg.target == 'host':
+        maker = HostCases(pipeline.Target(cfg.node_params.get('model', 'small_resnet')),
+                          seed=cfg.seed)
+    else:
+        maker = EdgeCases(transport, seed=cfg.seed + (transport == 'compressed'),
+                          huge=cfg.huge_frames)
+    stream = _Stream() if cfg.target == 'host' else None
+    out = {'cases': 0, 'crashes': 0, 'crash_kinds': [], 'probes': 0, 'probes_served': 0,
+           'valid_sent': 0, 'valid_served': 0, 'worst_ms': 0.0, 'worst_mb': 0.0,
+           'by_kind': {}, 'sent': 0}
+    index = [0]
+
+    def send(case: Case) -> int:
+        header, stamp = _stamp(index[0])
+        index[0] += 1
+        driver.pub.publish(_message(cfg.target, case, header, stream))
+        out['sent'] += 1
+        return stamp
+
+    try:
+        session.start(driver)
+        pid = session.pid
+        probe_ms = []
+        for i in range(cfg.warmup):             # warm-up: tails, caches, allocator
+            c0 = procstat.cpu_ns(pid)
+            ok = driver.wait_for(send(maker.probe(i)), cfg.probe_timeout_s,
+                                 lambda: session.proc.running)
+            if ok and i >= cfg.warmup // 2:
+                probe_ms.append((procstat.cpu_ns(pid) - c0) / 1e6)
+        out['probe_ms'] = round(statistics.median(probe_ms), 3) if probe_ms else None
+        base_ms = out['probe_ms'] or 0.0
+        rss_start = procstat.rss_bytes(pid)
+        peak_ok = procstat.reset_peak(pid)
+        for i in range(n_cases):
+            case = maker.case()
+            pid = session.pid
+            rss0 = procstat.rss_bytes(pid)
+            procstat.reset_peak(pid)
+            c0 = procstat.cpu_ns(pid)
+            stamp = send(case)
+            if cfg.target == 'edge':
+                _wait_idle(pid)
+            probe_stamp = send(maker.probe(i))
+            served = driver.wait_for(probe_stamp, cfg.probe_timeout_s,
+                                     lambda: session.proc.running)
+            alive = session.proc.running
+            if alive:
+                cost_ms = max(0.0, (procstat.cpu_ns(pid) - c0) / 1e6 - base_ms)
+                cost_mb = max(0.0, (procstat.peak_rss_bytes(pid) - rss0) / 2**20) \
+                    if peak_ok else 0.0
+            else:
+                cost_ms = cost_mb = float('nan')
+            k = out['by_kind'].setdefault(case.kind, {'n': 0, 'classified': 0,
+                                                      'worst_ms': 0.0, 'worst_mb': 0.0})
+            k['n'] += 1
+            out['cases'] += 1
+            out['probes'] += 1
+            with driver.lock:
+                got_case = stamp in driver.seen
+            k['classified'] += got_case
+            if case.valid:
+                out['valid_sent'] += 1
+                out['valid_served'] += got_case
+            if served:
+                out['probes_served'] += 1
+            if alive:
+                k['worst_ms'] = round(max(k['worst_ms'], cost_ms), 3)
+                k['worst_mb'] = round(max(k['worst_mb'], cost_mb), 3)
+                out['worst_ms'] = max(out['worst_ms'], k['worst_ms'])
+                out['worst_mb'] = max(out['worst_mb'], k['worst_mb'])
+            else:
+                out['crashes'] += 1
+                out['crash_kinds'].append(case.kind)
+                session.exit_codes.append(session.proc.proc.wait())
+                session.start(driver)
+            if progress is not None:
+                progress(i + 1, n_cases, {'crashes': out['crashes']})
+        statuses = driver.wait_diagnostics(2)
+        values = _intake_status(statuses, cfg.target, cfg.composed)
+        rss_end = procstat.rss_bytes(session.pid)
+        out['rss_growth_pct'] = round(100.0 * (rss_end - rss_start) / rss_start, 3)
+        out['received'] = int(float(values.get('received', out['sent'] if
+                                               cfg.target == 'host' else -1)))
+        out['counted'] = counted_messages(values)
+        out['diagnostics'] = values
+    finally:
+        if session.proc is not None:
+            session.exit_codes.append(session.proc.stop())
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
+        driver.node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    out['exit_codes'] = session.exit_codes
+    out['log'] = str(log_dir)
+    return out
+
+
+def run_fuzz(cfg: FuzzConfig, progress=None) -> dict:
+    """Run ``bench fuzz``; return its JSON result."""
+    if cfg.target not in TARGETS:
+        raise ValueError(f'target must be one of {TARGETS}, got {cfg.target!r}')
+    if cfg.cases < 1:
+        raise ValueError(f'cases must be >= 1, got {cfg.cases}')
+    log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix='edge_denoise_fuzz_'))
+    started = time.monotonic()
+    transports = ('raw', 'compressed') if cfg.target == 'edge' else ('features',)
+    parts = {}
+    with lease_domain() as lease:
+        for j, transport in enumerate(transports):
+            n = cfg.cases // len(transports) + (j < cfg.cases % len(transports))
+            parts[transport] = _fuzz_one(cfg, transport, n, lease.env(), log_dir, progress)
+    return summarize(cfg, parts, time.monotonic() - started)
+
+
+def summarize(cfg: FuzzConfig, parts: dict, seconds: float) -> dict:
+    """Return the JSON summary of the per-process figures in ``parts``."""
+    cases = sum(p['cases'] for p in parts.values())
+    counted = sum(p['counted'] for p in parts.values())
+    received = sum(p['received'] for p in parts.values())
+    probes = sum(p['probes'] for p in parts.values())
+    valid = probes + sum(p['valid_sent'] for p in parts.values())
+    served = sum(p['probes_served'] + p['valid_served'] for p in parts.values())
+    by_kind: dict[str, dict] = {}
+    for p in parts.values():
+        for kind, k in p['by_kind'].items():
+            agg = by_kind.setdefault(kind, {'n': 0, 'classified': 0, 'worst_ms': 0.0,
+                                            'worst_mb': 0.0})
+            agg['n'] += k['n']
+            agg['classified'] += k['classified']
+            agg['worst_ms'] = max(agg['worst_ms'], k['worst_ms'])
+            agg['worst_mb'] = max(agg['worst_mb'], k['worst_mb'])
+    return {
+        'target': cfg.target, 'cases': cases,
+        'crashes': sum(p['crashes'] for p in parts.values()),
+        'counted': counted, 'uncounted': received - counted,
+        'rss_growth_pct': max(p['rss_growth_pct'] for p in parts.values()),
+        'worst_ms': round(max(p['worst_ms'] for p in parts.values()), 3),
+        'worst_mb': round(max(p['worst_mb'] for p in parts.values()), 3),
+        'valid_classified_fraction': round(served / valid, 6) if valid else None,
+        'received': received, 'sent': sum(p['sent'] for p in parts.values()),
+        'probe_ms': {t: p['probe_ms'] for t, p in parts.items()},
+        'crash_kinds': [k for p in parts.values() for k in p['crash_kinds']],
+        'exit_codes': {t: p['exit_codes'] for t, p in parts.items()},
+        'by_kind': dict(sorted(by_kind.items())),
+        'seed': cfg.seed, 'seconds': round(seconds, 1),
+        'logs': next(iter(parts.values()))['log'],
+    }
