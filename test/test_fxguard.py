@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from edge_denoise_ros.core.fxguard import TraceGuard
-from edge_denoise_ros.core.scheduler import ScheduledModel, Scheduler, SchedulerConfig
+from edge_denoise_ros.core.scheduled_model import ScheduledModel
+from edge_denoise_ros.core.scheduler import Scheduler, SchedulerConfig
 
 
 def _blocks():

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The job queue, the kernel launcher, scheduled models and the denoise/target pipeline."""
+"""The job queue, the kernel launcher, scheduled models and the denoise/target overlap."""
 
 import threading
 import time
@@ -22,9 +22,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from edge_denoise_ros.core import models, scheduler as S
-from edge_denoise_ros.core.scheduler import (FrameQueue, Job, JobQueue, Pipeline,
-                                             ScheduledModel, Scheduler, SchedulerClosed,
+from edge_denoise_ros.core import models, overlap, scheduler as S
+from edge_denoise_ros.core.overlap import FrameQueue, Overlap
+from edge_denoise_ros.core.scheduled_model import ScheduledModel
+from edge_denoise_ros.core.scheduler import (Job, JobQueue, Scheduler, SchedulerClosed,
                                              SchedulerConfig)
 
 WAIT = 30.0  # seconds: a bound for waits that succeed in milliseconds
@@ -46,7 +47,7 @@ def one_torch_thread():
 def no_thread_left_behind():
     before = set(edge_threads())
     yield
-    assert set(edge_threads()) <= before, 'a scheduler or pipeline thread outlived its test'
+    assert set(edge_threads()) <= before, 'a scheduler or overlap thread outlived its test'
 
 
 class TinyUNet(nn.Module):
@@ -337,10 +338,10 @@ def test_bad_arguments_are_value_errors():
             Scheduler(SchedulerConfig(device='cuda'))
 
 
-# ------------------------------------------------------------------- pipeline
+# -------------------------------------------------------------------- overlap
 
 
-def test_pipeline_overlaps_denoise_of_next_frame_with_target_of_this_one():
+def test_overlap_overlaps_denoise_of_next_frame_with_target_of_this_one():
     denoise_started = {i: threading.Event() for i in range(4)}
     overlapped = []
 
@@ -353,16 +354,16 @@ def test_pipeline_overlaps_denoise_of_next_frame_with_target_of_this_one():
             overlapped.append(denoise_started[frame + 1].wait(WAIT))
         return x * 10
 
-    with Pipeline(denoise, target, depth=4) as pipe:
+    with Overlap(denoise, target, depth=4) as ov:
         for i in range(4):
-            pipe.submit(torch.tensor(float(i)))
-        out = [pipe.get(WAIT) for _ in range(4)]
+            ov.submit(torch.tensor(float(i)))
+        out = [ov.get(WAIT) for _ in range(4)]
     assert overlapped == [True, True, True]
     assert [f for f, _ in out] == [0, 1, 2, 3]
     assert [float(y) for _, y in out] == [10.0, 20.0, 30.0, 40.0]
 
 
-def test_pipeline_keeps_frame_order_with_jittered_stages_and_real_models():
+def test_overlap_keeps_frame_order_with_jittered_stages_and_real_models():
     torch.manual_seed(0)
     from edge_denoise_ros.core.models import SmallResNet
     den, tgt = TinyUNet().eval(), SmallResNet().eval()
@@ -370,8 +371,8 @@ def test_pipeline_keeps_frame_order_with_jittered_stages_and_real_models():
     with Scheduler(SchedulerConfig(workers=2, hold_s=0.001)) as sched:
         d = ScheduledModel(den, sched, 'denoiser')
         t = ScheduledModel(tgt, sched, 'target')
-        ref = S.sequential(d, t, frames)
-        got = S.pipelined(d, t, frames, depth=2, priority=3)
+        ref = overlap.sequential(d, t, frames)
+        got = overlap.overlapped(d, t, frames, depth=2, priority=3)
         assert set(sched.stats()['by_priority']) == {0, 3}
     with torch.no_grad():
         plain = [tgt(den(x)) for x in frames]
@@ -380,26 +381,26 @@ def test_pipeline_keeps_frame_order_with_jittered_stages_and_real_models():
         assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, c, atol=1e-5)
 
 
-def test_pipeline_exception_is_raised_for_its_frame_and_later_frames_flow():
+def test_overlap_exception_is_raised_for_its_frame_and_later_frames_flow():
     def denoise(x, frame=None):
         if frame == 1:
             raise ValueError('corrupt frame')
         return x
 
-    with Pipeline(denoise, lambda x, frame=None: x * 2) as pipe:
+    with Overlap(denoise, lambda x, frame=None: x * 2) as ov:
         for i in range(3):
-            pipe.submit(torch.tensor(float(i)))
-        assert pipe.get(WAIT)[0] == 0
+            ov.submit(torch.tensor(float(i)))
+        assert ov.get(WAIT)[0] == 0
         with pytest.raises(ValueError, match='corrupt frame'):
-            pipe.get(WAIT)
-        assert pipe.get(WAIT) == (2, torch.tensor(4.0))
+            ov.get(WAIT)
+        assert ov.get(WAIT) == (2, torch.tensor(4.0))
 
 
 @pytest.mark.parametrize('policy, dropped, kept', [
     ('drop_oldest', [1, 2], [0, 3, 4]),
     ('drop_newest', [3, 4], [0, 1, 2]),
 ])
-def test_pipeline_drops_only_by_its_counted_queue_policy(policy, dropped, kept):
+def test_overlap_drops_only_by_its_counted_queue_policy(policy, dropped, kept):
     gate, busy = threading.Event(), threading.Event()
 
     def denoise(x, frame=None):
@@ -407,31 +408,31 @@ def test_pipeline_drops_only_by_its_counted_queue_policy(policy, dropped, kept):
         assert gate.wait(WAIT)
         return x
 
-    with Pipeline(denoise, lambda x, frame=None: x, depth=2, policy=policy) as pipe:
-        pipe.submit(torch.tensor(0.0))
+    with Overlap(denoise, lambda x, frame=None: x, depth=2, policy=policy) as ov:
+        ov.submit(torch.tensor(0.0))
         assert busy.wait(WAIT)                       # frame 0 is being denoised
-        ids = [pipe.submit(torch.tensor(float(i))) for i in range(1, 5)]
+        ids = [ov.submit(torch.tensor(float(i))) for i in range(1, 5)]
         gate.set()
-        out = [pipe.get(WAIT)[0] for _ in kept]
-        assert pipe.stats()['dropped'] == len(dropped)
-    assert pipe.dropped_frames == dropped and out == kept
+        out = [ov.get(WAIT)[0] for _ in kept]
+        assert ov.stats()['dropped'] == len(dropped)
+    assert ov.dropped_frames == dropped and out == kept
     if policy == 'drop_newest':
         assert ids == [1, 2, None, None]
 
 
-def test_pipeline_block_policy_never_drops():
+def test_overlap_block_policy_never_drops():
     def denoise(x, frame=None):
         time.sleep(0.002)
         return x
 
-    with Pipeline(denoise, lambda x, frame=None: x, depth=1, policy='block') as pipe:
+    with Overlap(denoise, lambda x, frame=None: x, depth=1, policy='block') as ov:
         reader = []
-        t = threading.Thread(target=lambda: reader.extend(pipe.get(WAIT)[0] for _ in range(30)))
+        t = threading.Thread(target=lambda: reader.extend(ov.get(WAIT)[0] for _ in range(30)))
         t.start()
         for i in range(30):
-            pipe.submit(torch.tensor(float(i)))
+            ov.submit(torch.tensor(float(i)))
         t.join(WAIT)
-    assert reader == list(range(30)) and pipe.dropped_frames == []
+    assert reader == list(range(30)) and ov.dropped_frames == []
 
 
 # ----------------------------------------------------------------------- CUDA

@@ -15,14 +15,14 @@
 """
 eDenoizer's scheduling framework: model threads, one priority job queue, a kernel launcher.
 
-A model's forward pass runs as a sequence of jobs at module granularity: its
-FX graph is split into one partition per top-level block (``split_blocks``),
-and each partition call becomes a job ``(priority, model, frame)`` on one
-shared ``JobQueue``. The launcher (``Scheduler``) runs the highest-priority
-job first, FIFO within a priority, optionally aging waiting jobs so that low
-priorities never starve, and hands each result back to the model thread
-waiting on its ``Future``; an exception raised by a job reaches that thread
-and leaves the launcher running.
+A model's forward pass runs as a sequence of jobs at module granularity, one per
+top-level block (:class:`.scheduled_model.ScheduledModel`), each a job
+``(priority, model, frame)`` on one shared ``JobQueue``. The launcher
+(``Scheduler``) runs the highest-priority job first, FIFO within a priority,
+optionally aging waiting jobs so that low priorities never starve, and hands
+each result back to the model thread waiting on its ``Future``; an exception
+raised by a job reaches that thread and leaves the launcher running.
+denoise(i+1) overlaps target(i) through :mod:`.overlap`.
 
 The priority of the CPU side is projected onto the device in two ways:
 
@@ -48,11 +48,6 @@ the queue's, without two thread switches per job. ``spare_workers`` slots
 take only a job that outranks everything running: a high-priority job then
 starts at once instead of waiting for the low-priority block in progress.
 
-Pipelining (``Pipeline``, ``pipelined``): a denoiser thread and a target thread
-connected by bounded queues, so the denoiser works on frame i+1 while the
-target works on frame i; outputs come out in frame order, and frames are only
-dropped by an explicit queue-depth policy that counts every drop.
-
 The priority of the calling code travels in a context variable
 (``at_priority`` / ``current_priority``): the ROS ``PriorityExecutor`` sets it
 to a callback group's priority, and every job submitted from that callback
@@ -69,15 +64,11 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
-from torch import nn
-
-from .fxguard import FX_GUARD
 
 THREAD_PREFIX = 'edge-denoise'
-DROP_POLICIES = ('block', 'drop_oldest', 'drop_newest')
 
 _PRIORITY: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     'edge_denoise_priority', default=None)
@@ -94,14 +85,15 @@ def current_priority(default: int = 0) -> int:
 @contextlib.contextmanager
 def at_priority(priority: int) -> Iterator[int]:
     """Run the body at ``priority``: jobs submitted without one inherit it."""
-    token = _PRIORITY.set(_check_priority(priority))
+    token = _PRIORITY.set(check_priority(priority))
     try:
         yield priority
     finally:
         _PRIORITY.reset(token)
 
 
-def _check_priority(priority) -> int:
+def check_priority(priority) -> int:
+    """Return ``priority`` if it is an int (higher runs first); raise ValueError if not."""
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ValueError(f'priority must be an int (higher runs first), got {priority!r}')
     return priority
@@ -359,7 +351,7 @@ class Scheduler:
         return self.call(fn, args, kwargs, priority=priority, model=model, frame=frame)
 
     def _job(self, fn, args, kwargs, priority, model, frame) -> Job:
-        priority = current_priority() if priority is None else _check_priority(priority)
+        priority = current_priority() if priority is None else check_priority(priority)
         session = _SESSION.get()
         if session is not None and session.scheduler is not self:
             session = None
@@ -426,7 +418,7 @@ class Scheduler:
         does not slip background work in at every block boundary. Sessions nest:
         an inner one at no higher priority joins the outer one.
         """
-        priority = current_priority() if priority is None else _check_priority(priority)
+        priority = current_priority() if priority is None else check_priority(priority)
         outer = _SESSION.get()
         if outer is not None and outer.scheduler is self and outer.priority >= priority:
             outer.depth += 1
@@ -696,386 +688,3 @@ def _to_stream(obj, device: torch.device, stream) -> Any:
     if isinstance(obj, dict):
         return {k: _to_stream(v, device, stream) for k, v in obj.items()}
     return obj
-
-
-# --------------------------------------------------------------------- partitioning
-
-def _top_block(node: torch.fx.Node) -> str | None:
-    """Return the top-level child module a traced node belongs to (``None``: the root)."""
-    if node.op == 'call_module':
-        return str(node.target).split('.')[0]
-    stack = node.meta.get('nn_module_stack') or {}
-    for path in stack:
-        return str(path).split('.')[0] or None
-    if node.op == 'get_attr':
-        return str(node.target).split('.')[0]
-    return None
-
-
-def split_blocks(model: nn.Module) -> torch.fx.GraphModule:
-    """
-    Split a model's FX graph into one partition per top-level block, in order.
-
-    Each partition becomes a submodule ``submod_<k>`` of the returned graph
-    module, called in topological order; operations of the root module itself
-    (``torch.cat``, ``F.interpolate``, a residual ``+``) join the partition
-    before them. Values used across partitions (U-Net skips) are passed along.
-    Raises ``ValueError`` when the model cannot be traced symbolically.
-    """
-    from torch.fx.passes.split_module import split_module
-
-    try:
-        with FX_GUARD.tracing():
-            traced = torch.fx.symbolic_trace(model)
-    except Exception as exc:  # noqa: B902 - any tracing failure means "not traceable"
-        raise ValueError(f'{type(model).__name__} cannot be traced by torch.fx '
-                         f'({type(exc).__name__}: {exc}); wrap it in an nn.Sequential of '
-                         f'blocks, or schedule it as a single job') from exc
-    part: dict[torch.fx.Node, int] = {}
-    index, block, started = 0, None, False
-    for node in traced.graph.nodes:
-        if node.op in ('placeholder', 'output'):
-            continue
-        owner = _top_block(node)
-        if owner is not None and owner != block:
-            if started:
-                index += 1
-            block = owner
-        started = True
-        part[node] = index
-    return split_module(traced, model, lambda node: part[node], keep_original_order=True)
-
-
-class _JobPlan:
-    """
-    Run a ``split_blocks`` graph with every partition call as one scheduler job.
-
-    The steps are resolved once (a ``torch.fx.Interpreter`` per call would walk
-    the module tree on every forward); the values live in a per-call dict.
-    """
-
-    def __init__(self, graph: torch.fx.GraphModule):
-        self.steps = []
-        for node in graph.graph.nodes:
-            if node.op == 'get_attr':
-                target = _fetch(graph, node.target)
-            elif node.op == 'call_module':
-                target = graph.get_submodule(node.target)
-            else:
-                target = node.target
-            self.steps.append((node, node.op, target))
-
-    def run(self, x, call: Callable):
-        env: dict = {}
-
-        def load(a):
-            return torch.fx.node.map_arg(a, lambda n: env[n])
-
-        for node, op, target in self.steps:
-            if op == 'placeholder':
-                env[node] = x
-            elif op == 'get_attr':
-                env[node] = target
-            elif op == 'call_module':
-                env[node] = call(str(node.target), target, load(node.args), load(node.kwargs))
-            elif op == 'call_function':
-                env[node] = target(*load(node.args), **load(node.kwargs))
-            elif op == 'call_method':
-                obj, *rest = load(node.args)
-                env[node] = getattr(obj, target)(*rest, **load(node.kwargs))
-            elif op == 'output':
-                return load(node.args[0])
-        raise ValueError('graph without output')
-
-
-def _fetch(module: nn.Module, target: str):
-    obj = module
-    for part in target.split('.'):
-        obj = getattr(obj, part)
-    return obj
-
-
-class ScheduledModel:
-    """
-    A model whose forward pass runs as scheduler jobs, one per top-level block.
-
-    ``model(x)`` is called from the model's own thread (a ROS callback, a
-    ``ModelThread``): it submits the first block, waits for its result,
-    submits the next, and so on, all inside one ``Scheduler.session`` at the
-    priority given, else the model's default, else the caller's
-    ``current_priority()``. Models that torch.fx cannot trace run as one job.
-    The module is moved to the scheduler's device (in place, as ``.to`` does).
-    """
-
-    def __init__(self, module: nn.Module, scheduler: Scheduler, name: str | None = None,
-                 priority: int | None = None):
-        self.name = name or type(module).__name__
-        self.scheduler = scheduler
-        self.priority = None if priority is None else _check_priority(priority)
-        self.module = module.to(scheduler.device)
-        try:
-            self.graph: torch.fx.GraphModule | None = split_blocks(self.module)
-        except ValueError:
-            self.graph = None
-        self._plan = _JobPlan(self.graph) if self.graph is not None else None
-
-    @property
-    def jobs_per_forward(self) -> int:
-        """Return the number of jobs one forward pass submits."""
-        if self.graph is None:
-            return 1
-        return sum(1 for n in self.graph.graph.nodes if n.op == 'call_module')
-
-    def __call__(self, x, *, frame: int | None = None, priority: int | None = None):
-        """Run the forward pass through the scheduler; return its output."""
-        if priority is None:
-            priority = self.priority if self.priority is not None else current_priority()
-        priority = _check_priority(priority)
-
-        def call(stage: str, fn: Callable, args: tuple, kwargs: dict):
-            return self.scheduler.call(fn, args, kwargs, priority=priority, model=self.name,
-                                       frame=frame)
-
-        with FX_GUARD.running(), self.scheduler.session(priority):
-            if self.graph is None:
-                return call('forward', self.module, (x,), {})
-            return self._plan.run(x, call)
-
-
-# ------------------------------------------------------------------ model threads
-
-class FrameQueue:
-    """
-    A bounded FIFO of ``(frame, item)`` with an explicit, counted overflow policy.
-
-    ``block``: ``put`` waits for room (nothing is ever dropped);
-    ``drop_oldest``: the oldest waiting frame is dropped to make room;
-    ``drop_newest``: the new frame is refused. ``depth=0`` is unbounded.
-    Every dropped frame id is kept in ``dropped_frames``.
-    """
-
-    def __init__(self, depth: int = 2, policy: str = 'block'):
-        if depth < 0:
-            raise ValueError(f'depth must be >= 0 (0: unbounded), got {depth}')
-        if policy not in DROP_POLICIES:
-            raise ValueError(f'policy must be one of {DROP_POLICIES}, got {policy!r}')
-        self.depth, self.policy = depth, policy
-        self._items: collections.deque = collections.deque()
-        self._cond = threading.Condition()
-        self._closed = False
-        self.dropped_frames: list[int] = []
-
-    @property
-    def dropped(self) -> int:
-        """Return the number of frames dropped so far."""
-        return len(self.dropped_frames)
-
-    def put(self, frame: int, item: Any) -> bool:
-        """Queue a frame; return ``False`` if it was refused (``drop_newest`` only)."""
-        with self._cond:
-            if self._closed:
-                raise ValueError('put() on a closed FrameQueue')
-            full = self.depth and len(self._items) >= self.depth
-            if full and self.policy == 'drop_newest':
-                self.dropped_frames.append(frame)
-                return False
-            if full and self.policy == 'drop_oldest':
-                self.dropped_frames.append(self._items.popleft()[0])
-            while self.depth and len(self._items) >= self.depth and not self._closed:
-                self._cond.wait()
-            self._items.append((frame, item))
-            self._cond.notify_all()
-            return True
-
-    def get(self, timeout: float | None = None) -> tuple[int, Any] | None:
-        """Take the oldest frame; ``None`` once closed and empty. ``TimeoutError`` on timeout."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
-                raise TimeoutError(f'no frame within {timeout} s')
-            if not self._items:
-                return None
-            entry = self._items.popleft()
-            self._cond.notify_all()
-            return entry
-
-    def close(self) -> None:
-        """Let waiting getters finish once the queue is empty."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)
-
-
-class _Failed:
-    """A frame whose stage raised: the exception travels down the pipeline in order."""
-
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-class ModelThread:
-    """
-    A model's own thread: takes frames from ``inbox``, runs ``model``, hands results on.
-
-    Each item is run as ``model(x, frame=frame)`` at ``priority`` (through a
-    ``ScheduledModel`` this submits the model's jobs); ``emit(frame, y)`` receives
-    the output, or a failure marker that later stages pass through untouched.
-    The thread ends when the inbox is closed and empty.
-    """
-
-    def __init__(self, model: Callable, inbox: FrameQueue, emit: Callable[[int, Any], None], *,
-                 priority: int | None = None, name: str = 'model'):
-        self.model, self.inbox, self.emit = model, inbox, emit
-        self.priority = priority
-        self.thread = threading.Thread(target=self._loop, daemon=True,
-                                       name=f'{THREAD_PREFIX}-model-{name}')
-
-    def start(self) -> 'ModelThread':
-        """Start the thread."""
-        self.thread.start()
-        return self
-
-    def _loop(self) -> None:
-        with contextlib.ExitStack() as stack:
-            if self.priority is not None:
-                stack.enter_context(at_priority(self.priority))
-            while True:
-                entry = self.inbox.get()
-                if entry is None:
-                    return
-                frame, x = entry
-                if isinstance(x, _Failed):
-                    self.emit(frame, x)
-                    continue
-                try:
-                    y = self.model(x, frame=frame)
-                except BaseException as exc:  # noqa: B902 - reaches the pipeline's reader
-                    y = _Failed(exc)
-                self.emit(frame, y)
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to end."""
-        self.thread.join(timeout)
-
-
-def _plain(model: Callable) -> Callable:
-    """Return a stage as ``f(x, frame=...)``: a ``ScheduledModel``, a module or a function."""
-    if not isinstance(model, nn.Module):
-        return model  # ScheduledModel, or any callable taking (x, frame=...)
-
-    @torch.no_grad()
-    def call(x, frame=None):
-        return model(x)
-    return call
-
-
-class Pipeline:
-    """
-    Defended inference pipelined: the denoiser runs on frame i+1 while the target runs on frame i.
-
-    ``submit(x)`` hands a frame to the denoiser thread (bounded by ``depth``,
-    overflow handled by ``policy``, see ``FrameQueue``); the denoised frame
-    goes through a blocking queue to the target thread; ``get()`` returns
-    ``(frame, output)`` strictly in frame order and raises a stage's exception
-    for the frame it belongs to. ``close()`` lets every accepted frame finish
-    and joins both threads.
-    """
-
-    def __init__(self, denoiser: Callable, target: Callable, *, depth: int = 2,
-                 policy: str = 'block', priority: int | None = None):
-        self._inbox = FrameQueue(depth, policy)
-        self._middle = FrameQueue(max(depth, 1), 'block')
-        self._outbox = FrameQueue(0, 'block')
-        self._frames = itertools.count()
-        self._lock = threading.Lock()
-        self.submitted = 0
-        self._stages = [
-            ModelThread(_plain(denoiser), self._inbox, self._middle.put, priority=priority,
-                        name='denoiser').start(),
-            ModelThread(_plain(target), self._middle, self._outbox.put, priority=priority,
-                        name='target').start()]
-        self._closed = False
-
-    def submit(self, x, frame: int | None = None) -> int | None:
-        """Queue a frame; return its id, or ``None`` if the queue policy refused it."""
-        with self._lock:
-            frame = next(self._frames) if frame is None else frame
-            self.submitted += 1
-        return frame if self._inbox.put(frame, x) else None
-
-    def get(self, timeout: float | None = None) -> tuple[int, Any]:
-        """Return the next ``(frame, output)`` in frame order; raise its stage's exception."""
-        entry = self._outbox.get(timeout)
-        if entry is None:
-            raise EOFError('the pipeline is closed and every frame was returned')
-        frame, y = entry
-        if isinstance(y, _Failed):
-            raise y.error
-        return frame, y
-
-    @property
-    def dropped_frames(self) -> list[int]:
-        """Return the ids of the frames dropped by the queue policy."""
-        return list(self._inbox.dropped_frames)
-
-    def stats(self) -> dict:
-        """Return submitted / dropped counts and the current queue lengths."""
-        return {'submitted': self.submitted, 'dropped': self._inbox.dropped,
-                'waiting': len(self._inbox), 'between': len(self._middle),
-                'ready': len(self._outbox)}
-
-    def close(self, timeout: float | None = None) -> None:
-        """Finish every accepted frame, then join the model threads."""
-        if self._closed:
-            return
-        self._closed = True
-        self._inbox.close()
-        self._stages[0].join(timeout)
-        self._middle.close()
-        self._stages[1].join(timeout)
-        self._outbox.close()
-
-    def threads(self) -> list[threading.Thread]:
-        """Return the two model threads, for inspection."""
-        return [s.thread for s in self._stages]
-
-    def __enter__(self) -> 'Pipeline':
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def sequential(denoiser: Callable, target: Callable, frames: Iterable) -> list:
-    """Run denoise then target on each frame, one frame at a time (the unpipelined baseline)."""
-    d, t = _plain(denoiser), _plain(target)
-    return [t(d(x, frame=i), frame=i) for i, x in enumerate(frames)]
-
-
-def pipelined(denoiser: Callable, target: Callable, frames: Iterable, depth: int = 2,
-              priority: int | None = None) -> list:
-    """Run frames through a ``Pipeline`` (no drops); return the outputs in frame order."""
-    outputs = []
-    with Pipeline(denoiser, target, depth=depth, priority=priority) as pipe:
-        reader_error: list[BaseException] = []
-
-        def read(n: int) -> None:
-            try:
-                for _ in range(n):
-                    outputs.append(pipe.get()[1])
-            except BaseException as exc:  # noqa: B902 - re-raised in the caller
-                reader_error.append(exc)
-
-        frames = list(frames)
-        reader = threading.Thread(target=read, args=(len(frames),), daemon=True,
-                                  name=f'{THREAD_PREFIX}-reader')
-        reader.start()
-        for x in frames:
-            pipe.submit(x)
-        reader.join()
-    if reader_error:
-        raise reader_error[0]
-    return outputs
