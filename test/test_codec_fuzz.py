@@ -27,8 +27,8 @@ import zlib
 import numpy as np
 import torch
 
-from edge_denoise_ros.core import codecs
-from edge_denoise_ros.core.codecs import CodecError
+from edge_denoise_ros.core import codecs, wire
+from edge_denoise_ros.core.wire import CodecError
 
 
 def _messages():
@@ -131,7 +131,7 @@ def _mutate_text(text: str, r: random.Random) -> str:
         return text[:r.randrange(len(text))]
     elif kind == 6:                                   # swap codec
         tokens = [t if not t.startswith('codec=') else
-                  'codec=' + r.choice(codecs.CODECS) for t in tokens]
+                  'codec=' + r.choice(wire.CODECS) for t in tokens]
     elif kind == 7:                                   # huge
         return text + ' x=' + 'a' * r.choice((10, 5000))
     else:                                             # shape change
@@ -147,9 +147,9 @@ def test_mutated_format_strings_only_raise_codec_error():
     raised = 0
     for round_ in range(3000):
         payload, meta = messages[round_ % len(messages)]
-        text = _mutate_text(codecs.format_string(meta), r)
+        text = _mutate_text(wire.format_string(meta), r)
         try:
-            parsed = codecs.parse_format(text)
+            parsed = wire.parse_format(text)
         except CodecError as exc:
             assert '\n' not in str(exc)
             raised += 1

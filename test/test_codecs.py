@@ -14,16 +14,20 @@
 
 """Feature and image codecs, the wire format, host tails and the JPEG defense."""
 
+import copy
 import io
+import json
 import math
 
 import cv2
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 
-from edge_denoise_ros.core import codecs, data, deepn_jpeg, models, surgery
-from edge_denoise_ros.core.codecs import CodecError
+from edge_denoise_ros.core import (codecs, data, deepn_jpeg, defenses, models, pipeline,
+                                   surgery, tails, training, wire)
+from edge_denoise_ros.core.wire import CodecError
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +66,7 @@ def test_lossless_is_bit_exact_on_real_features(real_features):
             for dtype in ('float32', 'float16'):
                 payload, meta = codecs.encode(f, 'lossless', dtype=dtype)
                 layouts.add(meta['layout'])
-                back = codecs.decode(payload, codecs.format_string(meta))
+                back = codecs.decode(payload, wire.format_string(meta))
                 sent = f.to(torch.float16 if dtype == 'float16' else torch.float32)
                 assert back.dtype == sent.dtype and back.shape == f.shape
                 assert np.array_equal(_bits(back), _bits(sent)), (label, dtype)
@@ -135,7 +139,6 @@ def test_jpeg_payload_is_a_plain_jpeg(real_features):
     rows, cols = meta['grid']
     th, tw = meta['tile']
     assert image is not None and image.shape == (rows * th, cols * tw) and rows * cols >= 32
-    from PIL import Image
     with Image.open(io.BytesIO(payload)) as pil:
         assert pil.format == 'JPEG' and pil.size == (cols * tw, rows * th)
     # the mosaic's tiles are the channels: tile 0 is channel 0
@@ -154,13 +157,13 @@ def test_jpeg_tile_alignment_option(real_features):
 def test_wire_format_round_trip(real_features):
     f = real_features['layer2.0'][0]
     payload, meta = codecs.encode(f, 'jpeg', quality=30, cut='layer2.0', model='b9efda7ed79c')
-    text = codecs.format_string(meta)
+    text = wire.format_string(meta)
     assert text.startswith('edge_denoise/1 codec=jpeg cut=layer2.0 model=b9efda7ed79c '
                            'shape=32x14x14 dtype=float32 scale=')
-    parsed = codecs.parse_format(text)
-    assert parsed == codecs.check_meta(meta)
+    parsed = wire.parse_format(text)
+    assert parsed == wire.check_meta(meta)
     assert parsed['scale'] == meta['scale'] and parsed['quality'] == 30
-    assert codecs.format_string(parsed) == text
+    assert wire.format_string(parsed) == text
     assert torch.equal(codecs.decode(payload, text), codecs.decode(payload, meta))
 
 
@@ -183,7 +186,7 @@ def test_wire_format_round_trip(real_features):
 ])
 def test_malformed_format_strings(text, reason):
     with pytest.raises(CodecError) as err:
-        codecs.parse_format(text)
+        wire.parse_format(text)
     assert reason in str(err.value) and '\n' not in str(err.value)
 
 
@@ -215,7 +218,7 @@ def test_payload_cap_and_nan(real_features):
         codecs.decode(payload, meta, max_bytes=1000)
     bad = f.clone()
     bad[0, 0, 0] = float('nan')
-    for codec in codecs.FEATURE_CODECS:
+    for codec in wire.FEATURE_CODECS:
         with pytest.raises(CodecError, match='NaN'):
             codecs.encode(bad, codec)
     nan = np.full(f.numel(), np.nan, np.float32).tobytes()
@@ -243,9 +246,9 @@ def test_encode_rejects_bad_input():
 def test_image_codecs_round_trip():
     images, _ = data.load_fashion_mnist('test')
     gray = images[0]
-    for codec in codecs.IMAGE_CODECS:
+    for codec in wire.IMAGE_CODECS:
         payload, meta = codecs.encode(gray, codec)
-        back = codecs.decode(payload, codecs.format_string(meta))
+        back = codecs.decode(payload, wire.format_string(meta))
         assert back.shape == gray.shape and back.dtype == np.uint8
         assert np.abs(back.astype(int) - gray).mean() < 6
         assert cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED) is not None
@@ -255,8 +258,7 @@ def test_image_codecs_round_trip():
 
 
 def test_deepn_jpeg_writes_its_table():
-    from PIL import Image
-    table = deepn_jpeg.default_table()
+    table = codecs.default_table()
     gray = data.load_fashion_mnist('test')[0][1]
     payload, meta = codecs.encode(gray, 'deepn_jpeg')
     assert meta['table'] == codecs.qtable_id(table)
@@ -290,39 +292,58 @@ def test_huffman_size_is_near_the_entropy():
 
 def test_host_tail_plain_and_finetuned(model, images, tmp_path, monkeypatch):
     x, _ = images
-    tail = codecs.host_tail(model, 'layer2', 'jpeg', 7, x[:1])
-    head, _ = codecs.split_for(model, 'layer2', x[:1])
+    traced = surgery.trace(model, x[:1])
+    tail = tails.host_tail(model, traced, 'layer2', 'jpeg', 7)
+    head, _ = surgery.split_traced(traced, 'layer2')
     assert tail.finetuned is None
     with torch.no_grad():
         assert torch.equal(tail(head(x)), model(x))
     # a matching file in the weights folder is used; a different quality is not
     monkeypatch.setenv('EDGE_DENOISE_WEIGHTS', str(tmp_path))
-    import copy
-    import json
     tuned = copy.deepcopy(tail)
     with torch.no_grad():
         for p in tuned.parameters():
             p.mul_(0.5)
-    name = codecs.tail_file_name('small_resnet', 'layer2', 'jpeg', 7)
+    name = tails.tail_file_name('small_resnet', 'layer2', 'jpeg', 7)
     models.save_state_dict(tuned, tmp_path / name)
     (tmp_path / name).with_suffix('.json').write_text(json.dumps(
         {'base_hash': models.state_hash(model), 'cut': 'layer2', 'codec': 'jpeg',
          'quality': 7}))
-    got = codecs.host_tail(model, 'layer2_1_relu_1', 'jpeg', 7, x[:1])
+    got = tails.host_tail(model, traced, 'layer2_1_relu_1', 'jpeg', 7)
     assert got.finetuned and got.finetuned.endswith(name)
     with torch.no_grad():
         assert torch.equal(got(head(x)), tuned(head(x)))
-    assert codecs.host_tail(model, 'layer2', 'jpeg', 8, x[:1]).finetuned is None
-    assert codecs.host_tail(model, 'layer2', 'q8', None, x[:1]).finetuned is None
+    assert tails.host_tail(model, traced, 'layer2', 'jpeg', 8).finetuned is None
+    assert tails.host_tail(model, traced, 'layer2', 'q8', None).finetuned is None
+
+
+def test_the_host_traces_the_model_once(monkeypatch):
+    """Tails are cut from the target's own trace: one trace per process, however many tails."""
+    calls = []
+    real_trace = surgery.trace
+
+    def counting_trace(*args, **kwargs):
+        calls.append(args[0])
+        return real_trace(*args, **kwargs)
+
+    monkeypatch.setattr(surgery, 'trace', counting_trace)
+    target = pipeline.Target()
+    host = pipeline.HostStage(target, tails=tails.finetuned_tails(target))
+    for cut, codec, quality in (('layer1', 'jpeg', 5), ('layer2', 'q8', None),
+                                ('layer1', 'jpeg', 7), ('stem', 'raw', None)):
+        host.tail(cut, codec, quality)
+        frame = np.zeros((28, 28, 3), np.uint8)
+        edge = pipeline.EdgeStage(target, pipeline.EdgeSettings('none', cut, codec, quality or 5))
+        out = edge.process(frame, 'bgr8')
+        logits, _ = host.process(out.payload, out.meta)
+        assert logits.shape == (10,)
+    assert len(calls) == 1
 
 
 def test_finetune_host_tail_leaves_the_model_alone(model, images):
-    import copy
-
-    from edge_denoise_ros.core import training
     x, y = data.load_split_tensors('train', 128)
     before = models.state_hash(model)
-    head, plain = codecs.split_for(model, 'layer3', x[:1])
+    head, plain = surgery.split(model, 'layer3', x[:1])
     tail = copy.deepcopy(plain)
 
     def channel(f):
@@ -336,7 +357,6 @@ def test_finetune_host_tail_leaves_the_model_alone(model, images):
 
 
 def test_jpeg_defense(images):
-    from edge_denoise_ros.core import defenses
     x, _ = images
     assert 'jpeg' in defenses.defense_names()
     d = defenses.build_defense('jpeg')

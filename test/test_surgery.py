@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edge_denoise_ros import cli
-from edge_denoise_ros.core import models, surgery
+from edge_denoise_ros.core import mincut, models, planner, profiling, surgery, validation
 
 
 @pytest.fixture(scope='module')
@@ -178,7 +178,7 @@ def test_dads_min_cut_crosses_branches_when_that_is_best():
     host = {'a': 1.0, 'b': 0.1, 'merge_a': 5.0, 'merge_b': 5.0, 'add': 0.1, 'mean': 0.1,
             'fc': 0.1}
     edge = {k: 10 * v for k, v in host.items()}
-    mc = surgery.min_cut(traced, edge, host, surgery.Link(uplink_mbps=1, rtt_ms=0))
+    mc = mincut.min_cut(traced, edge, host, planner.Link(uplink_mbps=1, rtt_ms=0))
     # Edge: a and b (11 ms); send 2 x (4+3) x 8 x 8 floats = 3584 B (28.7 ms); host: the rest.
     assert sorted(mc.sent) == ['a', 'b'] and mc.bytes == 3584 and mc.single_cut is None
     assert mc.edge_ms == pytest.approx(11.0) and mc.host_ms == pytest.approx(10.3)
@@ -195,10 +195,10 @@ def test_dads_min_cut_crosses_branches_when_that_is_best():
 def test_dads_agrees_with_single_cuts_on_a_chain_of_blocks(small):
     model, x = small
     traced = surgery.trace(model, x[:1])
-    host = surgery.node_times(traced, x[:1], repeats=2)
+    host = profiling.node_times(traced, x[:1], repeats=2)
     edge = {k: 10 * v for k, v in host.items()}
     for up in (1.0, 1000.0):
-        mc = surgery.min_cut(traced, edge, host, surgery.Link(uplink_mbps=up))
+        mc = mincut.min_cut(traced, edge, host, planner.Link(uplink_mbps=up))
         # A residual network has no better partition than its block boundaries.
         assert mc.total_ms <= mc.best_single_ms + 1e-6
         assert mc.total_ms == pytest.approx(mc.best_single_ms, rel=1e-6)
@@ -210,7 +210,7 @@ def test_dads_agrees_with_single_cuts_on_a_chain_of_blocks(small):
 
 # -------------------------------------------------------- cost model, planner
 
-def fake_profile(model='toy', full_ms=10.0) -> surgery.Profile:
+def fake_profile(model='toy', full_ms=10.0) -> profiling.Profile:
     """Return a hand-made profile: three cuts, one codec, a raw frame."""
     cuts = [
         {'name': 'input', 'label': 'input', 'index': 0, 'shape': [1, 3, 8, 8], 'bytes': 768,
@@ -223,15 +223,15 @@ def fake_profile(model='toy', full_ms=10.0) -> surgery.Profile:
     features = [{'cut': c['name'], 'codec': 'raw', 'bytes': c['bytes'], 'encode_ms': 0.1,
                  'decode_ms': 0.2} for c in cuts]
     images = [{'codec': 'raw', 'bytes': 3000, 'encode_ms': 0.0, 'decode_ms': 0.0}]
-    return surgery.Profile(model=model, input_shape=[3, 8, 8], frame_shape=[20, 50, 3],
-                           full_ms=full_ms, preprocess_ms=0.5, cuts=cuts, features=features,
-                           images=images)
+    return profiling.Profile(model=model, input_shape=[3, 8, 8], frame_shape=[20, 50, 3],
+                             full_ms=full_ms, preprocess_ms=0.5, cuts=cuts, features=features,
+                             images=images)
 
 
 def test_cost_model_is_the_seed_transfer_model_with_measured_parts():
-    cands = surgery.build_candidates(fake_profile(), edge_slowdown=10, host_slowdown=0.5)
-    link = surgery.Link(uplink_mbps=8, downlink_mbps=100, rtt_ms=2, result_bytes=25)
-    result = surgery.plan(cands, link)
+    cands = planner.build_candidates(fake_profile(), edge_slowdown=10, host_slowdown=0.5)
+    link = planner.Link(uplink_mbps=8, downlink_mbps=100, rtt_ms=2, result_bytes=25)
+    result = planner.plan(cands, link)
     a = result.row('a/raw')
     # edge: 10 x (preprocess 0.5 + head 3 + encode 0.1); host: 0.5 x (decode 0.2 + tail 7)
     assert a['edge_ms'] == pytest.approx(36.0) and a['host_ms'] == pytest.approx(3.6)
@@ -247,41 +247,41 @@ def test_cost_model_is_the_seed_transfer_model_with_measured_parts():
 
 
 def test_min_uplink_speed_is_where_a_cut_starts_beating_edge_only():
-    cands = surgery.build_candidates(fake_profile(), edge_slowdown=10)
-    link = surgery.Link(uplink_mbps=1, downlink_mbps=100, rtt_ms=1)
-    row = surgery.plan(cands, link).row('a/raw')
+    cands = planner.build_candidates(fake_profile(), edge_slowdown=10)
+    link = planner.Link(uplink_mbps=1, downlink_mbps=100, rtt_ms=1)
+    row = planner.plan(cands, link).row('a/raw')
     speed = row['min_uplink_mbps']
     assert speed > 0
     for factor, wins in ((0.99, False), (1.01, True)):
-        at = surgery.plan(cands, surgery.Link(speed * factor, 100, 1))
+        at = planner.plan(cands, planner.Link(speed * factor, 100, 1))
         assert (at.row('a/raw')['total_ms'] < at.row('edge_only')['total_ms']) is wins
     # A cut whose compute alone exceeds edge-only never beats it.
-    slow = surgery.build_candidates(fake_profile(full_ms=2.0), edge_slowdown=1)
-    assert surgery.plan(slow, link).row('b/raw')['min_uplink_mbps'] is None
+    slow = planner.build_candidates(fake_profile(full_ms=2.0), edge_slowdown=1)
+    assert planner.plan(slow, link).row('b/raw')['min_uplink_mbps'] is None
 
 
 def test_planner_update_has_hysteresis():
-    cands = surgery.build_candidates(fake_profile(), edge_slowdown=10)
-    planner = surgery.Planner(cands, surgery.Link(uplink_mbps=20), hysteresis=0.1)
-    rows = planner.plan().rows
+    cands = planner.build_candidates(fake_profile(), edge_slowdown=10)
+    online = planner.Planner(cands, planner.Link(uplink_mbps=20), hysteresis=0.1)
+    rows = online.plan().rows
     crossing = next(r for r in rows if r['name'] == 'a/raw')['min_uplink_mbps']
-    first = planner.choice.name
+    first = online.choice.name
     # A noisy estimate hovering +-3 % around the speed where two candidates tie.
     names = set()
     for i in range(40):
-        names.add(planner.update(uplink_mbps=crossing * (1.03 if i % 2 else 0.97)).name)
-    assert planner.switches <= 1 and len(names) == 1
+        names.add(online.update(uplink_mbps=crossing * (1.03 if i % 2 else 0.97)).name)
+    assert online.switches <= 1 and len(names) == 1
     # A real change of the link does switch: very slow link -> edge-only.
-    assert planner.update(uplink_mbps=0.01).name == 'edge_only'
-    assert planner.update(uplink_mbps=1000).name == first
+    assert online.update(uplink_mbps=0.01).name == 'edge_only'
+    assert online.update(uplink_mbps=1000).name == first
 
 
 def test_profiles_round_trip_and_edge_host_profiles_combine(tmp_path, one_thread):
     model = models.build_model()
-    prof = surgery.measure_profile(model, None, (1, 28, 28), 'small_resnet',
-                                   codecs=('raw', 'q8'), repeats=2, warmup=1)
+    prof = profiling.measure_profile(model, None, (1, 28, 28), 'small_resnet',
+                                     codecs=('raw', 'q8'), repeats=2, warmup=1)
     path = prof.save(tmp_path / 'edge.json')
-    again = surgery.load_profile(path)
+    again = profiling.load_profile(path)
     assert again == prof and again.machine['threads'] == 1
     assert {f['codec'] for f in again.features} == {'raw', 'q8'}
     assert again.nodes['layer1_0_conv1'] > 0 and 'fc' in again.nodes  # per node, for DADS
@@ -289,17 +289,17 @@ def test_profiles_round_trip_and_edge_host_profiles_combine(tmp_path, one_thread
     raw = {f['cut']: f['bytes'] for f in again.features if f['codec'] == 'raw'}
     assert all(raw[c['name']] == c['bytes'] for c in again.cuts)
     # An edge profile k times slower gives edge times k times larger.
-    one = surgery.build_candidates(again, prof)
-    ten = surgery.build_candidates(again, prof, edge_slowdown=10)
+    one = planner.build_candidates(again, prof)
+    ten = planner.build_candidates(again, prof, edge_slowdown=10)
     for c1, c10 in zip(one, ten):
         assert c10.edge_ms == pytest.approx(10 * c1.edge_ms)
         assert c10.host_ms == pytest.approx(c1.host_ms)
     with pytest.raises(ValueError, match='not of the same model'):
-        surgery.build_candidates(again, fake_profile())
+        planner.build_candidates(again, fake_profile())
     bad = tmp_path / 'bad.json'
     bad.write_text(json.dumps({'format': 'something else'}))
     with pytest.raises(ValueError, match='not a surgery profile'):
-        surgery.load_profile(bad)
+        profiling.load_profile(bad)
 
 
 def test_profile_sizes_follow_the_jpeg_quality_the_edge_sends(one_thread):
@@ -307,9 +307,9 @@ def test_profile_sizes_follow_the_jpeg_quality_the_edge_sends(one_thread):
     model = models.build_model()
     sizes = {}
     for q in (5, 90):
-        prof = surgery.measure_profile(model, None, (1, 28, 28), 'small_resnet',
-                                       codecs=('jpeg',), frame_codecs=('jpeg',), repeats=1,
-                                       warmup=0, quality=q, frame_quality=q)
+        prof = profiling.measure_profile(model, None, (1, 28, 28), 'small_resnet',
+                                         codecs=('jpeg',), frame_codecs=('jpeg',), repeats=1,
+                                         warmup=0, quality=q, frame_quality=q)
         assert prof.machine['jpeg_quality'] == q and prof.machine['frame_jpeg_quality'] == q
         label = {c['name']: c['label'] or c['name'] for c in prof.cuts}
         sizes[q] = ({label[f['cut']]: f['bytes'] for f in prof.features},
@@ -363,8 +363,8 @@ def test_planner_choice_within_5_percent_of_measured_best(one_thread):
     20th percentiles: the other tenants of a shared machine inflate neither much.
     """
     model = models.build_model()
-    res = surgery.validate(model, (1, 28, 28), [1, 10, 100], edge_slowdown=10,
-                           repeats=16, warmup=2, clock='cpu', stat='p20')
+    res = validation.validate(model, (1, 28, 28), [1, 10, 100], edge_slowdown=10,
+                              repeats=16, warmup=2, clock='cpu', stat='p20')
     assert res['candidates'] > 60  # 20 cuts x 4 codecs, host-only, edge-only
     for s in res['speeds']:
         assert s['ratio'] <= 1.05, s

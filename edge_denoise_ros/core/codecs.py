@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Feature and image codecs, and the self-describing wire format.
+Feature and image codecs: encode a tensor or a camera frame, decode a message.
 
 Feature codecs (a float ``C x H x W`` tensor, the output of the edge's head):
 
@@ -36,248 +36,42 @@ Image codecs (a uint8 ``H x W`` or ``H x W x 3`` camera frame, host-only path):
   :mod:`.deepn_jpeg`), written into a standard JPEG by Pillow.
 
 On the wire a message is a ``sensor_msgs/CompressedImage``: ``format`` is
-:func:`format_string` of the meta data (``edge_denoise/1 codec=... shape=...``)
-and ``data`` the payload alone. :func:`decode` accepts the meta dict or that
-text; every malformed input raises :class:`CodecError` with a one-line
-reason (nothing is ever unpickled, no decoder runs on a header that does not
-match the meta data, and sizes are capped before anything is allocated).
+:func:`.wire.format_string` of the meta data (``edge_denoise/1 codec=...
+shape=...``) and ``data`` the payload alone. :func:`decode` accepts the meta
+dict or that text; every malformed input raises :class:`.wire.CodecError`
+with a one-line reason (nothing is ever unpickled, no decoder runs on a
+header that does not match the meta data, and sizes are capped before
+anything is allocated).
 """
 
 from __future__ import annotations
 
+import heapq
 import io
+import json
 import math
-import re
 import threading
+import time
 import zlib
-from typing import Any, Mapping
+from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image
+import torch
+import zstandard
 
-VERSION = 'edge_denoise/1'
-FEATURE_CODECS = ('raw', 'lossless', 'q8', 'jpeg')
-IMAGE_CODECS = ('jpeg', 'deepn_jpeg')
-FRAME_CODECS = ('raw',) + IMAGE_CODECS  # what a uint8 camera frame may be sent as
-CODECS = ('raw', 'lossless', 'q8', 'jpeg', 'deepn_jpeg')
-FLOAT_DTYPES = ('float32', 'float16')
-
-# Caps, checked before anything is allocated; decode() takes per-call overrides.
-MAX_PAYLOAD_BYTES = 16 << 20        # one message's data
-MAX_ELEMENTS = 1 << 24              # values of a decoded tensor / pixels of an image
-MAX_FORMAT_CHARS = 2048             # the format string
+from .models import weights_path
+from .wire import (check_meta, check_quality, chw, CODECS, CodecError, dims_text,
+                   FEATURE_CODECS, FLOAT_DTYPES, FRAME_CODECS, MAX_ELEMENTS, MAX_PAYLOAD_BYTES,
+                   parse_format, TILE_ALIGN, TOKEN)
 
 DEFAULT_LEVEL = 1                   # zstd level of the lossless stages (1: fastest of 1-3)
 DEFAULT_QUALITY = 75                # JPEG quality when none is given
-TILE_ALIGN = 8                      # largest tile padding (option align=8: 8x8 blocks)
+TABLE_FILE = 'deepn_jpeg_table.json'  # the shipped DeepN-JPEG table, in weights/
 
-# Order in which format_string() writes the known keys; unknown keys follow, sorted.
-_KEY_ORDER = ('codec', 'cut', 'model', 'shape', 'dtype', 'layout', 'scale', 'zp', 'quality',
-              'table',
-              'grid', 'tile', 'size', 'crc32')
-_TOKEN = re.compile(r'[A-Za-z0-9_.:+\-/]+\Z')
-_KEY = re.compile(r'[a-z][a-z0-9_]*\Z')
-_INT = re.compile(r'[0-9]{1,12}\Z')
-_DIMS = re.compile(r'[0-9]{1,9}(x[0-9]{1,9}){0,3}\Z')
-_HEX8 = re.compile(r'[0-9a-f]{8}\Z')
 _LE = {'float32': np.dtype('<f4'), 'float16': np.dtype('<f2')}
 _BITS = {'float32': np.dtype('<u4'), 'float16': np.dtype('<u2')}
-
-
-class CodecError(ValueError):
-    """A message that cannot be encoded or decoded; the reason is one line."""
-
-    def __init__(self, reason: str):
-        super().__init__(' '.join(str(reason).split()) or 'codec error')
-
-
-# ----------------------------------------------------------------------------- format
-
-def format_string(meta: Mapping[str, Any]) -> str:
-    """Return the ``CompressedImage.format`` text of ``meta``: version, then key=value."""
-    if not isinstance(meta, Mapping):
-        raise CodecError(f'meta must be a mapping, got {type(meta).__name__}')
-    parts = [VERSION]
-    keys = [k for k in _KEY_ORDER if k in meta]
-    keys += sorted(k for k in meta if k not in _KEY_ORDER)
-    for key in keys:
-        value = meta[key]
-        if value is None:
-            continue
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise CodecError(f'bad meta key {key!r}')
-        text = _value_text(key, value)
-        if not _TOKEN.match(text):
-            raise CodecError(f'meta value of {key} has characters outside [A-Za-z0-9_.:+-/]: '
-                             f'{text[:40]!r}')
-        parts.append(f'{key}={text}')
-    text = ' '.join(parts)
-    if len(text) > MAX_FORMAT_CHARS:
-        raise CodecError(f'format string longer than {MAX_FORMAT_CHARS} characters')
-    return text
-
-
-def _value_text(key: str, value) -> str:
-    if key in ('shape', 'grid', 'tile'):
-        return 'x'.join(str(int(v)) for v in value)
-    if key == 'scale':
-        return repr(float(value))
-    if isinstance(value, bool):
-        return str(int(value))
-    return str(value)
-
-
-def parse_format(text) -> dict:
-    """Parse a ``CompressedImage.format`` text into checked, typed meta data."""
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = bytes(text).decode('ascii')
-        except UnicodeDecodeError:
-            raise CodecError('format string is not ASCII') from None
-    if not isinstance(text, str):
-        raise CodecError(f'format must be a string, got {type(text).__name__}')
-    if len(text) > MAX_FORMAT_CHARS:
-        raise CodecError(f'format string longer than {MAX_FORMAT_CHARS} characters')
-    if not text.isascii():
-        raise CodecError('format string is not ASCII')
-    tokens = text.split()
-    if not tokens:
-        raise CodecError('empty format string')
-    head = tokens[0]
-    if head != VERSION:
-        if head.startswith('edge_denoise/'):
-            raise CodecError(f'unsupported wire version {head[:40]!r}; this side speaks '
-                             f'{VERSION!r}')
-        raise CodecError(f'not an edge_denoise message (format starts {head[:40]!r})')
-    meta: dict[str, Any] = {}
-    for token in tokens[1:]:
-        key, sep, value = token.partition('=')
-        if not sep or not _KEY.match(key) or not value or not _TOKEN.match(value):
-            raise CodecError(f'bad key=value token {token[:40]!r}')
-        if key in meta:
-            raise CodecError(f'duplicate key {key!r}')
-        meta[key] = _parse_value(key, value)
-    return check_meta(meta)
-
-
-def _parse_value(key: str, value: str):
-    if key in ('shape', 'grid', 'tile'):
-        if not _DIMS.match(value):
-            raise CodecError(f'{key} must be like 16x28x28, got {value[:40]!r}')
-        return tuple(int(v) for v in value.split('x'))
-    if key in ('zp', 'quality', 'size'):
-        if not _INT.match(value):
-            raise CodecError(f'{key} must be a non-negative integer, got {value[:40]!r}')
-        return int(value)
-    if key == 'scale':
-        try:
-            return float(value)
-        except ValueError:
-            raise CodecError(f'scale must be a number, got {value[:40]!r}') from None
-    return value
-
-
-def check_meta(meta: Mapping[str, Any]) -> dict:
-    """Check meta data (types, ranges, the keys its codec needs); return a typed copy."""
-    if not isinstance(meta, Mapping):
-        raise CodecError(f'meta must be a mapping, got {type(meta).__name__}')
-    meta = dict(meta)
-    codec = meta.get('codec')
-    if codec is None:
-        raise CodecError('missing key codec')
-    if codec not in CODECS:
-        raise CodecError(f'unknown codec {str(codec)[:40]!r}; expected one of {CODECS}')
-    for key in ('shape', 'dtype'):
-        if key not in meta:
-            raise CodecError(f'missing key {key} for codec {codec}')
-    shape = _dims(meta, 'shape', 1, 4)
-    dtype = meta['dtype']
-    n = math.prod(shape)
-    if n > MAX_ELEMENTS:
-        raise CodecError(f'shape {_x(shape)} has {n} elements, over the cap {MAX_ELEMENTS}')
-    if dtype == 'uint8':
-        if codec not in FRAME_CODECS:
-            raise CodecError(f'codec {codec} carries float features, not dtype uint8')
-        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
-            raise CodecError(f'an image must be HxW or HxWx3, got shape {_x(shape)}')
-        if 'quality' in meta:
-            _quality(meta['quality'])
-    elif dtype in FLOAT_DTYPES:
-        if codec not in FEATURE_CODECS:
-            raise CodecError(f'codec {codec} carries uint8 images, not dtype {dtype}')
-        if codec == 'lossless':
-            if 'layout' not in meta:
-                raise CodecError('missing key layout for codec lossless')
-            if meta['layout'] not in LAYOUTS:
-                raise CodecError(f'layout must be one of {LAYOUTS}, got {meta["layout"]!r}'[:120])
-        if codec in ('q8', 'jpeg'):
-            if dtype != 'float32':
-                raise CodecError(f'codec {codec} decodes to float32, got dtype {dtype}')
-            for key in ('scale', 'zp'):
-                if key not in meta:
-                    raise CodecError(f'missing key {key} for codec {codec}')
-            scale = meta['scale']
-            if not isinstance(scale, (int, float)) or isinstance(scale, bool) or \
-                    not math.isfinite(scale) or not scale > 0:
-                raise CodecError(f'scale must be a finite number > 0, got {scale!r}')
-            meta['scale'] = float(scale)
-            zp = meta['zp']
-            if not isinstance(zp, (int, np.integer)) or isinstance(zp, bool) or \
-                    not 0 <= zp <= 255:
-                raise CodecError(f'zp must be an integer in [0, 255], got {zp!r}')
-            meta['zp'] = int(zp)
-        if codec == 'jpeg':
-            for key in ('grid', 'tile'):
-                if key not in meta:
-                    raise CodecError(f'missing key {key} for codec jpeg')
-            if 'quality' in meta:
-                _quality(meta['quality'])
-            grid, tile = _dims(meta, 'grid', 2, 2), _dims(meta, 'tile', 2, 2)
-            c, h, w = _chw(shape)
-            if grid[0] * grid[1] < c or (grid[0] - 1) * grid[1] >= c:
-                raise CodecError(f'grid {_x(grid)} does not fit {c} channels')
-            if not (h <= tile[0] < h + TILE_ALIGN and w <= tile[1] < w + TILE_ALIGN):
-                raise CodecError(f'tile {_x(tile)} does not fit {h}x{w} channels')
-            pixels = grid[0] * grid[1] * tile[0] * tile[1]
-            if pixels > 4 * MAX_ELEMENTS or max(grid[0] * tile[0], grid[1] * tile[1]) > 65535:
-                raise CodecError(f'mosaic of {_x(grid)} tiles of {_x(tile)} is too large')
-    else:
-        raise CodecError(f'unknown dtype {str(dtype)[:20]!r}; expected float32, float16 or '
-                         f'uint8')
-    if 'size' in meta and (not isinstance(meta['size'], int) or meta['size'] < 0):
-        raise CodecError(f'size must be a non-negative integer, got {meta["size"]!r}')
-    if 'crc32' in meta and (not isinstance(meta['crc32'], str) or
-                            not _HEX8.match(meta['crc32'])):
-        raise CodecError(f'crc32 must be 8 lower-case hex digits, got {meta["crc32"]!r}')
-    return meta
-
-
-def _dims(meta, key, lo, hi) -> tuple[int, ...]:
-    value = meta[key]
-    if not isinstance(value, (tuple, list)) or not lo <= len(value) <= hi or \
-            not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
-                    for v in value):
-        raise CodecError(f'{key} must be {lo} to {hi} positive integers, got {value!r}'[:200])
-    value = tuple(int(v) for v in value)
-    if max(value) > 1 << 24:
-        raise CodecError(f'{key} {_x(value)} has a dimension over {1 << 24}')
-    return value
-
-
-def _quality(q) -> int:
-    if not isinstance(q, (int, np.integer)) or isinstance(q, bool) or not 1 <= q <= 100:
-        raise CodecError(f'quality must be an integer in [1, 100], got {q!r}')
-    return int(q)
-
-
-def _x(dims) -> str:
-    return 'x'.join(str(d) for d in dims)
-
-
-def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(C, H, W) of a feature shape: leading dimensions are tiled as channels."""
-    if len(shape) == 1:
-        return 1, 1, shape[0]
-    return math.prod(shape[:-2]), shape[-2], shape[-1]
 
 
 # ----------------------------------------------------------------------------- encode
@@ -300,7 +94,7 @@ def encode(tensor, codec: str, **options) -> tuple[bytes, dict]:
         raise CodecError(f'unknown codec {str(codec)[:40]!r}; expected one of {CODECS}')
     annotations = {k: options.pop(k) for k in ('cut', 'model') if options.get(k) is not None}
     for key, value in annotations.items():
-        if not isinstance(value, str) or not _TOKEN.match(value) or len(value) > 200:
+        if not isinstance(value, str) or not TOKEN.match(value) or len(value) > 200:
             raise CodecError(f'{key} must be a short token of [A-Za-z0-9_.:+-/], got {value!r}')
     array = _as_array(tensor)
     if array.dtype == np.uint8:
@@ -348,7 +142,6 @@ def _encode_feature(array: np.ndarray, codec: str, options: dict) -> tuple[bytes
         if dtype not in FLOAT_DTYPES:
             raise CodecError(f'dtype must be one of {FLOAT_DTYPES}, got {dtype!r}')
         if dtype == 'float16':  # torch's conversion is ~10x faster than numpy's
-            import torch
             half = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).half()
             values = half.numpy().view(_LE[dtype])
             if not _finite(values):
@@ -366,11 +159,11 @@ def _encode_feature(array: np.ndarray, codec: str, options: dict) -> tuple[bytes
     if codec == 'q8':
         level = options.pop('level', DEFAULT_LEVEL)
         return _zstd(level).compress(q.tobytes()), meta
-    quality = _quality(options.pop('quality', DEFAULT_QUALITY))
+    quality = check_quality(options.pop('quality', DEFAULT_QUALITY))
     align = options.pop('align', 1)
     if align not in (1, TILE_ALIGN):
         raise CodecError(f'align must be 1 or {TILE_ALIGN}, got {align!r}')
-    mosaic, grid, tile = tile_mosaic(q.reshape(_chw(shape)), zp, align)
+    mosaic, grid, tile = tile_mosaic(q.reshape(chw(shape)), zp, align)
     meta.update(quality=quality, grid=grid, tile=tile)
     return _jpeg_encode(mosaic, quality), meta
 
@@ -450,13 +243,12 @@ def _encode_image(array: np.ndarray, codec: str, options: dict) -> tuple[bytes, 
     if max(array.shape[:2]) > 65535:
         raise CodecError(f'image {array.shape} is larger than JPEG allows')
     if codec == 'jpeg':
-        quality = _quality(options.pop('quality', DEFAULT_QUALITY))
+        quality = check_quality(options.pop('quality', DEFAULT_QUALITY))
         meta['quality'] = quality
         return _jpeg_encode(array, quality), meta
     table = options.pop('qtable', None)
     if table is None:
-        from . import deepn_jpeg
-        table = deepn_jpeg.default_table()
+        table = default_table()
     table = check_qtable(table)
     meta['table'] = qtable_id(table)
     return _jpeg_encode_table(array, table), meta
@@ -478,13 +270,59 @@ def qtable_id(table) -> str:
     return f'{zlib.crc32(check_qtable(table).astype(np.uint8).tobytes()):08x}'
 
 
+def table_path() -> Path:
+    """Path of the shipped DeepN-JPEG table (``weights/deepn_jpeg_table.json``)."""
+    return weights_path(TABLE_FILE)
+
+
+def table_record(path: str | Path | None = None) -> dict:
+    """Read a table file's record: ``table`` (as used), ``plm_table``, ``scale``, ..."""
+    path = Path(path) if path else table_path()
+    if not path.is_file():
+        raise CodecError(f'DeepN-JPEG table not found: {path}; make it with '
+                         f'`edge-denoise train deepn-jpeg-table`')
+    try:
+        record = json.loads(path.read_text())
+        record['table'] = check_qtable(record['table']).tolist()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CodecError(f'{path}: not a DeepN-JPEG table file ({exc})') from None
+    if not isinstance(record, dict):
+        raise CodecError(f'{path}: not a DeepN-JPEG table file')
+    return record
+
+
+def load_table(path: str | Path | None = None) -> np.ndarray:
+    """Load a DeepN-JPEG table file's table (64 ints, row-major) as the codec uses it."""
+    return np.asarray(table_record(path)['table'], dtype=np.int64)
+
+
+_DEFAULT_TABLES: dict[str, np.ndarray] = {}
+
+
+def default_table() -> np.ndarray:
+    """Return the shipped DeepN-JPEG table (cached; :func:`forget_default_table` drops it)."""
+    key = str(table_path())
+    if key not in _DEFAULT_TABLES:
+        _DEFAULT_TABLES[key] = load_table()
+    return _DEFAULT_TABLES[key]
+
+
+def forget_default_table() -> None:
+    """Drop the cached default table (after writing a new table file)."""
+    _DEFAULT_TABLES.clear()
+
+
+def jpeg_options(codec: str, quality: int | None) -> dict:
+    """Return the encode options that give ``codec`` the JPEG ``quality`` (none for the others)."""
+    return {'quality': int(quality)} if codec == 'jpeg' and quality is not None else {}
+
+
 # ----------------------------------------------------------------------------- stages
 
 _local = threading.local()
 
 
 def _zstd(level: int):
-    import zstandard
     if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 22:
         raise CodecError(f'zstd level must be an integer in [1, 22], got {level!r}')
     cache = getattr(_local, 'cctx', None)
@@ -498,7 +336,6 @@ def _zstd(level: int):
 
 def _unzstd(payload: bytes, limit: int) -> bytes:
     """Decompress one zstd frame of at most ``limit`` bytes, checking the header first."""
-    import zstandard
     try:
         size = zstandard.frame_content_size(payload)
     except zstandard.ZstdError as exc:
@@ -515,7 +352,6 @@ def _unzstd(payload: bytes, limit: int) -> bytes:
         raise CodecError(f'corrupt lossless payload: {exc}') from None
 
 
-LAYOUTS = ('planes', 'words')
 REPEAT_FRACTION = 0.03  # above it, whole words: zstd's matches find repeated values
 
 
@@ -561,7 +397,6 @@ def _sparse_unpack(payload: bytes, n: int, word: np.dtype, layout: str) -> np.nd
 
 
 def _jpeg_encode(image: np.ndarray, quality: int) -> bytes:
-    import cv2
     ok, buf = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, int(quality),
                                            cv2.IMWRITE_JPEG_OPTIMIZE, 1])
     if not ok:
@@ -570,7 +405,6 @@ def _jpeg_encode(image: np.ndarray, quality: int) -> bytes:
 
 
 def _jpeg_encode_table(image: np.ndarray, table: np.ndarray) -> bytes:
-    from PIL import Image
     buf = io.BytesIO()
     pil = Image.fromarray(image if image.ndim == 2 else image[:, :, ::-1].copy())
     tables = [table.tolist()] * (1 if image.ndim == 2 else 2)
@@ -637,7 +471,6 @@ def jpeg_frame(payload: bytes) -> tuple[int, int, int]:
 
 def _jpeg_decode(payload: bytes, h: int, w: int, comps: int) -> np.ndarray:
     """Decode a JPEG whose frame header must say ``h x w`` with ``comps`` components."""
-    import cv2
     got = jpeg_frame(payload)
     if got != (h, w, comps):
         raise CodecError(f'JPEG is {got[0]}x{got[1]} with {got[2]} components, the meta data '
@@ -689,17 +522,16 @@ def _decode(payload, meta, max_bytes):
         if codec == 'raw':
             if len(payload) != n:
                 raise CodecError(f'raw image payload has {len(payload)} bytes, shape '
-                                 f'{_x(shape)} needs {n}')
+                                 f'{dims_text(shape)} needs {n}')
             return np.frombuffer(payload, np.uint8).reshape(shape).copy()
         h, w = shape[:2]
         comps = 1 if len(shape) == 2 or shape[2] == 1 else 3
         image = _jpeg_decode(payload, h, w, comps)
         return image.reshape(shape)
-    import torch
     if codec == 'raw':
         want = n * _LE[dtype].itemsize
         if len(payload) != want:
-            raise CodecError(f'raw payload has {len(payload)} bytes, shape {_x(shape)} '
+            raise CodecError(f'raw payload has {len(payload)} bytes, shape {dims_text(shape)} '
                              f'{dtype} needs {want}')
         values = np.frombuffer(payload, _LE[dtype]).copy()
     elif codec == 'lossless':
@@ -707,10 +539,11 @@ def _decode(payload, meta, max_bytes):
     elif codec == 'q8':
         body = _unzstd(payload, n)
         if len(body) != n:
-            raise CodecError(f'q8 payload holds {len(body)} values, shape {_x(shape)} needs {n}')
+            raise CodecError(f'q8 payload holds {len(body)} values, shape {dims_text(shape)} '
+                             f'needs {n}')
         values = dequantize8(np.frombuffer(body, np.uint8), meta['scale'], meta['zp'])
     else:  # jpeg features
-        c, h, w = _chw(shape)
+        c, h, w = chw(shape)
         (rows, cols), (th, tw) = meta['grid'], meta['tile']
         mosaic = _jpeg_decode(payload, rows * th, cols * tw, 1)
         q = untile_mosaic(mosaic, c, h, w, meta['grid'], meta['tile'])
@@ -758,11 +591,6 @@ def _as_bytes(payload, cap: int) -> bytes:
     return payload.tobytes() if hasattr(payload, 'tobytes') else bytes(payload)
 
 
-def raw_nbytes(meta: Mapping[str, Any]) -> int:
-    """Bytes of the tensor as float32 (what the compression ratio is measured against)."""
-    return 4 * math.prod(meta['shape'])
-
-
 # ----------------------------------------------------------------------------- measuring
 
 def huffman_nbytes(data) -> int:
@@ -772,8 +600,6 @@ def huffman_nbytes(data) -> int:
     Exact code lengths (canonical code) plus a JPEG-style table of 16 + (symbols
     used) bytes; what a plain Huffman coder would send, to compare with zstd.
     """
-    import heapq
-
     counts = np.bincount(np.frombuffer(bytes(data), np.uint8), minlength=256)
     used = [(int(c), i) for i, c in enumerate(counts) if c]
     if not used:
@@ -806,8 +632,6 @@ def roundtrip(features, codec: str, **options) -> tuple[np.ndarray, np.ndarray, 
     Returns ``(decoded float32 (N, ...), payload bytes (N,), encode seconds,
     decode seconds)``; the times are wall-clock over the whole batch.
     """
-    import time
-
     batch = features.detach().cpu() if hasattr(features, 'detach') else np.asarray(features)
     n = len(batch)
     payloads, metas = [None] * n, [None] * n
@@ -823,72 +647,3 @@ def roundtrip(features, codec: str, **options) -> tuple[np.ndarray, np.ndarray, 
     decoded = np.stack([o.numpy() if hasattr(o, 'numpy') else o for o in out])
     sizes = np.array([len(p) for p in payloads], np.int64)
     return decoded.astype(np.float32, copy=False), sizes, enc, dec
-
-
-# ----------------------------------------------------------------------------- host tails
-
-def split_for(model, cut: str, example_input):
-    """``(head, tail)`` of ``model`` at ``cut`` (a cut's node name or label), by surgery."""
-    from . import surgery
-    return surgery.split(model, cut, example_input)
-
-
-def cut_label(model, cut: str, example_input) -> str:
-    """Return the label of a cut given by node name or label (``layer2_1_relu_1``: ``layer2``)."""
-    from . import surgery
-    found = surgery.trace(model, example_input).cut(cut)
-    return found.label or found.name
-
-
-def tail_file_name(model_name: str, cut: str, codec: str, quality: int | None) -> str:
-    """File name of a fine-tuned host tail in ``weights/`` for these link settings."""
-    q = f'_q{int(quality)}' if quality is not None else ''
-    return f'host_tail_{model_name}_{cut}_{codec}{q}.pt'
-
-
-def finetuned_tail_path(model, model_name: str, cut: str, codec: str, quality: int | None,
-                        example_input):
-    """Return the shipped fine-tuned tail for these settings and this exact model, or None."""
-    import json
-
-    from . import models
-    label = cut_label(model, cut, example_input)
-    path = models.weights_path(tail_file_name(model_name, label, codec,
-                                              quality if codec == 'jpeg' else None))
-    meta = path.with_suffix('.json')
-    if not path.is_file() or not meta.is_file():
-        return None
-    try:
-        record = json.loads(meta.read_text())
-    except ValueError:
-        return None
-    if record.get('base_hash') != models.state_hash(model) or record.get('cut') != label or \
-            record.get('codec') != codec or \
-            (codec == 'jpeg' and record.get('quality') != quality):
-        return None
-    return path
-
-
-def host_tail(model, cut: str, codec: str, quality: int | None, example_input,
-              model_name: str = 'small_resnet'):
-    """
-    Return the host's tail for a message's ``(model, cut, codec, quality)``.
-
-    The fine-tuned tail (Ko et al.) when a shipped ``weights/host_tail_*.pt``
-    matches the settings and was made from this very model (same state hash),
-    else the plain split tail. The module's ``finetuned`` attribute names the
-    file used (or is None).
-    """
-    import copy
-
-    from . import models
-    _, tail = split_for(model, cut, example_input)
-    path = finetuned_tail_path(model, model_name, cut, codec, quality, example_input)
-    if path is None:
-        tail.finetuned = None
-        return tail
-    tuned = copy.deepcopy(tail)
-    tuned.load_state_dict(models.load_state_dict(path))
-    tuned.eval()
-    tuned.finetuned = str(path)
-    return tuned

@@ -38,18 +38,15 @@ pre-processing (registered as the defense ``jpeg``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import codecs
-
-TABLE_FILE = 'deepn_jpeg_table.json'
+from .data import to_tensor
 
 # The IJG luminance table (JPEG Annex K), row-major; quality 50 uses it as is.
 STANDARD_LUMA = np.array([
@@ -163,7 +160,6 @@ def calibrate_scale(table, images: np.ndarray, labels: np.ndarray, model: nn.Mod
     from the evaluation); returns ``(scale, sweep)``, the sweep listing bytes
     and accuracy per scale. Falls back to the finest scale if none is close.
     """
-    from .data import to_tensor
     y = torch.as_tensor(labels)
 
     def acc(u8):
@@ -179,44 +175,6 @@ def calibrate_scale(table, images: np.ndarray, labels: np.ndarray, model: nn.Mod
     ok = [r for r in sweep if r['accuracy'] >= base - drop_pts / 100 - 1e-12]
     best = max(ok, key=lambda r: r['scale']) if ok else sweep[0]
     return best['scale'], sweep
-
-
-def table_path() -> Path:
-    """Path of the shipped DeepN-JPEG table (``weights/deepn_jpeg_table.json``)."""
-    from .models import weights_path
-    return weights_path(TABLE_FILE)
-
-
-def table_record(path: str | Path | None = None) -> dict:
-    """Read a table file's record: ``table`` (as used), ``plm_table``, ``scale``, ..."""
-    path = Path(path) if path else table_path()
-    if not path.is_file():
-        raise codecs.CodecError(f'DeepN-JPEG table not found: {path}; make it with '
-                                f'`edge-denoise train deepn-jpeg-table`')
-    try:
-        record = json.loads(path.read_text())
-        record['table'] = codecs.check_qtable(record['table']).tolist()
-    except (ValueError, KeyError, TypeError) as exc:
-        raise codecs.CodecError(f'{path}: not a DeepN-JPEG table file ({exc})') from None
-    if not isinstance(record, dict):
-        raise codecs.CodecError(f'{path}: not a DeepN-JPEG table file')
-    return record
-
-
-def load_table(path: str | Path | None = None) -> np.ndarray:
-    """Load a DeepN-JPEG table file's table (64 ints, row-major) as the codec uses it."""
-    return np.asarray(table_record(path)['table'], dtype=np.int64)
-
-
-_DEFAULT: dict[str, np.ndarray] = {}
-
-
-def default_table() -> np.ndarray:
-    """Return the shipped DeepN-JPEG table (cached)."""
-    key = str(table_path())
-    if key not in _DEFAULT:
-        _DEFAULT[key] = load_table()
-    return _DEFAULT[key]
 
 
 def jpeg_roundtrip(images: np.ndarray, quality: int | None = None, table=None,
@@ -262,7 +220,7 @@ class JpegDefense(nn.Module):
         self.scale = float(scale)
         self._table = None
         if table == 'deepn':
-            self._table = scale_table(default_table(), scale)
+            self._table = scale_table(codecs.default_table(), scale)
         elif table == 'uniform':
             self._table = codecs.check_qtable(np.full(64, step))
 

@@ -33,7 +33,6 @@ message from another model. Errors are :class:`PipelineError` with a
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -42,7 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import codecs, data, defenses, models, surgery
+from . import codecs, data, defenses, models, surgery, wire
+from .frames import preprocess
 
 FRAME_CUT = 'frame'
 OUTPUT_CUT = 'output'
@@ -57,6 +57,8 @@ ERROR_KINDS = ('bad_image', 'codec', 'unknown_cut', 'model_mismatch', 'shape_mis
 # A module runner: (stage name, module, input) -> output. The nodes pass one that
 # submits the module's blocks to the scheduler at their callback group's priority.
 Runner = Callable[[str, nn.Module, torch.Tensor], torch.Tensor]
+# A tail lookup: (cut, codec, quality) -> the host's tail (see core.tails).
+TailLookup = Callable[[str, str, int | None], nn.Module]
 
 
 class PipelineError(ValueError):
@@ -140,7 +142,7 @@ class Target:
                 gray = frame.ndim == 2 or encoding == 'mono8'
                 bgr = np.repeat(data.frame_to_gray(frame, encoding)[:, :, None], 3, 2) \
                     if gray else (frame[:, :, ::-1] if encoding == 'rgb8' else frame)
-                x = surgery.preprocess(np.ascontiguousarray(bgr), self.input_shape)
+                x = preprocess(np.ascontiguousarray(bgr), self.input_shape)
         except ValueError as exc:
             raise PipelineError('bad_image', str(exc)) from None
         return x.to(self.device)
@@ -203,7 +205,7 @@ class EdgeStage:
     def configure(self, settings: EdgeSettings) -> EdgeSettings:
         """Check and apply new settings (raises PipelineError/ValueError, keeps the old)."""
         cut = self.target.check_cut(settings.cut)
-        known = codecs.FRAME_CODECS if cut == FRAME_CUT else codecs.FEATURE_CODECS
+        known = wire.FRAME_CODECS if cut == FRAME_CUT else wire.FEATURE_CODECS
         if settings.codec not in known:
             raise ValueError(f'codec {settings.codec!r} cannot carry cut {cut!r}; expected one '
                              f'of {known}')
@@ -238,7 +240,7 @@ class EdgeStage:
         s = settings or self.settings
         head, _ = self.target.halves(s.cut)
         feature = self.runner('target', head, x)[0]
-        options = {'quality': s.quality} if s.codec == 'jpeg' else {}
+        options = codecs.jpeg_options(s.codec, s.quality)
         return self._encode(feature, s, options)
 
     def encode_frame(self, frame: np.ndarray, encoding: str,
@@ -254,7 +256,7 @@ class EdgeStage:
         if image.dtype != np.uint8 or image.size == 0:
             raise PipelineError('bad_image', f'expected a uint8 frame, got {image.dtype} '
                                              f'{image.shape}')
-        options = {'quality': s.frame_quality} if s.codec == 'jpeg' else {}
+        options = codecs.jpeg_options(s.codec, s.frame_quality)
         out = self._encode(image, s, options)
         out.meta['defense'] = s.defense
         return out
@@ -274,7 +276,7 @@ class EdgeStage:
         try:
             payload, meta = codecs.encode(value, s.codec, cut=s.cut, model=self.target.hash,
                                           **options)
-        except codecs.CodecError as exc:
+        except wire.CodecError as exc:
             raise PipelineError('codec', str(exc)) from None
         return EdgeOutput(payload, meta)
 
@@ -283,14 +285,14 @@ class HostStage:
     """Decode -> check -> tail -> class scores, for messages of any cut of one target."""
 
     def __init__(self, target: Target, max_bytes: int | None = None,
-                 tails: Callable[[str, str, int | None], nn.Module] | None = None):
+                 tails: TailLookup | None = None):
         self.target = target
         self.max_bytes = max_bytes
         self._tails = tails
         self._tail_cache: dict[tuple, nn.Module] = {}
         self._defenses: dict[str, nn.Module] = {}
 
-    def set_tails(self, tails: Callable[[str, str, int | None], nn.Module] | None) -> None:
+    def set_tails(self, tails: TailLookup | None) -> None:
         """Change the tail lookup (None: the plain split tails)."""
         self._tails = tails
         self._tail_cache = {}
@@ -308,9 +310,9 @@ class HostStage:
     def process(self, payload, fmt: str | Mapping) -> tuple[torch.Tensor, dict]:
         """Return ``(logits, meta)`` of one message; raise PipelineError on bad input."""
         try:
-            meta = codecs.parse_format(fmt) if isinstance(fmt, (str, bytes)) else \
-                codecs.check_meta(fmt)
-        except codecs.CodecError as exc:
+            meta = wire.parse_format(fmt) if isinstance(fmt, (str, bytes)) else \
+                wire.check_meta(fmt)
+        except wire.CodecError as exc:
             raise PipelineError('codec', str(exc)) from None
         if meta.get('model') != self.target.hash:
             raise PipelineError('model_mismatch', f'message from model {meta.get("model")}, '
@@ -320,7 +322,7 @@ class HostStage:
         cut = self.target.check_cut(meta['cut'])
         try:
             value = codecs.decode(payload, meta, self.max_bytes)
-        except codecs.CodecError as exc:
+        except wire.CodecError as exc:
             raise PipelineError('codec', str(exc)) from None
         if cut == FRAME_CUT:
             return self._from_frame(value, meta), meta
@@ -343,20 +345,8 @@ class HostStage:
         return self.target.model(self._defenses[name](x))[0]
 
 
-def finetuned_tails(target: Target) -> Callable[[str, str, int | None], nn.Module]:
-    """Return a tail lookup that prefers the shipped fine-tuned tails (Ko et al.)."""
-    example = torch.zeros(1, *target.input_shape, device=target.device)
-    return lambda cut, codec, quality: codecs.host_tail(target.model, cut, codec, quality,
-                                                        example, model_name=target.name)
-
-
 def result_record(target: Target, logits: torch.Tensor, top_k: int = 3) -> dict:
     """Return the JSON-able classification of one sample (what ``classification`` carries)."""
     if not torch.isfinite(logits).all():
         raise PipelineError('inference', 'the tail produced NaN or infinite scores')
     return target.classify(logits, top_k)
-
-
-def nbytes_per_frame(frame: np.ndarray) -> int:
-    """Return the bytes of a raw camera frame (what host-only ``raw`` sends)."""
-    return int(math.prod(frame.shape)) * frame.dtype.itemsize

@@ -1,0 +1,109 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""
+Camera frames -> model inputs, and example frames to profile with.
+
+A camera frame is a ``bgr8`` uint8 array ``(H, W, 3)``; a model input a float
+tensor ``(1, C, h, w)``. One-channel models take gray Fashion-MNIST-like
+inputs in [0, 1] (:func:`data.preprocess_frame`); three-channel models RGB
+normalised by ImageNet's mean and std.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from . import data
+
+
+def preprocess(frame: np.ndarray, input_shape: Sequence[int]) -> torch.Tensor:
+    """
+    Turn a ``bgr8`` camera frame ``(H, W, 3)`` into a model input ``(1, C, h, w)``.
+
+    One channel: :func:`data.preprocess_frame` (gray, area resize, [0, 1]);
+    three channels: area resize, BGR to RGB, [0, 1], ImageNet mean/std.
+    """
+    c, h, w = (int(d) for d in input_shape[-3:])
+    if c == 1:
+        if h != w:
+            raise ValueError(f'gray inputs must be square, got {h}x{w}')
+        return data.preprocess_frame(frame, 'bgr8', size=h)
+    if c != 3:
+        raise ValueError(f'expected a 1- or 3-channel input shape, got {tuple(input_shape)}')
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f'expected a uint8 (H, W, 3) bgr8 frame, got {frame.dtype} {frame.shape}')
+    if frame.shape[:2] != (h, w):
+        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+    rgb = np.ascontiguousarray(frame[:, :, ::-1], dtype=np.float32) / 255.0
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]             # (1, 3, h, w)
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def default_frame_size(input_shape: Sequence[int]) -> tuple[int, int]:
+    """Return the camera frame ``(H, W)`` assumed for a model input: at least 224x224."""
+    h, w = (int(d) for d in input_shape[-2:])
+    return max(h, 224), max(w, 224)
+
+
+def example_frame(size: Sequence[int] = (224, 224), seed: int = 0,
+                  gray: bool = True) -> np.ndarray:
+    """
+    Return a ``bgr8`` camera frame ``(H, W, 3)`` to profile with.
+
+    ``gray``: a Fashion-MNIST test image scaled up (nearest neighbour), what
+    the default pipeline's camera sees (seeded noise if the data set is not
+    installed). Otherwise a color image with the 1/f^1.2 amplitude spectrum
+    of natural scenes (a 224x224 JPEG at quality 75 takes ~15 kB, like a
+    photograph). Codec sizes depend on content: for real decisions, profile
+    with a frame from the robot's camera.
+    """
+    h, w = (int(d) for d in size)
+    if h <= 0 or w <= 0:
+        raise ValueError(f'frame size must be positive, got {tuple(size)}')
+    rng = np.random.default_rng(seed)
+    if not gray:
+        luma = _pink_noise(h, w, rng)
+        planes = [luma + 0.4 * _pink_noise(h, w, rng) for _ in range(3)]
+        return np.clip(128 + 45 * np.stack(planes, -1), 0, 255).astype(np.uint8)
+    try:
+        images, _ = data.load_fashion_mnist('test')
+        small = images[seed % len(images)]
+    except (FileNotFoundError, ValueError):
+        small = (rng.random((28, 28)) * 255).astype(np.uint8)
+    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    return np.repeat(big[:, :, None], 3, axis=2)
+
+
+def _pink_noise(h: int, w: int, rng, alpha: float = 1.2) -> np.ndarray:
+    """Return zero-mean, unit-variance noise ``(h, w)`` with a 1/f^alpha amplitude spectrum."""
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+    f = np.sqrt(fx ** 2 + fy ** 2)
+    f[0, 0] = 1.0
+    spectrum = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / f ** alpha
+    spectrum[0, 0] = 0.0
+    img = np.fft.irfft2(spectrum, s=(h, w))
+    return (img - img.mean()) / img.std()
+
+
+def frame_for(input_shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """Return the default example frame of a model input ``(C, H, W)``."""
+    return example_frame(default_frame_size(input_shape), seed, gray=int(input_shape[-3]) == 1)

@@ -1,0 +1,97 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The host's tails: the plain split tail, or a shipped one fine-tuned on decoded features.
+
+Ko et al. fine-tune the host part on the features as the link delivers them
+(after a lossy codec), which wins back most of the accuracy the codec costs.
+A fine-tuned tail ships as ``weights/host_tail_<model>_<cut>_<codec>[_q<N>].pt``
+with a JSON card naming the model's state hash it was made from; the host uses
+it only for messages with exactly those settings and only on that very model.
+Tails are cut from a model already traced (:class:`pipeline.Target` holds the
+trace), so nothing here traces the model again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from torch import nn
+
+from . import models
+from .pipeline import TailLookup, Target
+from .surgery import Cut, split_traced, Traced
+
+
+def cut_label(traced: Traced, cut: str | Cut) -> str:
+    """Return the label of a cut given by node name or label (``layer2_1_relu_1``: ``layer2``)."""
+    found = traced.cut(cut)
+    return found.label or found.name
+
+
+def tail_file_name(model_name: str, cut: str, codec: str, quality: int | None) -> str:
+    """File name of a fine-tuned host tail in ``weights/`` for these link settings."""
+    q = f'_q{int(quality)}' if quality is not None else ''
+    return f'host_tail_{model_name}_{cut}_{codec}{q}.pt'
+
+
+def finetuned_tail_path(model: nn.Module, traced: Traced, model_name: str, cut: str,
+                        codec: str, quality: int | None) -> Path | None:
+    """Return the shipped fine-tuned tail for these settings and this exact model, or None."""
+    label = cut_label(traced, cut)
+    path = models.weights_path(tail_file_name(model_name, label, codec,
+                                              quality if codec == 'jpeg' else None))
+    meta = path.with_suffix('.json')
+    if not path.is_file() or not meta.is_file():
+        return None
+    try:
+        record = json.loads(meta.read_text())
+    except ValueError:
+        return None
+    if record.get('base_hash') != models.state_hash(model) or record.get('cut') != label or \
+            record.get('codec') != codec or \
+            (codec == 'jpeg' and record.get('quality') != quality):
+        return None
+    return path
+
+
+def host_tail(model: nn.Module, traced: Traced, cut: str, codec: str, quality: int | None,
+              model_name: str = models.DEFAULT_MODEL) -> nn.Module:
+    """
+    Return the host's tail for a message's ``(cut, codec, quality)``.
+
+    ``traced`` is :func:`surgery.trace` of ``model``. The fine-tuned tail
+    (Ko et al.) when a shipped ``weights/host_tail_*.pt`` matches the settings
+    and was made from this very model (same state hash), else the plain split
+    tail. The module's ``finetuned`` attribute names the file used (or is None).
+    """
+    _, tail = split_traced(traced, cut)
+    path = finetuned_tail_path(model, traced, model_name, cut, codec, quality)
+    if path is None:
+        tail.finetuned = None
+        return tail
+    tuned = copy.deepcopy(tail)
+    tuned.load_state_dict(models.load_state_dict(path))
+    tuned.eval()
+    tuned.finetuned = str(path)
+    return tuned
+
+
+def finetuned_tails(target: Target) -> TailLookup:
+    """Return a tail lookup for a target that prefers the shipped fine-tuned tails."""
+    return lambda cut, codec, quality: host_tail(target.model, target.traced, cut, codec,
+                                                 quality, model_name=target.name)
