@@ -31,6 +31,7 @@ import gzip
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -121,8 +122,6 @@ def load_split_tensors(split: str = 'test', limit: int | None = None,
 
 def frame_to_gray(frame: np.ndarray, encoding: str) -> np.ndarray:
     """Convert a ``bgr8``/``rgb8``/``mono8`` frame to a 2-D uint8 gray image."""
-    import cv2
-
     if encoding not in ENCODINGS:
         raise ValueError(f'unsupported encoding {encoding!r}; expected one of {ENCODINGS}')
     if frame.dtype != np.uint8:
@@ -151,8 +150,6 @@ def preprocess_frame(frame: np.ndarray, encoding: str,
     down-scale averages whole blocks, so a nearest-neighbour up-scaled sample
     comes back exactly) and scaled to [0, 1].
     """
-    import cv2
-
     gray = frame_to_gray(frame, encoding)
     if gray.shape != (size, size):
         gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
@@ -161,8 +158,6 @@ def preprocess_frame(frame: np.ndarray, encoding: str,
 
 def sample_to_frame(image: np.ndarray, size: int = 224, encoding: str = 'bgr8') -> np.ndarray:
     """Up-scale a uint8 ``(28, 28)`` sample by nearest neighbour into a camera frame."""
-    import cv2
-
     if image.dtype != np.uint8 or image.ndim != 2:
         raise ValueError(f'expected a uint8 (H, W) sample, got {image.dtype} {image.shape}')
     if size % image.shape[0] or size % image.shape[1]:

@@ -25,19 +25,19 @@ from typing import Callable
 
 from torch import nn
 
+from .deepn_jpeg import JpegDefense
+from .dunet import load_denoiser
+
 
 def _dunet(**options) -> nn.Module:
-    from .dunet import load_denoiser
     return load_denoiser('dunet', **options)
 
 
 def _dunet_d(**options) -> nn.Module:
-    from .dunet import load_denoiser
     return load_denoiser('dunet_d', **options)
 
 
 def _jpeg(**options) -> nn.Module:
-    from .deepn_jpeg import JpegDefense
     return JpegDefense(**options)
 
 
@@ -47,11 +47,6 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     'dunet_d': _dunet_d,
     'jpeg': _jpeg,
 }
-
-
-def register_defense(name: str, builder: Callable[..., nn.Module]) -> None:
-    """Make ``build_defense(name)`` call ``builder(**options)``."""
-    _BUILDERS[name] = builder
 
 
 def defense_names() -> tuple[str, ...]:

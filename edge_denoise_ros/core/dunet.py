@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import tucker
+from .models import load_state_dict, weights_path
 
 KINDS = ('dunet', 'dunet_d')
 # eDenoizer's ranks for back3.0 (512 -> 152 -> 131 -> 256) as fractions of (ci, co).
@@ -229,7 +230,6 @@ def build_dunet_d(config: str | DUNetConfig, ranks: dict[str, tuple[int, int]]) 
 
 def default_weights(kind: str, config: str = DEFAULT_CONFIG) -> Path:
     """Return the path of the shipped weights of ``kind`` for a config."""
-    from .models import weights_path
     if kind not in KINDS:
         raise ValueError(f'unknown denoiser {kind!r}; expected one of {KINDS}')
     return weights_path(f'{kind}_{config}.pt')
@@ -242,7 +242,6 @@ def load_denoiser(kind: str = 'dunet', config: str = DEFAULT_CONFIG,
 
     DUNET_D's ranks are read from the shapes in its state dict.
     """
-    from .models import load_state_dict
     if kind not in KINDS:
         raise ValueError(f'unknown denoiser {kind!r}; expected one of {KINDS}')
     if config not in CONFIGS:

@@ -21,18 +21,16 @@ against the target model alone, then every defense sees the same examples.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Mapping
 
 import torch
 from torch import nn
 
+from .attacks import fgsm, pgd
+
 # An attack maps (model, x, y) to adversarial x; ``None`` means the clean input.
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None
-
-
-def attack_names() -> tuple[str, ...]:
-    """Return the names of the evaluation attacks."""
-    return tuple(eval_attacks())
 
 
 def eval_attacks(seed: int = 0) -> dict[str, Attack]:
@@ -42,16 +40,12 @@ def eval_attacks(seed: int = 0) -> dict[str, Attack]:
     ``fgsm``: eps 0.1; ``pgd``: eps 0.1, 10 steps of 0.025 from a random start
     drawn from a generator seeded with ``seed`` (the same examples every run).
     """
-    from functools import partial
-
-    from . import attacks
-
     g = torch.Generator()
     g.manual_seed(seed)
     return {
         'clean': None,
-        'fgsm': partial(attacks.fgsm, eps=0.1),
-        'pgd': partial(attacks.pgd, eps=0.1, steps=10, step_size=0.025, random_start=True,
+        'fgsm': partial(fgsm, eps=0.1),
+        'pgd': partial(pgd, eps=0.1, steps=10, step_size=0.025, random_start=True,
                        generator=g),
     }
 

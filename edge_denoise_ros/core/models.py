@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import torch
 from torch import nn
 
@@ -51,8 +52,6 @@ def compute_threads(n: int, opencv: bool = False) -> Iterator[None]:
 
     Batch-1 inference is fastest, and CPU time is a latency, on one thread.
     """
-    import cv2
-
     before = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(n)
     if opencv:
@@ -80,7 +79,7 @@ def weights_dir() -> Path:
     if source.is_dir():
         return source
     try:
-        from ament_index_python.packages import get_package_share_directory
+        from ament_index_python.packages import get_package_share_directory  # ROS installs
         return Path(get_package_share_directory('edge_denoise_ros')) / 'weights'
     except (ImportError, LookupError, ValueError):
         return source
@@ -215,7 +214,7 @@ class SmallResNet(nn.Module):
 
 def torchvision_names() -> list[str]:
     """Return the names of torchvision's classification models."""
-    import torchvision
+    import torchvision  # optional heavy dependency (~2 s: torch._dynamo); torchvision targets
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
@@ -249,7 +248,7 @@ def build_model(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None = N
     if pretrained and not weights:
         raise ValueError(f'pretrained {name} needs a local weights file (weights=...); '
                          f'nothing is downloaded')
-    import torchvision
+    import torchvision  # optional heavy dependency, as in torchvision_names()
     kwargs = {'weights': None}
     if num_classes is not None:
         kwargs['num_classes'] = num_classes

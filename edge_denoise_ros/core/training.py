@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import attacks
+
 Progress = Callable[[int, int, dict], None]
 
 
@@ -166,8 +168,6 @@ def make_adversarial_set(target: nn.Module, x: torch.Tensor, y: torch.Tensor,
     ``kind[i]`` indexes ``ATTACK_KINDS``; ``eps[i]`` is 0 for clean images.
     Deterministic for a given generator state.
     """
-    from . import attacks
-
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f'need matching, non-empty x and y, got {len(x)} and {len(y)}')
     target.eval()

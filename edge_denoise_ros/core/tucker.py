@@ -35,10 +35,14 @@ upsampling are not counted.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+import tensorly as tl
+from tensorly.decomposition import partial_tucker
 import torch
 from torch import nn
 
@@ -63,9 +67,6 @@ def partial_tucker2(weight: torch.Tensor, ranks: tuple[int, int], n_iter_max: in
     float32 ``(core (r_out, r_in, kh, kw), u_out (co, r_out), u_in (ci, r_in))``.
     Deterministic: HOOI from the SVD initialisation, computed in float64.
     """
-    import tensorly as tl
-    from tensorly.decomposition import partial_tucker
-
     r_in, r_out = ranks
     tensor = weight.detach().cpu().double().numpy()
     with tl.backend_context('numpy'):
@@ -192,8 +193,6 @@ def evbmf_rank(matrix: np.ndarray) -> int:
     noise variance estimated by minimising the free energy: the rank selection
     Kim et al. (ICLR 2016) apply to the mode-0 and mode-1 unfoldings of a kernel.
     """
-    from scipy.optimize import minimize_scalar
-
     Y = np.asarray(matrix, dtype=np.float64)
     if Y.ndim != 2 or min(Y.shape) < 2:
         raise ValueError(f'expected a matrix with both sides >= 2, got shape {Y.shape}')
@@ -277,8 +276,6 @@ def conv_rows(model: nn.Module, input_shape: tuple[int, ...]) -> list[ConvRow]:
     Nothing is computed: a copy of the model runs on ``meta`` tensors so only
     shapes flow, which makes a 70 GMAC network cost milliseconds.
     """
-    import copy
-
     meta = copy.deepcopy(model).to('meta').eval()
     names = {m: n for n, m in meta.named_modules()}
     rows: list[ConvRow] = []
