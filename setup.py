@@ -45,7 +45,7 @@ setup(
             'edge_node = edge_denoise_ros.ros.edge_node:main',
             'host_node = edge_denoise_ros.ros.host_node:main',
             'edge_process = edge_denoise_ros.ros.edge_process:main',
-            'bag_player = edge_denoise_ros.ros.bag:main',
+            'bag_player = edge_denoise_ros.ros.bag_player:main',
         ],
     },
 )

@@ -32,23 +32,108 @@ from . import __version__
 from .commands.common import CliError, EXPECTED_ERRORS
 from .commands.provenance import provenance
 
-# Each module defines ``register(groups)``; ``groups`` maps '' (top level),
-# 'train' and 'bench' to argparse sub-parser collections.
-COMMAND_MODULES = (
-    'edge_denoise_ros.commands.train',
-    'edge_denoise_ros.commands.evaluate',
-    'edge_denoise_ros.commands.denoiser',
-    'edge_denoise_ros.commands.bag',
-    'edge_denoise_ros.commands.scheduler',
-    'edge_denoise_ros.commands.surgery',
-    'edge_denoise_ros.commands.codecs',
-    'edge_denoise_ros.commands.demo',
-    'edge_denoise_ros.commands.link',
-)
+# Groups of subcommands: name -> (one-line help, description of ``GROUP --help``).
+GROUPS = {
+    'train': ('train and ship weights (seeded)', None),
+    'bench': ('benchmarks; ratios measured side by side in one run', None),
+    'bag': ('rosbag2: play, record, info, make-demo',
+            'rosbag2 bags (sqlite3 or MCAP) without rosbag2_py: play, record, info, make-demo'),
+}
+
+# Every command: (group, name) -> ('module:function' in commands/, one-line help); group ''
+# is the top level. ``function(parser)`` adds the command's arguments and its handler; only
+# the chosen command's module is imported, so ``--help`` lists all of them without loading
+# torch or rclpy. ``--help`` lists them in this order (a group where its first command is).
+COMMANDS = {
+    ('train', 'target'): (
+        'train:register_target',
+        'train the default target classifier (small ResNet) on Fashion-MNIST'),
+    ('train', 'denoiser'): (
+        'denoiser:register_train_denoiser',
+        "train DUNET with HGD's guided loss against the frozen target"),
+    ('train', 'denoiser-d'): (
+        'denoiser:register_train_denoiser_d',
+        'Tucker-decompose the trained DUNET into DUNET_D and fine-tune it post hoc'),
+    ('train', 'host-finetune'): (
+        'codecs:register_host_finetune',
+        'fine-tune the host tail on decoded features (Ko et al.): head frozen'),
+    ('train', 'deepn-jpeg-table'): (
+        'codecs:register_deepn_table',
+        'compute the DeepN-JPEG quantization table from the train split'),
+    ('bench', 'denoiser'): (
+        'denoiser:register_bench_denoiser',
+        'wall time of DUNET vs DUNET_D, measured side by side in one run'),
+    ('bench', 'scheduler'): (
+        'scheduler:register',
+        'chain latency under background load (priority vs FIFO) and pipelined vs sequential '
+        'defended frames/s'),
+    ('bench', 'planner'): (
+        'surgery:register_bench_planner',
+        'planner choice vs every candidate run end to end, at several uplinks'),
+    ('bench', 'codecs'): (
+        'codecs:register_bench_codecs',
+        'ratio, accuracy and speed of every feature codec at every cut, and DeepN-JPEG vs '
+        'JPEG at equal accuracy'),
+    ('bench', 'link'): (
+        'link:register',
+        'edge and host in two network namespaces joined by a tc-shaped veth; frames/s, '
+        'latency, bytes and drops of every strategy at each rate (needs root)'),
+    ('', 'eval'): (
+        'evaluate:register',
+        'accuracy[defense][attack] of the target on the Fashion-MNIST test split'),
+    ('', 'macs'): (
+        'denoiser:register_macs',
+        'per-layer MACs (kh*kw*ci*co*ho*wo) of DUNET and DUNET_D'),
+    ('bag', 'play'): (
+        'bag:register_play',
+        "publish a bag's messages with their recorded timing (like ros2 bag play)"),
+    ('bag', 'record'): (
+        'bag:register_record',
+        'record topics into a new rosbag2 (MCAP default)'),
+    ('bag', 'info'): (
+        'bag:register_info',
+        "a bag's storage, span, topics and message counts"),
+    ('bag', 'make-demo'): (
+        'demo:register_make_demo',
+        'write the demo camera bag: Fashion-MNIST test frames, half clean and half '
+        'PGD-adversarial against the target, ground truth on a second topic'),
+    ('', 'plan'): (
+        'surgery:register_plan',
+        'cost every cut x codec, host-only and edge-only over a link; pick one'),
+    ('', 'profile'): (
+        'surgery:register_profile',
+        "measure every cut's head and tail, codecs and the frame path here"),
+    ('', 'demo'): (
+        'demo:register',
+        'replay the demo camera bag (half PGD-adversarial) through edge_process and '
+        'host_node on a private localhost DDS domain; account for every frame'),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the full argument parser with every registered subcommand."""
+def chosen_command(argv: list[str]) -> tuple[str, str] | None:
+    """Return the ``(group, name)`` that ``argv`` runs, or None (help, a bad name)."""
+    words = [a for a in argv if not a.startswith('-')]
+    if words and ('', words[0]) in COMMANDS:
+        return '', words[0]
+    if len(words) > 1 and (words[0], words[1]) in COMMANDS:
+        return words[0], words[1]
+    return None
+
+
+def load_command(parser: argparse.ArgumentParser, group: str, name: str) -> None:
+    """Import the module of one command and let it add its arguments and handler."""
+    module, function = COMMANDS[group, name][0].split(':')
+    register = getattr(importlib.import_module(f'{__package__}.commands.{module}'), function)
+    register(parser)
+
+
+def build_parser(load=None) -> argparse.ArgumentParser:
+    """
+    Build the argument parser: every command with its help, the arguments of some.
+
+    ``load`` is the ``(group, name)`` commands whose modules are imported to
+    add their arguments (default: all of them).
+    """
     parser = argparse.ArgumentParser(
         prog='edge-denoise',
         description='Defended, split DNN inference for robots: denoise at the edge, '
@@ -56,20 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     top = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     groups = {'': top}
-    for name, text in (('train', 'train and ship weights (seeded)'),
-                       ('bench', 'benchmarks; ratios measured side by side in one run')):
-        group = top.add_parser(name, help=text, description=text)
-        groups[name] = group.add_subparsers(dest=f'{name}_command', metavar='WHAT',
-                                            required=True)
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(groups)
+    for (group, name), (_, text) in COMMANDS.items():
+        if group not in groups:
+            text_g, description = GROUPS[group]
+            sub = top.add_parser(group, help=text_g, description=description or text_g)
+            groups[group] = sub.add_subparsers(dest=f'{group}_command', metavar='WHAT',
+                                               required=True)
+        leaf = groups[group].add_parser(name, help=text, description=text,
+                                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        leaf.add_argument('--json', action='store_true',
+                          help='print the result as one JSON object on the last stdout line')
+        if load is None or (group, name) in load:
+            load_command(leaf, group, name)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(load=[chosen_command(argv)])
     started = time.time()
     args = parser.parse_args(argv)
     try:

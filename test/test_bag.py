@@ -13,7 +13,8 @@
 # limitations under the License.
 
 """
-rosbag2 tooling (ros/bag.py): the demo bag, play, record, info, on real DDS.
+rosbag2 tooling (ros/bag*.py, harness/demo_bag.py): the demo bag, play, record, info, on
+real DDS.
 
 Players and recorders run as separate OS processes on the test's private,
 localhost-only domain; the test receives with its own rclpy node.
@@ -30,13 +31,14 @@ import pytest
 
 from edge_denoise_ros.core import data
 from edge_denoise_ros.core.models import compute_threads
-from edge_denoise_ros.ros import bag, conversions
+from edge_denoise_ros.harness import demo_bag
+from edge_denoise_ros.ros import bag, bag_player, conversions
 
 CLI = [sys.executable, '-m', 'edge_denoise_ros.cli']
 # The installed ``bag_player`` executable (beside the interpreter in a venv); the module otherwise.
 _SCRIPT = Path(sys.executable).with_name('bag_player')
 BAG_PLAYER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, '-m',
-                                                      'edge_denoise_ros.ros.bag']
+                                                      'edge_denoise_ros.ros.bag_player']
 FRAMES = 10
 
 
@@ -45,12 +47,12 @@ def demo_bags(tmp_path_factory):
     """Two small demo bags: sqlite3 with bgr8 Images at 10 Hz, MCAP with PNG rgb8 frames."""
     root = tmp_path_factory.mktemp('bags')
     cfgs = {
-        'sqlite3': bag.DemoBagConfig(frames=FRAMES, storage='sqlite3', rate_hz=10.0, seed=1),
-        'mcap': bag.DemoBagConfig(frames=6, storage='mcap', compressed='png', encoding='rgb8',
-                                  seed=2),
+        'sqlite3': demo_bag.DemoBagConfig(frames=FRAMES, storage='sqlite3', rate_hz=10.0, seed=1),
+        'mcap': demo_bag.DemoBagConfig(frames=6, storage='mcap', compressed='png',
+                                       encoding='rgb8', seed=2),
     }
     with compute_threads(1):
-        return {name: (str(root / name), bag.make_demo_bag(root / name, cfg), cfg)
+        return {name: (str(root / name), demo_bag.make_demo_bag(root / name, cfg), cfg)
                 for name, cfg in cfgs.items()}
 
 
@@ -72,16 +74,16 @@ def test_demo_bag_holds_clean_and_attacked_frames_with_ground_truth(demo_bags, w
     assert info['storage'] == which and info['messages'] == 2 * n
     assert info['topics'] == {cfg.image_topic: {'type': camera_type, 'count': n},
                               '/ground_truth': {'type': 'std_msgs/msg/String', 'count': n}}
-    meta = bag.demo_metadata(path)
+    meta = demo_bag.demo_metadata(path)
     assert meta['seed'] == cfg.seed and meta['frames'] == n and meta['eps'] == cfg.eps
     assert summary['clean'] + summary['adversarial'] == n and summary['adversarial'] == n // 2
 
     msgs = by_topic(path)
     truths = [json.loads(m.data) for _, m in msgs['/ground_truth']]
-    frames = {bag.stamp_ns(m.header): m for _, m in msgs[cfg.image_topic]}
+    frames = {demo_bag.stamp_ns(m.header): m for _, m in msgs[cfg.image_topic]}
     images, labels = data.load_fashion_mnist('test')
     assert sum(t['adversarial'] for t in truths) == n // 2
-    assert bag.read_ground_truth(path) == {t['stamp_ns']: t for t in truths}
+    assert demo_bag.read_ground_truth(path) == {t['stamp_ns']: t for t in truths}
     for t in truths:
         msg = frames[t['stamp_ns']]  # every truth has its frame, matched by header stamp
         assert msg.header.frame_id == t['frame_id'] == 'camera'
@@ -103,7 +105,7 @@ def test_demo_attack_fools_the_undefended_target(demo_bags):
 
 
 def test_demo_bag_is_deterministic_and_never_overwritten_by_accident(tmp_path):
-    cfg = bag.DemoBagConfig(frames=4, seed=5)
+    cfg = demo_bag.DemoBagConfig(frames=4, seed=5)
 
     def raw(path):
         reader = bag.open_bag(path)
@@ -112,16 +114,16 @@ def test_demo_bag_is_deterministic_and_never_overwritten_by_accident(tmp_path):
         finally:
             reader.close()
 
-    bag.make_demo_bag(tmp_path / 'a', cfg)
-    bag.make_demo_bag(tmp_path / 'b', cfg)
+    demo_bag.make_demo_bag(tmp_path / 'a', cfg)
+    demo_bag.make_demo_bag(tmp_path / 'b', cfg)
     assert raw(tmp_path / 'a') == raw(tmp_path / 'b')
     with pytest.raises(ValueError, match='exists already'):
-        bag.make_demo_bag(tmp_path / 'a', cfg)
+        demo_bag.make_demo_bag(tmp_path / 'a', cfg)
     (tmp_path / 'c').mkdir()
     with pytest.raises(ValueError, match='not a rosbag2 directory'):
-        bag.make_demo_bag(tmp_path / 'c', cfg, overwrite=True)
-    other = bag.make_demo_bag(tmp_path / 'a', bag.DemoBagConfig(frames=4, seed=6),
-                              overwrite=True)
+        demo_bag.make_demo_bag(tmp_path / 'c', cfg, overwrite=True)
+    other = demo_bag.make_demo_bag(tmp_path / 'a', demo_bag.DemoBagConfig(frames=4, seed=6),
+                                   overwrite=True)
     assert other['frames'] == 4 and raw(tmp_path / 'a') != raw(tmp_path / 'b')
 
 
@@ -146,11 +148,11 @@ def test_rosbags_and_rclpy_messages_share_their_cdr_bytes():
 
 def test_ros_arguments_are_kept_apart_from_ours():
     """``old:=new`` values of --remap must not reach rcl, which would apply them process-wide."""
-    own, ros = bag.split_ros_args(['bag_player', 'b', '--remap', 'a:=b', '--ros-args', '-r',
-                                   '__node:=p', '--', '--rate', '2'])
+    own, ros = bag_player.split_ros_args(['bag_player', 'b', '--remap', 'a:=b', '--ros-args',
+                                          '-r', '__node:=p', '--', '--rate', '2'])
     assert own == ['b', '--remap', 'a:=b', '--rate', '2']
     assert ros == ['bag_player', '--ros-args', '-r', '__node:=p']
-    rules = bag.parse_remap(['image_raw:=/cam/image', '/a:=b'])
+    rules = bag_player.parse_remap(['image_raw:=/cam/image', '/a:=b'])
     assert rules == {'/image_raw': '/cam/image', '/a': 'b'}
 
 
@@ -261,7 +263,8 @@ def test_play_delivers_every_frame_and_its_ground_truth(demo_bags, which, rclpy_
     # Every frame arrived, in order, byte for byte, and each matches its ground truth.
     assert [m for _, m in rx.frames] == [m for _, m in expected[cfg.image_topic]]
     assert rx.truths == [json.loads(m.data) for _, m in expected['/ground_truth']]
-    assert [t['stamp_ns'] for t in rx.truths] == [bag.stamp_ns(m.header) for _, m in rx.frames]
+    assert [t['stamp_ns'] for t in rx.truths] == [demo_bag.stamp_ns(m.header)
+                                                  for _, m in rx.frames]
 
 
 @pytest.mark.ros

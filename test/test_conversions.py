@@ -19,7 +19,7 @@ import pytest
 from std_msgs.msg import Header
 import torch
 
-from edge_denoise_ros.core import codecs, data
+from edge_denoise_ros.core import codecs, data, wire
 from edge_denoise_ros.ros import conversions as conv
 
 ENCODINGS = ('bgr8', 'rgb8', 'mono8')
@@ -203,7 +203,7 @@ def seeded_features():
 def test_features_round_trip_through_the_wire_format(codec):
     x = seeded_features()
     msg, meta = conv.features_to_msg(x, codec, header=header(), cut='layer1', model='0123abcd')
-    assert msg.format.startswith('edge_denoise/1 ') and msg.format == codecs.format_string(meta)
+    assert msg.format.startswith('edge_denoise/1 ') and msg.format == wire.format_string(meta)
     assert msg.header.stamp.sec == 12 and msg.header.frame_id == 'camera'
     if codec == 'jpeg':
         assert bytes(msg.data[:2]) == b'\xff\xd8'  # a plain JPEG any viewer opens
@@ -246,5 +246,5 @@ def test_damaged_feature_messages_raise_codec_errors(damage, reason):
         bad[3, 4, 5] = np.nan
         msg = conv.payload_to_msg(bad.tobytes(), {'codec': 'raw', 'shape': (16, 28, 28),
                                                   'dtype': 'float32'})
-    with pytest.raises(codecs.CodecError, match=reason):
+    with pytest.raises(wire.CodecError, match=reason):
         conv.msg_to_features(msg)

@@ -27,9 +27,8 @@ import pytest
 
 from edge_denoise_ros.core import pipeline
 from edge_denoise_ros.core.models import compute_threads
-from edge_denoise_ros.ros import bag as bagmod
-from edge_denoise_ros.harness import demo
-from edge_denoise_ros.harness.launcher import run_pipeline, start_node
+from edge_denoise_ros.harness import demo, demo_bag
+from edge_denoise_ros.harness.launcher import run_edge_host, start_node
 
 pytestmark = pytest.mark.ros
 FRAMES = 60
@@ -40,14 +39,14 @@ def bags(tmp_path_factory):
     root = tmp_path_factory.mktemp('bags')
     made = {}
     configs = {
-        'mcap': bagmod.DemoBagConfig(frames=FRAMES, storage='mcap'),
-        'sqlite3': bagmod.DemoBagConfig(frames=FRAMES, storage='sqlite3', seed=1),
-        'compressed': bagmod.DemoBagConfig(frames=FRAMES, compressed='png', seed=2),
-        'long': bagmod.DemoBagConfig(frames=300, seed=3, adversarial_fraction=0.0),
+        'mcap': demo_bag.DemoBagConfig(frames=FRAMES, storage='mcap'),
+        'sqlite3': demo_bag.DemoBagConfig(frames=FRAMES, storage='sqlite3', seed=1),
+        'compressed': demo_bag.DemoBagConfig(frames=FRAMES, compressed='png', seed=2),
+        'long': demo_bag.DemoBagConfig(frames=300, seed=3, adversarial_fraction=0.0),
     }
     with compute_threads(1):  # small batches: one thread is fastest on a busy machine
         for name, cfg in configs.items():
-            bagmod.make_demo_bag(root / name, cfg)
+            demo_bag.make_demo_bag(root / name, cfg)
             made[name] = root / name
     return made
 
@@ -60,7 +59,7 @@ def target():
 def _check_accounting(result, cfg, truths, target, topic='/image_raw'):
     settings = pipeline.EdgeSettings(cfg.defense, cfg.cut, cfg.codec, cfg.quality)
     ref = demo.reference(cfg.bag, settings, target, topic)
-    s = demo.summarize(cfg, result, truths, ref)
+    s = demo.summarize_demo(cfg, result, truths, ref)
     assert not s['crashed'] and set(s['exit_codes'].values()) == {0}, s
     assert s['played'] == FRAMES
     assert s['classified'] + s['dropped'] == s['played']
@@ -78,9 +77,9 @@ def _check_accounting(result, cfg, truths, target, topic='/image_raw'):
 def test_replay_accounts_for_every_frame(bags, target, ros_domain, tmp_path, storage,
                                          composed):
     cfg = demo.DemoConfig(bag=str(bags[storage]), defense='dunet_d', composed=composed)
-    truths = bagmod.read_ground_truth(cfg.bag)
-    result = run_pipeline(cfg.bag, cfg.edge(), {}, ros_domain.env(), tmp_path,
-                          composed=composed)
+    truths = demo_bag.read_ground_truth(cfg.bag)
+    result = run_edge_host(cfg.bag, cfg.edge(), {}, ros_domain.env(), tmp_path,
+                           composed=composed)
     s = _check_accounting(result, cfg, truths, target)
     # The defense works through the real pipeline too: adversarial frames mostly right.
     assert s['accuracy']['adversarial'] >= 0.5
@@ -91,9 +90,9 @@ def test_compressed_camera_input(bags, target, ros_domain, tmp_path):
     topic = '/image_raw/compressed'
     cfg = demo.DemoConfig(bag=str(bags['compressed']), defense='none', codec='lossless',
                           edge_params={'input_transport': 'compressed'})
-    truths = bagmod.read_ground_truth(cfg.bag, )
-    result = run_pipeline(cfg.bag, cfg.edge(), {}, ros_domain.env(), tmp_path,
-                          camera_topic=topic)
+    truths = demo_bag.read_ground_truth(cfg.bag, )
+    result = run_edge_host(cfg.bag, cfg.edge(), {}, ros_domain.env(), tmp_path,
+                           camera_topic=topic)
     _check_accounting(result, cfg, truths, target, topic)
 
 
@@ -111,9 +110,9 @@ def test_host_restart_mid_replay(bags, ros_domain, tmp_path):
         marks['played_at_restart'] = player.report().total
         procs.append(start_node('host_node', {}, env, tmp_path, name='host_node_2'))
 
-    result = run_pipeline(cfg.bag, cfg.edge(), {}, env, tmp_path, during=restart_host)
+    result = run_edge_host(cfg.bag, cfg.edge(), {}, env, tmp_path, during=restart_host)
     assert result.played == 300
-    frames = sorted(bagmod.read_ground_truth(cfg.bag))
+    frames = sorted(demo_bag.read_ground_truth(cfg.bag))
     restart_stamp = frames[marks['played_at_restart']]
     # The new host classified frames played after its start: the host resumed.
     later = [s for s in result.records if s > restart_stamp]

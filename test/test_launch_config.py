@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_denoise_ros.ros.edge_node import CAMERA_PARAMS, HEAD_PARAMS
+from edge_denoise_ros.ros.edge_common import CAMERA_PARAMS, HEAD_PARAMS
 from edge_denoise_ros.ros.host_node import HOST_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]

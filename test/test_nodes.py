@@ -26,10 +26,10 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from edge_denoise_ros.core import codecs, data, pipeline
+from edge_denoise_ros.core import data, pipeline, wire
 from edge_denoise_ros.ros import conversions
-from edge_denoise_ros.ros.common import status_values
-from edge_denoise_ros.ros.edge_node import EdgeNode, features_qos
+from edge_denoise_ros.ros.common import features_qos, status_values
+from edge_denoise_ros.ros.edge_node import EdgeNode
 from edge_denoise_ros.ros.host_node import HostNode
 
 pytestmark = pytest.mark.ros
@@ -131,7 +131,7 @@ def test_cut_change_applies_to_the_next_frame(edge, sample_frame):
     assert node.set_parameters([Parameter('cut', value='layer2')])[0].successful
     h.camera.publish(conversions.image_to_msg(frame, 'bgr8'))
     assert h.wait(lambda: h.features)
-    meta = codecs.parse_format(h.features[-1].format)
+    meta = wire.parse_format(h.features[-1].format)
     assert meta['cut'] == 'layer2' and meta['codec'] == 'jpeg' and meta['quality'] == 90
     assert meta['model'] == node.stage.target.hash
 
@@ -178,7 +178,7 @@ def _valid(node, frame, cut='layer1', codec='jpeg'):
 
 def _msg(payload, meta_or_format):
     fmt = meta_or_format if isinstance(meta_or_format, str) else \
-        codecs.format_string(meta_or_format)
+        wire.format_string(meta_or_format)
     msg = CompressedImage(format=fmt)
     msg.data = bytes(payload)
     return msg

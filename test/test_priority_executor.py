@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from edge_denoise_ros.core import scheduler as S
-from edge_denoise_ros.core.scheduler import ScheduledModel, Scheduler, SchedulerConfig
+from edge_denoise_ros.core.scheduled_model import ScheduledModel
+from edge_denoise_ros.core.scheduler import Scheduler, SchedulerConfig
 
 pytestmark = pytest.mark.ros
 

@@ -25,12 +25,21 @@ against standard JPEG on the host-only path at equal accuracy.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import time
 from pathlib import Path
 
-from .common import (add_command, add_schedule_args, CliError, format_table, parse_list,
-                     positive_float, positive_int, ProgressBar, set_threads)
+import numpy as np
+import torch
+import zstandard
+
+from .common import (add_schedule_args, CliError, format_table, parse_list, positive_float,
+                     positive_int, ProgressBar)
+from .train import write_provenance
+from ..core import codecs, data, deepn_jpeg, models, surgery, tails, training, wire
+from ..core.models import set_torch_threads
 
 DEFAULT_QUALITIES = (5, 10, 20, 30, 50, 70, 90)
 JPEG_SWEEP = (30, 50, 60, 70, 75, 80, 85, 90, 92, 94, 95, 96, 97, 98, 99, 100)
@@ -39,11 +48,8 @@ DEEPN_SWEEP = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5
 DROP_TARGET_PTS = 0.5
 
 
-def register(groups) -> None:
-    """Add ``bench codecs``, ``train host-finetune`` and ``train deepn-jpeg-table``."""
-    p = add_command(groups['bench'], 'codecs', bench_codecs,
-                    'ratio, accuracy and speed of every feature codec at every cut, '
-                    'and DeepN-JPEG vs JPEG at equal accuracy')
+def register_bench_codecs(p) -> None:
+    """Add ``bench codecs``' arguments."""
     p.add_argument('--model', default='small_resnet', help='target model name')
     p.add_argument('--limit', type=positive_int, default=None,
                    help='the first N test images only (default: all 10,000)')
@@ -63,9 +69,11 @@ def register(groups) -> None:
                    help='skip scoring the shipped fine-tuned tails (weights/host_tail_*.pt)')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
     p.add_argument('--out', default=None, help='also write the JSON result to this file')
+    p.set_defaults(func=bench_codecs)
 
-    p = add_command(groups['train'], 'host-finetune', train_host_finetune,
-                    'fine-tune the host tail on decoded features (Ko et al.): head frozen')
+
+def register_host_finetune(p) -> None:
+    """Add ``train host-finetune``'s arguments."""
     p.add_argument('--model', default='small_resnet', help='target model name')
     p.add_argument('--cut', required=True, help='cut name or label (e.g. layer2)')
     p.add_argument('--codec', default='jpeg', help='feature codec of the link')
@@ -78,9 +86,11 @@ def register(groups) -> None:
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
     p.add_argument('--out', default=None,
                    help='tail file; default: weights/<the name host_tail() looks for>')
+    p.set_defaults(func=train_host_finetune)
 
-    p = add_command(groups['train'], 'deepn-jpeg-table', train_deepn_table,
-                    'compute the DeepN-JPEG quantization table from the train split')
+
+def register_deepn_table(p) -> None:
+    """Add ``train deepn-jpeg-table``'s arguments."""
     p.add_argument('--limit', type=positive_int, default=None,
                    help='statistics of the first N training images only')
     p.add_argument('--calibration-images', type=positive_int, default=5000,
@@ -93,12 +103,12 @@ def register(groups) -> None:
     p.add_argument('--model', default='small_resnet', help='model of the calibration')
     p.add_argument('--out', default=None,
                    help='table file; default: the shipped weights/deepn_jpeg_table.json')
+    p.set_defaults(func=train_deepn_table)
 
 
 # ------------------------------------------------------------------------- bench
 
 def _accuracy(tail, feats, y, batch_size=1000) -> float:
-    import torch
     correct = 0
     with torch.no_grad():
         for i in range(0, len(feats), batch_size):
@@ -144,7 +154,6 @@ def _best_time(fn, repeats: int) -> float:
 
 def _codec_times(feats, codec: str, opts: dict, repeats: int) -> tuple[float, float]:
     """Return the best encode and decode seconds of one message per sample of ``feats``."""
-    from ..core import codecs
     samples = list(feats)
     messages = [codecs.encode(f, codec, **opts) for f in samples]
     enc = _best_time(lambda: [codecs.encode(f, codec, **opts) for f in samples], repeats)
@@ -154,15 +163,7 @@ def _codec_times(feats, codec: str, opts: dict, repeats: int) -> tuple[float, fl
 
 def bench_codecs(args) -> dict:
     """Run the codec benchmark and print its tables."""
-    import json
-
-    import numpy as np
-    import torch
-    import zstandard
-
-    from ..core import codecs, data, models, surgery
-
-    set_threads(args.threads)
+    set_torch_threads(args.threads)
     model = models.build_model(args.model)
     if args.model != models.DEFAULT_MODEL:
         raise CliError('bench codecs uses the Fashion-MNIST test split: only the default '
@@ -267,17 +268,12 @@ def _best(rows) -> dict:
 
 def _score_finetuned(model, traced, x, y, base) -> list:
     """Accuracy of every shipped fine-tuned tail on its own link settings."""
-    import json
-
-    import torch
-
-    from ..core import codecs, models
     out = []
     for meta_path in sorted(models.weights_dir().glob('host_tail_*.json')):
         record = json.loads(meta_path.read_text())
-        tail = codecs.host_tail(model, record['cut'], record['codec'], record.get('quality'),
-                                x[:1], model_name=record['model'])
-        head, plain = codecs.split_for(model, record['cut'], x[:1])
+        tail = tails.host_tail(model, traced, record['cut'], record['codec'],
+                               record.get('quality'), model_name=record['model'])
+        head, plain = surgery.split_traced(traced, record['cut'])
         with torch.no_grad():
             feats = torch.cat([head(x[i:i + 1000]) for i in range(0, len(x), 1000)])
         opts = {'quality': record['quality']} if record.get('quality') else {}
@@ -307,18 +303,13 @@ def _jpeg_header_nbytes(payload: bytes) -> int:
 
 def bench_deepn(model, limit=None) -> dict:
     """Bytes per image of DeepN-JPEG vs standard JPEG at equal accuracy (host-only path)."""
-    import numpy as np
-    import torch
-
-    from ..core import codecs, data, deepn_jpeg
-
     images, labels = data.load_fashion_mnist('test')
     if limit:
         images, labels = images[:limit], labels[:limit]
     y = torch.from_numpy(labels)
     base = _accuracy(model, data.to_tensor(images), y)
-    table = deepn_jpeg.load_table()
-    record = deepn_jpeg.table_record()
+    table = codecs.load_table()
+    record = codecs.table_record()
     plm_table = np.asarray(record.get('plm_table', table.tolist()))
     sweep = []
     bar = ProgressBar('bench deepn-jpeg')
@@ -388,24 +379,18 @@ def _print_bench(result) -> None:
 
 def train_host_finetune(args) -> dict:
     """Fine-tune the tail at a cut on decoded features, save it, report before/after."""
-    import copy
-
-    import torch
-
-    from ..core import codecs, data, models, training
-    from .train import write_provenance
-
-    set_threads(args.threads)
-    if args.codec not in codecs.FEATURE_CODECS:
+    set_torch_threads(args.threads)
+    if args.codec not in wire.FEATURE_CODECS:
         raise CliError(f'unknown feature codec {args.codec!r}; expected one of '
-                       f'{codecs.FEATURE_CODECS}')
+                       f'{wire.FEATURE_CODECS}')
     if args.codec == 'jpeg' and args.quality is None:
         raise CliError('--codec jpeg needs --quality')
     quality = args.quality if args.codec == 'jpeg' else None
     model = models.build_model(args.model)
     x, y = data.load_split_tensors('train', args.limit)
     xt, yt = data.load_split_tensors('test', args.test_limit)
-    head, plain = codecs.split_for(model, args.cut, xt[:1])
+    traced = surgery.trace(model, xt[:1])
+    head, plain = surgery.split_traced(traced, args.cut)
     opts = {'quality': quality} if quality else {}
 
     def channel(f):
@@ -423,9 +408,9 @@ def train_host_finetune(args) -> dict:
                                 progress=ProgressBar('host fine-tune'))
     seconds = time.monotonic() - start
     after = _accuracy(tail, test_feats, yt)
-    cut = codecs.cut_label(model, args.cut, xt[:1])
+    cut = tails.cut_label(traced, args.cut)
     out = Path(args.out) if args.out else models.weights_path(
-        codecs.tail_file_name(args.model, cut, args.codec, quality))
+        tails.tail_file_name(args.model, cut, args.codec, quality))
     models.save_state_dict(tail, out)
     result = {'weights': str(out), 'bytes': out.stat().st_size, 'model': args.model,
               'base_hash': models.state_hash(model), 'cut': cut, 'codec': args.codec,
@@ -444,12 +429,6 @@ def train_host_finetune(args) -> dict:
 
 def train_deepn_table(args) -> dict:
     """Compute the DeepN-JPEG table from the train split's DCT statistics; calibrate; ship."""
-    import json
-
-    import numpy as np
-
-    from ..core import codecs, data, deepn_jpeg, models
-
     images, labels = data.load_fashion_mnist('train')
     held = slice(len(images) - args.calibration_images, len(images))
     stats = images[:held.start]
@@ -465,10 +444,10 @@ def train_deepn_table(args) -> dict:
                       calibration={'images': f'train[{held.start}:{held.stop}]',
                                    'model': args.model, 'base_hash': models.state_hash(model),
                                    'drop_pts': args.drop_pts, 'sweep': sweep})
-    out = Path(args.out) if args.out else deepn_jpeg.table_path()
+    out = Path(args.out) if args.out else codecs.table_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + '\n')
-    deepn_jpeg._DEFAULT.clear()
+    codecs.forget_default_table()
     print('DeepN-JPEG table (row-major):')
     print(np.asarray(record['table']).reshape(8, 8))
     print(f"id {record['id']}, scale {record['scale']} of the PLM table from "

@@ -12,14 +12,14 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Helpers shared by the subcommands: registration, tables, a progress bar."""
+"""Helpers shared by the subcommands: errors, argument types, tables, a progress bar."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 
 class CliError(Exception):
@@ -32,18 +32,6 @@ class CliError(Exception):
 
 # Exceptions a command may raise for bad input; reported in one line, never a traceback.
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, PermissionError)
-
-
-def add_command(subparsers, name: str, func: Callable, help: str,
-                json_flag: bool = True) -> argparse.ArgumentParser:
-    """Add a leaf command; ``func(args)`` returns a JSON-able result (or ``(result, code)``)."""
-    parser = subparsers.add_parser(name, help=help, description=help,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    if json_flag:
-        parser.add_argument('--json', action='store_true',
-                            help='print the result as one JSON object on the last stdout line')
-    parser.set_defaults(func=func)
-    return parser
 
 
 def positive_int(text: str) -> int:
@@ -68,12 +56,6 @@ def add_schedule_args(p, epochs: int, batch_size: int, lr: float, lr_help: str) 
     p.add_argument('--batch-size', type=positive_int, default=batch_size, help='images per step')
     p.add_argument('--lr', type=positive_float, default=lr, help=lr_help)
     p.add_argument('--seed', type=int, default=0, help='seed of every random choice')
-
-
-def set_threads(threads: int | None) -> None:
-    """Set torch's intra-op thread count when asked (torch is imported only here, late)."""
-    from ..core.models import set_torch_threads
-    set_torch_threads(threads)
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
@@ -135,9 +117,3 @@ def parse_list(text: str, kind: type = str) -> list:
     if not items:
         raise argparse.ArgumentTypeError(f'expected a comma-separated list, got {text!r}')
     return [kind(t) for t in items]
-
-
-def iter_batches(n: int, batch_size: int) -> Iterable[slice]:
-    """Yield slices covering ``range(n)`` in batches."""
-    for i in range(0, n, batch_size):
-        yield slice(i, min(i + batch_size, n))

@@ -12,24 +12,30 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""``edge-denoise demo``: the main job, edge and host as real processes on real DDS."""
+"""
+``edge-denoise demo`` and ``bag make-demo``: the demo bag, replayed through real processes.
+
+``demo`` is the main job: edge and host as real processes on real DDS, every
+frame accounted for. ``bag make-demo`` writes the demo camera bag it replays.
+"""
 
 from __future__ import annotations
 
-from .common import add_command, CliError, format_table, positive_float, positive_int
+import time
+
+from .common import CliError, format_table, positive_float, positive_int, ProgressBar
+from ..core import pipeline
+from ..core.models import set_torch_threads
+from ..harness.demo import DemoConfig, run_demo
+from ..harness.demo_bag import DEFAULT_DEMO_BAG, DemoBagConfig, make_demo_bag
+from ..ros.bag import STORAGES
 
 
-def register(groups) -> None:
-    """Add the ``demo`` command."""
-    from ..core import pipeline
-    from ..ros import bag
-
-    p = add_command(groups[''], 'demo', run,
-                    'replay the demo camera bag (half PGD-adversarial) through edge_process and '
-                    'host_node on a private localhost DDS domain; account for every frame')
-    p.add_argument('--bag', default=bag.DEFAULT_DEMO_BAG,
+def register(p) -> None:
+    """Add ``demo``'s arguments."""
+    p.add_argument('--bag', default=DEFAULT_DEMO_BAG,
                    help='demo bag directory (made if missing or stale)')
-    p.add_argument('--frames', type=positive_int, default=bag.DemoBagConfig.frames,
+    p.add_argument('--frames', type=positive_int, default=DemoBagConfig.frames,
                    help='frames in a newly made demo bag')
     p.add_argument('--defense', default=pipeline.DEFAULT_DEFENSE,
                    choices=('none', 'dunet', 'dunet_d', 'jpeg'), help='edge defense')
@@ -42,13 +48,41 @@ def register(groups) -> None:
                    help='run edge_node instead of edge_process (denoiser + target composed)')
     p.add_argument('--rate', type=positive_float, default=1.0, help='replay speed factor')
     p.add_argument('--log-dir', default=None, help='node logs (default: a temporary folder)')
+    p.set_defaults(func=run)
+
+
+def register_make_demo(p) -> None:
+    """Add ``bag make-demo``'s arguments."""
+    d = DemoBagConfig()
+    p.add_argument('-o', '--output', default=DEFAULT_DEMO_BAG, help='new bag directory')
+    p.add_argument('--frames', type=positive_int, default=d.frames, help='camera frames')
+    p.add_argument('--size', type=positive_int, default=d.size,
+                   help='frame side in pixels (a multiple of 28)')
+    p.add_argument('--encoding', choices=('bgr8', 'rgb8', 'mono8'), default=d.encoding,
+                   help='image encoding')
+    p.add_argument('--rate', type=positive_float, default=d.rate_hz, help='camera rate in Hz')
+    p.add_argument('--adversarial-fraction', type=float, default=d.adversarial_fraction,
+                   help='share of frames attacked with PGD')
+    p.add_argument('--eps', type=positive_float, default=d.eps, help='PGD L-inf budget')
+    p.add_argument('--steps', type=positive_int, default=d.steps, help='PGD steps')
+    p.add_argument('--step-size', type=positive_float, default=d.step_size, help='PGD step')
+    p.add_argument('--seed', type=int, default=d.seed, help='seed of every random choice')
+    p.add_argument('-s', '--storage', choices=STORAGES, default=d.storage, help='storage')
+    p.add_argument('--compressed', choices=('png', 'jpeg'), default=None,
+                   help='write sensor_msgs/CompressedImage on <camera-topic>/compressed '
+                        '(png is lossless; jpeg alters the adversarial noise)')
+    p.add_argument('--jpeg-quality', type=positive_int, default=d.jpeg_quality,
+                   help='JPEG quality with --compressed jpeg')
+    p.add_argument('--camera-topic', default=d.camera_topic, help='camera topic')
+    p.add_argument('--truth-topic', default=d.truth_topic, help='ground-truth topic')
+    p.add_argument('--model', default=d.model, help='target model attacked')
+    p.add_argument('--force', action='store_true', help='replace an existing bag')
+    p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+    p.set_defaults(func=run_make_demo)
 
 
 def run(args):
     """Run the demo and print its summary."""
-    from ..commands.common import ProgressBar
-    from ..harness.demo import DemoConfig, run_demo
-
     cfg = DemoConfig(bag=args.bag, defense=args.defense, cut=args.cut, codec=args.codec,
                      quality=args.quality, composed=not args.single_node, rate=args.rate,
                      frames=args.frames, log_dir=args.log_dir)
@@ -80,3 +114,30 @@ def run(args):
     if failed:
         print(f"a node crashed: {s['crashed'] or s['exit_codes']}")
     return s, (1 if failed else 0)
+
+
+def run_make_demo(args) -> dict:
+    """Write the demo bag; print its size and the undefended target's accuracy on it."""
+    set_torch_threads(args.threads)
+    cfg = DemoBagConfig(
+        frames=args.frames, size=args.size, encoding=args.encoding, rate_hz=args.rate,
+        adversarial_fraction=args.adversarial_fraction, eps=args.eps, steps=args.steps,
+        step_size=args.step_size, seed=args.seed, storage=args.storage,
+        compressed=args.compressed, jpeg_quality=args.jpeg_quality,
+        camera_topic=args.camera_topic, truth_topic=args.truth_topic, model=args.model)
+    if not 0 <= cfg.adversarial_fraction <= 1:
+        raise CliError(f'--adversarial-fraction must be in [0, 1], got {cfg.adversarial_fraction}')
+    start = time.monotonic()
+    result = make_demo_bag(args.output, cfg, overwrite=args.force,
+                           progress=ProgressBar('make-demo'))
+    result['seconds'] = round(time.monotonic() - start, 2)
+    acc = result['target_accuracy']
+    print(format_table([
+        {'frames': 'clean', 'n': result['clean'], 'target accuracy': acc['clean']},
+        {'frames': 'adversarial', 'n': result['adversarial'],
+         'target accuracy': acc['adversarial']}]))
+    print(f'wrote {result["bag"]} ({result["storage"]}, {result["bytes"] / 1e6:.1f} MB): '
+          f'{result["frames"]} {result["size"]}x{result["size"]} {result["encoding"]} frames '
+          f'on {result["camera_topic"]} at {result["rate_hz"]:g} Hz, ground truth on '
+          f'{result["truth_topic"]}, in {result["seconds"]:.1f} s')
+    return result

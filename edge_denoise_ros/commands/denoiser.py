@@ -27,40 +27,48 @@ import statistics
 import time
 from pathlib import Path
 
-from .common import (add_command, add_schedule_args, CliError, format_table, positive_int,
-                     ProgressBar, set_threads)
+import torch
+from torch import nn
+
+from .common import add_schedule_args, CliError, format_table, positive_int, ProgressBar
 from .train import write_provenance
+from ..core import data, dunet, evaluation, models, training, tucker
+from ..core.models import set_torch_threads
 
 RULES = ('paper', 'vbmf', 'energy')
 
 
-def register(groups) -> None:
-    """Add ``macs``, ``train denoiser``, ``train denoiser-d`` and ``bench denoiser``."""
-    p = add_command(groups[''], 'macs', macs,
-                    'per-layer MACs (kh*kw*ci*co*ho*wo) of DUNET and DUNET_D')
+def register_macs(p) -> None:
+    """Add ``macs``' arguments."""
     p.add_argument('--config', default='full', help='DUNET config: full (3x299x299) or small')
     p.add_argument('--rule', choices=RULES, default=None,
                    help="DUNET_D rank rule (default: the ranks of the shipped DUNET_D weights, "
                         "else the config's rule)")
+    p.set_defaults(func=macs)
 
-    p = add_command(groups['train'], 'denoiser', train_denoiser,
-                    "train DUNET with HGD's guided loss against the frozen target")
+
+def register_train_denoiser(p) -> None:
+    """Add ``train denoiser``'s arguments."""
     _training_args(p, epochs=6, lr=1e-3, n_train=20000)
     p.add_argument('--loss', choices=('lgd', 'fgd'), default='lgd',
                    help='LGD: L1 on the target logits; FGD: on its last feature map')
     p.add_argument('--out', default=None, help='weights file; default: weights/dunet_small.pt')
+    p.set_defaults(func=train_denoiser)
 
-    p = add_command(groups['train'], 'denoiser-d', train_denoiser_d,
-                    'Tucker-decompose the trained DUNET into DUNET_D and fine-tune it post hoc')
+
+def register_train_denoiser_d(p) -> None:
+    """Add ``train denoiser-d``'s arguments."""
     _training_args(p, epochs=2, lr=2e-4, n_train=20000)
     p.add_argument('--rule', choices=RULES, default=None,
                    help="rank rule (default: the config's, paper)")
     p.add_argument('--dunet', default=None,
                    help='trained DUNET weights; default: the shipped weights/dunet_small.pt')
     p.add_argument('--out', default=None, help='weights file; default: weights/dunet_d_small.pt')
+    p.set_defaults(func=train_denoiser_d)
 
-    p = add_command(groups['bench'], 'denoiser', bench_denoiser,
-                    'wall time of DUNET vs DUNET_D, measured side by side in one run')
+
+def register_bench_denoiser(p) -> None:
+    """Add ``bench denoiser``'s arguments."""
     p.add_argument('--configs', default='full,small',
                    help='comma-separated configs; full runs 1x3x299x299, small a batch')
     p.add_argument('--batch-size', type=positive_int, default=64, help='batch of the small run')
@@ -70,6 +78,7 @@ def register(groups) -> None:
     p.add_argument('--channels-last', action='store_true',
                    help='run both models in the channels-last memory format')
     p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda'")
+    p.set_defaults(func=bench_denoiser)
 
 
 def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
@@ -88,8 +97,6 @@ def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
 
 def _dunet_d_ranks(config: str, rule: str | None) -> tuple[dict, str]:
     """Ranks of DUNET_D: those of the shipped weights, or by rule."""
-    from ..core import dunet
-
     if rule is None:
         path = dunet.default_weights('dunet_d', config)
         if path.is_file():
@@ -108,8 +115,6 @@ def _dunet_d_ranks(config: str, rule: str | None) -> tuple[dict, str]:
 
 def macs(args) -> dict:
     """Print per-layer MACs of DUNET and DUNET_D for a config."""
-    from ..core import dunet, tucker
-
     if args.config not in dunet.CONFIGS:
         raise ValueError(f'unknown config {args.config!r}; expected one of '
                          f'{tuple(dunet.CONFIGS)}')
@@ -153,8 +158,6 @@ def macs(args) -> dict:
 
 def _adversarial_data(args, target):
     """Build the seeded HGD training set: (x_adv, x_clean, counts by attack kind)."""
-    from ..core import data, training
-
     g = training.seed_everything(args.seed)
     x, y = data.load_split_tensors('train', args.n_train)
     x_adv, kind, _ = training.make_adversarial_set(
@@ -164,8 +167,6 @@ def _adversarial_data(args, target):
 
 
 def _report_accuracy(target, defenses: dict, limit: int) -> dict:
-    from ..core import data, evaluation
-
     x, y = data.load_split_tensors('test', limit)
     acc = evaluation.evaluate(target, x, y, defenses, evaluation.eval_attacks(),
                               progress=ProgressBar('eval'))
@@ -176,10 +177,6 @@ def _report_accuracy(target, defenses: dict, limit: int) -> dict:
 
 
 def _save(model, out: Path, record: dict) -> dict:
-    import torch
-
-    from ..core import models
-
     models.save_state_dict(model, out)
     record = {'weights': str(out), 'bytes': out.stat().st_size, **record,
               'hash': models.state_hash(model), 'torch': torch.__version__,
@@ -191,11 +188,7 @@ def _save(model, out: Path, record: dict) -> dict:
 
 def train_denoiser(args) -> dict:
     """Train DUNET with HGD's guided loss; save it with its provenance."""
-    from torch import nn
-
-    from ..core import dunet, models, training
-
-    set_threads(args.threads)
+    set_torch_threads(args.threads)
     target = models.build_model()
     start = time.monotonic()
     x_adv, x_clean, counts = _adversarial_data(args, target)
@@ -219,9 +212,7 @@ def train_denoiser(args) -> dict:
 
 def train_denoiser_d(args) -> dict:
     """Decompose the trained DUNET into DUNET_D, fine-tune it post hoc, save it."""
-    from ..core import dunet, models, training, tucker
-
-    set_threads(args.threads)
+    set_torch_threads(args.threads)
     target = models.build_model()
     base = dunet.load_denoiser('dunet', args.config, args.dunet)
     start = time.monotonic()
@@ -255,8 +246,6 @@ def train_denoiser_d(args) -> dict:
 
 def _time_pair(models_by_name: dict, x, repeats: int) -> dict:
     """Time each model on ``x``, the models interleaved run by run: (median, min) seconds."""
-    import torch
-
     sync = torch.cuda.synchronize if x.device.type == 'cuda' else (lambda: None)
     times = {name: [] for name in models_by_name}
     with torch.no_grad():
@@ -274,11 +263,7 @@ def _time_pair(models_by_name: dict, x, repeats: int) -> dict:
 
 def bench_denoiser(args) -> dict:
     """Time DUNET against DUNET_D: full at 1x3x299x299, small at a batch."""
-    import torch
-
-    from ..core import dunet, tucker
-
-    set_threads(args.threads)
+    set_torch_threads(args.threads)
     device = torch.device(args.device)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     configs = [c.strip() for c in args.configs.split(',') if c.strip()]

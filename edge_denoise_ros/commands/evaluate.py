@@ -16,13 +16,13 @@
 
 from __future__ import annotations
 
-from .common import ProgressBar, add_command, format_table, parse_list, positive_int, set_threads
+from .common import format_table, parse_list, positive_int, ProgressBar
+from ..core import data, defenses, evaluation, models
+from ..core.models import set_torch_threads
 
 
-def register(groups) -> None:
-    """Add the ``eval`` command."""
-    p = add_command(groups[''], 'eval', run,
-                    'accuracy[defense][attack] of the target on the Fashion-MNIST test split')
+def register(p) -> None:
+    """Add ``eval``'s arguments."""
     p.add_argument('--model', default='small_resnet', help='target model name')
     p.add_argument('--limit', type=positive_int, default=None,
                    help='the first N test images only (default: all 10,000)')
@@ -32,13 +32,12 @@ def register(groups) -> None:
                    help='comma-separated attacks (default: all known)')
     p.add_argument('--batch-size', type=positive_int, default=250, help='images per batch')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+    p.set_defaults(func=run)
 
 
 def run(args) -> dict:
     """Evaluate and print the accuracy table."""
-    from ..core import data, defenses, evaluation, models
-
-    set_threads(args.threads)
+    set_torch_threads(args.threads)
     known_attacks = evaluation.eval_attacks()
     names_d = args.defenses or list(defenses.defense_names())
     names_a = args.attacks or list(known_attacks)

@@ -16,18 +16,13 @@
 
 from __future__ import annotations
 
-from .common import add_command, format_table, parse_list, positive_float, positive_int
+from .common import format_table, parse_list, positive_float, positive_int, ProgressBar
+from ..harness.linkbench import LinkBenchConfig, run as run_bench, STRATEGIES
 
 
-def register(groups) -> None:
-    """Add ``bench link``."""
-    from ..harness.linkbench import LinkBenchConfig, STRATEGIES
-
+def register(p) -> None:
+    """Add ``bench link``'s arguments."""
     d = LinkBenchConfig()
-    p = add_command(groups['bench'], 'link', run,
-                    'edge and host in two network namespaces joined by a tc-shaped veth; '
-                    'frames/s, latency, bytes and drops of every strategy at each rate '
-                    '(needs root)')
     p.add_argument('--rates', type=lambda t: parse_list(t, float), default=list(d.rates),
                    help='uplink rates in Mbit/s, comma-separated')
     p.add_argument('--downlink', type=positive_float, default=d.downlink,
@@ -47,13 +42,11 @@ def register(groups) -> None:
     p.add_argument('--bag', default=d.bag, help='camera bag (the demo bag, made if missing)')
     p.add_argument('--out', default=None, help='folder for link.json and link.png')
     p.add_argument('--log-dir', default=None, help='node logs (default: a temporary folder)')
+    p.set_defaults(func=run)
 
 
 def run(args) -> dict:
     """Run the benchmark and print its table."""
-    from .common import ProgressBar
-    from ..harness.linkbench import LinkBenchConfig, run as run_bench
-
     cfg = LinkBenchConfig(rates=tuple(args.rates), downlink=args.downlink,
                           strategies=tuple(args.strategies), duration=args.duration,
                           warmup=args.warmup, edge_slowdown=args.edge_slowdown,

@@ -24,11 +24,18 @@ checks the planner's choice against every candidate run end to end.
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import json
 from pathlib import Path
 
-from .common import (CliError, ProgressBar, add_command, format_table, parse_list,
-                     positive_float, positive_int, set_threads)
+import cv2
+import torch
+
+from .common import (CliError, format_table, parse_list, positive_float, positive_int,
+                     ProgressBar)
+from ..core import frames, mincut, models, profiling, surgery, validation
+from ..core.models import set_torch_threads
+from ..core.planner import Link, make_planner
 
 PLAN_COLUMNS = ('name', 'shape', 'bytes', 'edge_ms', 'transfer_ms', 'host_ms', 'total_ms',
                 'min_uplink_mbps', 'pick')
@@ -88,10 +95,8 @@ FRAME_HELP = ('camera frame: an image file, or HxW for the built-in example fram
               '(default: >= 224x224, gray Fashion-MNIST for 1-channel models)')
 
 
-def register(groups) -> None:
-    """Add ``plan``, ``profile`` and ``bench planner``."""
-    p = add_command(groups[''], 'plan', plan_command,
-                    'cost every cut x codec, host-only and edge-only over a link; pick one')
+def register_plan(p) -> None:
+    """Add ``plan``'s arguments."""
     _model_args(p, FRAME_HELP)
     p.add_argument('--uplink-mbps', type=positive_float, default=45.0, help='edge to host')
     p.add_argument('--downlink-mbps', type=positive_float, default=100.0, help='host to edge')
@@ -112,16 +117,20 @@ def register(groups) -> None:
     p.add_argument('--min-cut', action='store_true',
                    help='also solve the DADS min-cut over all partitions (raw float32 '
                         'tensors, per-node times), which may cut across branches')
+    p.set_defaults(func=plan_command)
 
-    p = add_command(groups[''], 'profile', profile_command,
-                    'measure every cut\'s head and tail, codecs and the frame path here')
+
+def register_profile(p) -> None:
+    """Add ``profile``'s arguments."""
     _model_args(p, FRAME_HELP)
     p.add_argument('--repeats', type=positive_int, default=10, help='timed rounds')
     p.add_argument('--warmup', type=int, default=2, help='untimed rounds first')
     p.add_argument('--out', default=None, help='write the profile here (JSON)')
+    p.set_defaults(func=profile_command)
 
-    p = add_command(groups['bench'], 'planner', bench_planner,
-                    'planner choice vs every candidate run end to end, at several uplinks')
+
+def register_bench_planner(p) -> None:
+    """Add ``bench planner``'s arguments."""
     p.add_argument('--models', type=parse_list, default=['small_resnet', 'resnet50'],
                    help='comma-separated models')
     p.add_argument('--uplinks', type=lambda t: parse_list(t, float), default=[1.0, 10.0, 100.0],
@@ -146,15 +155,13 @@ def register(groups) -> None:
                    help='figure of repeated timings: median, or pNN (default p20: the time '
                         'when undisturbed, steadier on a shared machine)')
     p.add_argument('--out', default=None, help='also write the result here (JSON)')
+    p.set_defaults(func=bench_planner)
 
 
 def _load(args):
     """Return ``(model, input_shape, frame)`` from the common arguments."""
-    from ..core import models
-
     if str(args.model).endswith('.pt2') and args.input is None:
         raise CliError('a .pt2 model needs --input CxHxW')
-    import torch
     torch.manual_seed(0)  # models without weights files: the same features, run to run
     model = models.build_model(args.model, weights=args.weights)
     shape = args.input or models.input_shape(args.model)
@@ -164,13 +171,10 @@ def _load(args):
 
 
 def _frame(text, shape):
-    from ..core import surgery
-
     if text is None:
-        return surgery.frame_for(shape)
+        return frames.frame_for(shape)
     path = Path(text)
     if path.is_file():
-        import cv2
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
             raise ValueError(f'{path}: not an image OpenCV can read')
@@ -179,7 +183,7 @@ def _frame(text, shape):
         size = parse_shape(text)
     except argparse.ArgumentTypeError:
         raise FileNotFoundError(f'--frame: no such image file, and not HxW: {text}') from None
-    return surgery.example_frame(size[-2:], gray=shape[0] == 1)
+    return frames.example_frame(size[-2:], gray=shape[0] == 1)
 
 
 def _fmt_rows(rows: list[dict], choice: str) -> list[dict]:
@@ -205,12 +209,10 @@ def _round(rows: list[dict]) -> list[dict]:
 
 def plan_command(args) -> dict:
     """Profile (or load profiles), cost every candidate, print the table and the choice."""
-    from ..core import surgery
-
-    set_threads(args.threads)
+    set_torch_threads(args.threads)
     model, shape, frame = _load(args)
-    link = surgery.Link(args.uplink_mbps, args.downlink_mbps, args.rtt_ms, args.result_bytes)
-    planner = surgery.make_planner(
+    link = Link(args.uplink_mbps, args.downlink_mbps, args.rtt_ms, args.result_bytes)
+    planner = make_planner(
         model, shape, link, args.edge_profile, args.host_profile, args.edge_slowdown,
         args.host_slowdown, frame, args.codecs, args.frame_codecs, args.repeats, args.warmup,
         clock=args.clock, stat=args.stat, model_name=args.model,
@@ -238,13 +240,9 @@ def plan_command(args) -> dict:
 
 
 def _min_cut(model, frame, shape, planner, args, link) -> dict:
-    from dataclasses import asdict
-
-    from ..core import surgery
-
-    traced = surgery.trace(model, surgery.preprocess(frame, shape))
-    mc = surgery.profile_min_cut(traced, planner.edge_profile, planner.host_profile,
-                                 args.edge_slowdown, args.host_slowdown, link)
+    traced = surgery.trace(model, frames.preprocess(frame, shape))
+    mc = mincut.profile_min_cut(traced, planner.edge_profile, planner.host_profile,
+                                args.edge_slowdown, args.host_slowdown, link)
     kind = (f'the single cut {mc.single_cut}' if mc.single_cut
             else f'{len(mc.sent)} tensors across branches')
     print(f'DADS min-cut (raw float32, per-node times): {mc.total_ms:.2f} ms, sends {kind} '
@@ -264,15 +262,13 @@ def _side(profile, slowdown: float) -> str:
 
 def profile_command(args) -> dict:
     """Measure a profile here; print per-cut times and codec sizes; save it with --out."""
-    from ..core import surgery
-
-    set_threads(args.threads)
+    set_torch_threads(args.threads)
     model, shape, frame = _load(args)
-    prof = surgery.measure_profile(model, frame, shape, args.model, args.codecs,
-                                   args.frame_codecs, args.repeats, args.warmup,
-                                   clock=args.clock, stat=args.stat,
-                                   progress=ProgressBar('profile'), quality=args.quality,
-                                   frame_quality=args.frame_quality)
+    prof = profiling.measure_profile(model, frame, shape, args.model, args.codecs,
+                                     args.frame_codecs, args.repeats, args.warmup,
+                                     clock=args.clock, stat=args.stat,
+                                     progress=ProgressBar('profile'), quality=args.quality,
+                                     frame_quality=args.frame_quality)
     sizes = {}
     for f in prof.features:
         sizes.setdefault(f['cut'], {})[f['codec']] = f['bytes']
@@ -293,24 +289,19 @@ def profile_command(args) -> dict:
 
 def bench_planner(args) -> tuple[dict, int]:
     """Validate the planner against end-to-end runs; exit 1 if a choice misses the bar."""
-    import cv2
-    import torch
-
-    from ..core import models, surgery
-
-    set_threads(args.threads)
+    set_torch_threads(args.threads)
     cv2.setNumThreads(args.threads)
     reports, ok = [], True
     for name in args.models:
         model = models.build_model(name)
         shape = models.input_shape(name)
-        repeats = args.repeats or (16 if surgery.is_fast(model, torch.rand(1, *shape)) else 5)
-        res = surgery.validate(model, shape, args.uplinks, edge_slowdown=args.edge_slowdown,
-                               link=surgery.Link(downlink_mbps=args.downlink_mbps),
-                               codecs=args.codecs, frame_codecs=args.frame_codecs,
-                               repeats=repeats, warmup=1,
-                               pairs=args.pairs, clock=args.clock, stat=args.stat,
-                               model_name=name, progress=ProgressBar(f'bench {name}'))
+        repeats = args.repeats or (16 if profiling.is_fast(model, torch.rand(1, *shape)) else 5)
+        res = validation.validate(model, shape, args.uplinks, edge_slowdown=args.edge_slowdown,
+                                  link=Link(downlink_mbps=args.downlink_mbps),
+                                  codecs=args.codecs, frame_codecs=args.frame_codecs,
+                                  repeats=repeats, warmup=1,
+                                  pairs=args.pairs, clock=args.clock, stat=args.stat,
+                                  model_name=name, progress=ProgressBar(f'bench {name}'))
         rows = [{'model': name, 'uplink_mbps': s['uplink_mbps'], 'choice': s['choice'],
                  'predicted_ms': round(s['predicted_ms'], 3),
                  'choice_measured_ms': round(s['choice_measured_ms'], 3),

@@ -22,19 +22,22 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_command, add_schedule_args, positive_int, ProgressBar, set_threads
+import torch
+
+from .common import add_schedule_args, positive_int, ProgressBar
+from ..core import data, models, training
+from ..core.models import set_torch_threads
 
 
-def register(groups) -> None:
-    """Add the ``train`` subcommands."""
-    p = add_command(groups['train'], 'target', train_target,
-                    'train the default target classifier (small ResNet) on Fashion-MNIST')
+def register_target(p) -> None:
+    """Add ``train target``'s arguments."""
     add_schedule_args(p, 15, 128, 0.1, 'peak one-cycle learning rate')
     p.add_argument('--limit', type=positive_int, default=None,
                    help='train on the first N training images only (quick runs)')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
     p.add_argument('--out', default=None,
                    help='weights file; default: the shipped weights/target_small_resnet.pt')
+    p.set_defaults(func=train_target)
 
 
 def write_provenance(path: Path, record: dict) -> Path:
@@ -48,11 +51,7 @@ def write_provenance(path: Path, record: dict) -> Path:
 
 def train_target(args) -> dict:
     """Train the default target, save it, report test accuracy."""
-    import torch
-
-    from ..core import data, models, training
-
-    set_threads(args.threads)
+    set_torch_threads(args.threads)
     x, y = data.load_split_tensors('train', args.limit)
     xt, yt = data.load_split_tensors('test')
     cfg = training.TargetTrainConfig(epochs=args.epochs, batch_size=args.batch_size,

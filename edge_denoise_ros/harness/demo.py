@@ -30,25 +30,28 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..ros import bag as bagmod
+from .demo_bag import (DEFAULT_DEMO_BAG, demo_metadata, DemoBagConfig, ensure_bag,
+                       read_ground_truth, stamp_ns)
 from .isolation import lease_domain
-from .launcher import run_pipeline, RunResult
-from ..core import pipeline
+from .launcher import run_edge_host, RunResult
+from ..core import pipeline, tails
 from ..core.models import compute_threads
+from ..ros import conversions
+from ..ros.bag import read_messages
 
 
 @dataclass
 class DemoConfig:
     """What the demo runs: the bag, the edge's settings, the replay."""
 
-    bag: str = bagmod.DEFAULT_DEMO_BAG
+    bag: str = DEFAULT_DEMO_BAG
     defense: str = pipeline.DEFAULT_DEFENSE
     cut: str = pipeline.DEFAULT_CUT
     codec: str = pipeline.DEFAULT_CODEC
     quality: int = pipeline.DEFAULT_QUALITY
     composed: bool = True
     rate: float = 1.0
-    frames: int = bagmod.DemoBagConfig.frames
+    frames: int = DemoBagConfig.frames
     edge_params: dict = field(default_factory=dict)
     host_params: dict = field(default_factory=dict)
     log_dir: str | None = None
@@ -59,28 +62,11 @@ class DemoConfig:
                 'quality': self.quality, **self.edge_params}
 
 
-def ensure_bag(path: str, frames: int, progress=None) -> dict:
-    """Make the demo bag if it is missing or was made with other weights; return its metadata."""
-    from ..core import models
-
-    want = models.state_hash(models.build_model())
-    p = Path(path)
-    if p.exists():
-        meta = bagmod.demo_metadata(p)
-        if meta.get('model_hash') == want and meta.get('frames') == frames:
-            return meta
-    bagmod.make_demo_bag(p, bagmod.DemoBagConfig(frames=frames), overwrite=p.exists(),
-                         progress=progress)
-    return bagmod.demo_metadata(p)
-
-
 def camera_frames(path: str, topic: str = '/image_raw'):
     """Yield ``(stamp_ns, frame, encoding)`` of a bag's camera messages."""
-    from ..ros import conversions
-
-    for _, _, _, msg in bagmod.read_messages(path, [topic]):
+    for _, _, _, msg in read_messages(path, [topic]):
         frame, encoding = conversions.camera_msg_to_image(msg)
-        yield bagmod.stamp_ns(msg.header), frame, encoding
+        yield stamp_ns(msg.header), frame, encoding
 
 
 def reference(path: str, settings: pipeline.EdgeSettings, target: pipeline.Target | None = None,
@@ -88,7 +74,7 @@ def reference(path: str, settings: pipeline.EdgeSettings, target: pipeline.Targe
     """Classify a bag's frames in this process, edge and host stages back to back."""
     target = target or pipeline.Target()
     edge = pipeline.EdgeStage(target, settings)
-    host = pipeline.HostStage(target, tails=pipeline.finetuned_tails(target))
+    host = pipeline.HostStage(target, tails=tails.finetuned_tails(target))
     preds = {}
     with compute_threads(1):  # batch-1 inference, as in the nodes
         for stamp, frame, encoding in camera_frames(path, topic):
@@ -143,15 +129,15 @@ def drop_reasons(result: RunResult, composed: bool) -> dict:
     return {k: v for k, v in reasons.items() if v}
 
 
-def summarize(cfg: DemoConfig, result: RunResult, truths: dict, ref: dict | None = None,
-              undefended: dict | None = None) -> dict:
+def summarize_demo(cfg: DemoConfig, result: RunResult, truths: dict, ref: dict | None = None,
+                   undefended: dict | None = None) -> dict:
     """Return the demo's JSON summary."""
     preds = {s: r['class_id'] for s, r in result.records.items() if s in truths}
     latencies = sorted(r['latency_ms'] for r in result.records.values()
                        if r.get('latency_ms') is not None)
     sizes = [r['bytes'] for r in result.records.values()]
     frame_bytes = 224 * 224 * 3
-    meta = bagmod.demo_metadata(cfg.bag)
+    meta = demo_metadata(cfg.bag)
     if meta:
         frame_bytes = meta['size'] * meta['size'] * (1 if meta['encoding'] == 'mono8' else 3)
     classified = len(preds)
@@ -185,14 +171,14 @@ def _q(values: list, q: float):
 
 
 def run_demo(cfg: DemoConfig, progress=None, with_reference: bool = True) -> dict:
-    """Run the demo end to end; return its summary (see :func:`summarize`)."""
+    """Run the demo end to end; return its summary (see :func:`summarize_demo`)."""
     ensure_bag(cfg.bag, cfg.frames, progress)
-    truths = bagmod.read_ground_truth(cfg.bag)
+    truths = read_ground_truth(cfg.bag)
     log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix='edge_denoise_demo_'))
     start = time.monotonic()
     with lease_domain() as lease:
-        result = run_pipeline(cfg.bag, cfg.edge(), cfg.host_params, lease.env(), log_dir,
-                              composed=cfg.composed, rate=cfg.rate)
+        result = run_edge_host(cfg.bag, cfg.edge(), cfg.host_params, lease.env(), log_dir,
+                               composed=cfg.composed, rate=cfg.rate)
     ref = undefended = None
     if with_reference:
         target = pipeline.Target()
@@ -200,7 +186,7 @@ def run_demo(cfg: DemoConfig, progress=None, with_reference: bool = True) -> dic
         ref = reference(cfg.bag, s, target)
         undefended = reference(cfg.bag, pipeline.EdgeSettings('none', cfg.cut, cfg.codec,
                                                               cfg.quality), target)
-    summary = summarize(cfg, result, truths, ref, undefended)
+    summary = summarize_demo(cfg, result, truths, ref, undefended)
     summary['seconds'] = round(time.monotonic() - start, 1)
     summary['logs'] = str(log_dir)
     return summary

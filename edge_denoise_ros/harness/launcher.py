@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Run the pipeline as real processes and account for every frame.
+Run the edge and the host as real processes and account for every frame.
 
 Used by ``edge-denoise demo``, the end-to-end tests and ``bench link``: start
 ``host_node`` and ``edge_process`` (or ``edge_node``) as separate OS
@@ -34,6 +34,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from ..ros.bag_player import BagPlayer, PlayOptions
+from ..ros.common import sub_events
 
 MODULES = {'host_node': 'edge_denoise_ros.ros.host_node',
            'edge_node': 'edge_denoise_ros.ros.edge_node',
@@ -109,13 +120,6 @@ class Collector:
     """
 
     def __init__(self, context, namespace: str = ''):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.node import Node
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from std_msgs.msg import String
-
-        from ..ros.common import sub_events
-
         self.node = Node('edge_denoise_collector', namespace=namespace or None,
                          context=context)
         self.lock = threading.Lock()
@@ -198,12 +202,12 @@ class RunResult:
     window: tuple = (0, 0)
 
 
-def run_pipeline(bag: str | os.PathLike, edge_params: dict, host_params: dict, env: dict,
-                 log_dir: Path, *, composed: bool = True, rate: float = 1.0,
-                 camera_topic: str = '/image_raw', start_timeout: float = 60.0,
-                 drain_s: float = 2.0, drain_timeout: float = 30.0,
-                 prefixes: dict | None = None, envs: dict | None = None,
-                 duration: float | None = None, during=None, progress=None) -> RunResult:
+def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, env: dict,
+                  log_dir: Path, *, composed: bool = True, rate: float = 1.0,
+                  camera_topic: str = '/image_raw', start_timeout: float = 60.0,
+                  drain_s: float = 2.0, drain_timeout: float = 30.0,
+                  prefixes: dict | None = None, envs: dict | None = None,
+                  duration: float | None = None, during=None, progress=None) -> RunResult:
     """
     Start host and edge processes, replay ``bag`` at ``rate``, collect, stop; return it all.
 
@@ -215,12 +219,6 @@ def run_pipeline(bag: str | os.PathLike, edge_params: dict, host_params: dict, e
     process its own environment; ``duration`` loops the bag for that many
     seconds (``window`` in the result: when playback started and stopped, ns).
     """
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-
-    from ..ros import bag as bagmod
-
     t0 = time.monotonic()
     prefixes, envs = prefixes or {}, envs or {}
     edge_exe = 'edge_process' if composed else 'edge_node'
@@ -253,11 +251,10 @@ def run_pipeline(bag: str | os.PathLike, edge_params: dict, host_params: dict, e
             if time.monotonic() > deadline:
                 raise RuntimeError(f'the nodes were not connected after {start_timeout:g} s')
         timing = {'startup_s': round(time.monotonic() - t0, 2)}
-        options = bagmod.PlayOptions(rate=rate, topics=(camera_topic,),
-                                     wait_for_subscribers=5.0, loop=duration is not None)
-        player = bagmod.BagPlayer(bag, options,
-                                  node_name='edge_denoise_player', context=context,
-                                  progress=progress)
+        options = PlayOptions(rate=rate, topics=(camera_topic,), wait_for_subscribers=5.0,
+                              loop=duration is not None)
+        player = BagPlayer(bag, options, node_name='edge_denoise_player', context=context,
+                           progress=progress)
         executor.add_node(player.node)
         player.start()
         started = time.time_ns()

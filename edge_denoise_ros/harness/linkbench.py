@@ -33,13 +33,18 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..core import pipeline
+from .demo_bag import DEFAULT_DEMO_BAG, DemoBagConfig, ensure_bag
+from .isolation import lease_domain
+from .launcher import run_edge_host
+from .netns import LinkPair, unavailable
+from ..core import pipeline, planner, surgery
 
 STRATEGIES = ('raw', 'jpeg', 'deepn_jpeg', 'edge', 'split_lossless', 'split_jpeg', 'auto')
 FRAME_STRATEGIES = {'raw': 'raw', 'jpeg': 'jpeg', 'deepn_jpeg': 'deepn_jpeg'}
@@ -56,7 +61,7 @@ class LinkBenchConfig:
     duration: float = 20.0
     warmup: float = 3.0
     edge_slowdown: float = 1.0
-    bag: str = 'out/demo_bag'
+    bag: str = DEFAULT_DEMO_BAG
     defense: str = pipeline.DEFAULT_DEFENSE
     image_quality: int = pipeline.DEFAULT_FRAME_QUALITY
     feature_quality: int = pipeline.DEFAULT_QUALITY
@@ -80,17 +85,15 @@ class LinkBenchConfig:
 
 def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None) -> dict[str, str]:
     """Return the planner's cut for each split strategy's codec at ``rate``."""
-    from ..core import surgery
-
     wanted = [s for s in cfg.strategies if s in SPLIT_STRATEGIES]
     if not wanted:
         return {}
     target = target or pipeline.Target()
-    planner = surgery.make_planner(
-        target.model, target.input_shape, surgery.Link(rate, cfg.downlink),
+    online = planner.make_planner(
+        target.model, target.input_shape, planner.Link(rate, cfg.downlink),
         edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
         frame_codecs=[], model_name=target.name, quality=cfg.feature_quality)
-    rows = planner.plan().rows
+    rows = online.plan().rows
     cuts = {}
     for strategy in wanted:
         split = [r for r in rows if r['kind'] == surgery.SPLIT
@@ -140,13 +143,11 @@ def measure(result, warmup: float) -> dict:
 
 def driver(spec: dict) -> dict:
     """Run one strategy from inside the edge namespace (see :func:`run_strategy`)."""
-    from .launcher import run_pipeline
-
-    result = run_pipeline(spec['bag'], spec['edge_params'], spec['host_params'],
-                          spec['edge_env'], Path(spec['log_dir']),
-                          envs={'host_node': spec['host_env']},
-                          prefixes={'host_node': spec['host_prefix']},
-                          duration=spec['duration'], start_timeout=120.0, drain_timeout=10.0)
+    result = run_edge_host(spec['bag'], spec['edge_params'], spec['host_params'],
+                           spec['edge_env'], Path(spec['log_dir']),
+                           envs={'host_node': spec['host_env']},
+                           prefixes={'host_node': spec['host_prefix']},
+                           duration=spec['duration'], start_timeout=120.0, drain_timeout=10.0)
     row = measure(result, spec['warmup'])
     row['crashed'] = result.crashed
     return row
@@ -178,15 +179,11 @@ def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenc
 
 def run(cfg: LinkBenchConfig, progress=None) -> dict:
     """Measure every strategy at every rate; return ``{"rows": [...], ...}``."""
-    from .demo import ensure_bag
-    from .isolation import lease_domain
-    from .netns import LinkPair, unavailable
-
     cfg.check()
     reason = unavailable()
     if reason:
         raise PermissionError(f'bench link {reason}')
-    ensure_bag(cfg.bag, 300)
+    ensure_bag(cfg.bag, DemoBagConfig.frames)
     log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix='edge_denoise_link_'))
     rows = []
     total = len(cfg.rates) * len(cfg.strategies)
@@ -214,7 +211,6 @@ def run(cfg: LinkBenchConfig, progress=None) -> dict:
 
 def machine() -> dict:
     """Return what the numbers were measured on."""
-    import platform
     return {'cpus': os.cpu_count(), 'platform': platform.platform(),
             'python': platform.python_version()}
 

@@ -23,23 +23,39 @@ Pieces every node of the package uses: declared parameters, statistics, hand-off
   ``DiagnosticStatus`` for ``/diagnostics``.
 - :class:`Mailbox`: a bounded hand-off between callbacks where the newest
   item wins and every item pushed out is counted.
+- :func:`features_qos`, :func:`diagnostics_timer`: the features topic's QoS
+  (edge and host alike) and the periodic ``diagnostics`` publisher.
+- :func:`run_nodes`: the ``main`` of every node executable; :func:`spin_until_done`
+  for tools (bag player, recorder) that may run inside another's rclpy.
 """
 
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
+                             SingleThreadedExecutor)
 from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.utilities import get_default_context
+
+from .executor import PriorityExecutor
+from ..core.scheduler import Scheduler, SchedulerConfig
 
 THROTTLE_S = 5.0
+RELIABILITY = ('reliable', 'best_effort')
+DIAG_PERIOD_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -280,3 +296,98 @@ def sub_events() -> SubscriptionEventCallbacks:
 def pub_events() -> PublisherEventCallbacks:
     """Return publisher event callbacks that create no QoS event handlers (see ``sub_events``)."""
     return PublisherEventCallbacks(use_default_callbacks=False)
+
+
+def features_qos(reliability: str, depth: int) -> QoSProfile:
+    """Return the QoS of the features topic (edge and host use the same)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE if reliability == 'reliable'
+                      else ReliabilityPolicy.BEST_EFFORT)
+
+
+def diagnostics_timer(node, parts: list[tuple[str, NodeStats]]) -> None:
+    """Publish ``diagnostics`` (one status per part) every ``DIAG_PERIOD_S``."""
+    pub = node.create_publisher(DiagnosticArray, 'diagnostics', 10, event_callbacks=pub_events())
+
+    def tick() -> None:
+        msg = DiagnosticArray()
+        msg.header.stamp = node.get_clock().now().to_msg()
+        msg.status = [stats.status(f'edge_denoise_ros: {name}', node.get_fully_qualified_name())
+                      for name, stats in parts]
+        pub.publish(msg)
+    node.create_timer(DIAG_PERIOD_S, tick, callback_group=MutuallyExclusiveCallbackGroup())
+
+
+def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = True) -> int:
+    """
+    Start rclpy, build the nodes, spin them until shutdown; return the exit status.
+
+    ``nodes_factory(scheduler)`` returns the nodes. ``scheduled``: one
+    scheduler for their models and a ``PriorityExecutor``; otherwise no
+    scheduler (``None``) and rclpy's ``MultiThreadedExecutor``. A bad
+    parameter ends the process with status 2 and a one-line reason.
+    """
+    rclpy.init(args=args)
+    scheduler = Scheduler(SchedulerConfig(workers=1)) if scheduled else None
+    executor = PriorityExecutor(scheduler=scheduler) if scheduled else MultiThreadedExecutor()
+    nodes = []
+    code = 0
+    try:
+        nodes = nodes_factory(scheduler)
+        for node in nodes:
+            executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, FileNotFoundError) as exc:
+        print(f'{name}: error: {" ".join(str(exc).split())}', file=sys.stderr)
+        code = 2
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        executor.shutdown(timeout_sec=5.0)
+        if scheduler is not None:
+            scheduler.close(cancel_pending=True, timeout=5.0)
+        rclpy.try_shutdown()
+    return code
+
+
+def spin_until_done(make, context=None, ros_args: list[str] | None = None,
+                    duration: float | None = None, period: float = 0.1):
+    """
+    Run a tool's node (the bag player, the recorder) until it is done; return its result.
+
+    ``make()`` builds the tool: it has ``node``, ``start()``, a ``done`` event,
+    ``error`` (raised here) and ``finish(interrupted)``, which releases it and
+    returns its result (always called, also on Ctrl-C, which ends the tool
+    early: ``interrupted``). ``duration`` bounds the run in seconds.
+    ``context`` is an rclpy ``Context`` (default: the global one), initialised
+    and shut down here unless it is already up; ``ros_args`` go to
+    ``rclpy.init`` (default: none, so the process's own command line is not
+    parsed by rcl).
+    """
+    own = not (context or get_default_context()).ok()
+    if own:
+        rclpy.init(args=ros_args or [sys.argv[0]], context=context)
+    tool = result = None
+    interrupted = False
+    try:
+        tool = make()
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(tool.node)
+        tool.start()
+        deadline = None if duration is None else time.monotonic() + duration
+        while not tool.done.is_set() and (deadline is None or time.monotonic() < deadline):
+            executor.spin_once(timeout_sec=period)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        interrupted = True
+    finally:
+        if tool is not None:
+            result = tool.finish(interrupted)
+        if own:
+            rclpy.try_shutdown(context=context)
+    if tool is None:
+        raise KeyboardInterrupt
+    if tool.error is not None:
+        raise tool.error
+    return result

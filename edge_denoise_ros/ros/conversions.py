@@ -26,15 +26,19 @@ Message conversions: camera images and encoded features <-> numpy / torch.
   ``"<encoding>; jpeg compressed bgr8"`` (or ``png``, ``mono8`` for gray),
   and the older plain ``"jpeg"`` / ``"png"`` is read too.
 - Encoded features <-> ``sensor_msgs/CompressedImage`` in the wire format of
-  ``core.codecs``: ``format`` = ``codecs.format_string(meta)`` (starts with
+  ``core.wire``: ``format`` = ``wire.format_string(meta)`` (starts with
   ``edge_denoise/1``), ``data`` = the codec payload alone, ``header`` = the
   camera frame's header.
 """
 
 from __future__ import annotations
 
+import cv2
+from cv_bridge import CvBridge
 import numpy as np
+from sensor_msgs.msg import CompressedImage
 
+from ..core import codecs, wire
 from ..core.data import ENCODINGS
 
 # Channels of each supported encoding (all 8 bits per channel).
@@ -50,7 +54,6 @@ def bridge():
     """Return the process-wide ``cv_bridge.CvBridge`` (built on first use)."""
     global _BRIDGE
     if _BRIDGE is None:
-        from cv_bridge import CvBridge
         _BRIDGE = CvBridge()
     return _BRIDGE
 
@@ -183,8 +186,6 @@ def image_to_compressed_msg(frame: np.ndarray, encoding: str = 'bgr8', fmt: str 
     first), gray ones as mono8; ``format`` records the original encoding, so
     ``compressed_msg_to_image`` gives the frame back in it.
     """
-    import cv2
-
     frame = check_frame(frame, encoding)
     text = compressed_format(encoding, fmt)
     if not 1 <= quality <= 100:
@@ -198,8 +199,6 @@ def image_to_compressed_msg(frame: np.ndarray, encoding: str = 'bgr8', fmt: str 
     ok, buf = cv2.imencode(_EXTENSIONS[fmt], np.ascontiguousarray(frame), params)
     if not ok:
         raise ValueError(f'OpenCV could not encode a {frame.shape} frame as {fmt}')
-    from sensor_msgs.msg import CompressedImage
-
     msg = CompressedImage()
     msg.format = text
     msg.data = buf.tobytes()
@@ -214,8 +213,6 @@ def compressed_msg_to_image(msg) -> tuple[np.ndarray, str]:
     ``jpeg``/``png``: ``bgr8`` for color, ``mono8`` for gray). Empty or
     undecodable data and unsupported formats raise ``ValueError``.
     """
-    import cv2
-
     encoding, codec = parse_compressed_format(msg.format)
     if len(msg.data) == 0:
         raise ValueError(f'empty {codec} payload')
@@ -250,15 +247,11 @@ def payload_to_msg(payload: bytes, meta: dict, header=None):
     """
     Pack an encoded payload and its meta data into a ``sensor_msgs/CompressedImage``.
 
-    ``format`` = ``codecs.format_string(meta)``, ``data`` = ``payload`` alone;
+    ``format`` = ``wire.format_string(meta)``, ``data`` = ``payload`` alone;
     ``header`` should be the camera frame's.
     """
-    from sensor_msgs.msg import CompressedImage
-
-    from ..core import codecs
-
     msg = CompressedImage()
-    msg.format = codecs.format_string(meta)
+    msg.format = wire.format_string(meta)
     msg.data = bytes(payload)
     return _set_header(msg, header)
 
@@ -270,8 +263,6 @@ def features_to_msg(features, codec: str, header=None, **options):
     ``options`` are the codec's (``quality``, ``dtype``, ...) and the
     annotations ``cut`` and ``model`` the host checks.
     """
-    from ..core import codecs
-
     payload, meta = codecs.encode(features, codec, **options)
     return payload_to_msg(payload, meta, header), meta
 
@@ -282,9 +273,7 @@ def msg_to_features(msg, max_bytes: int | None = None):
 
     ``meta`` is the parsed ``format`` (codec, cut, model, shape, ...). A
     message that is not in the wire format, truncated or corrupt raises
-    ``core.codecs.CodecError`` (a ``ValueError``) with a one-line reason.
+    ``core.wire.CodecError`` (a ``ValueError``) with a one-line reason.
     """
-    from ..core import codecs
-
-    meta = codecs.parse_format(msg.format)
+    meta = wire.parse_format(msg.format)
     return codecs.decode(msg.data, meta, max_bytes=max_bytes), meta

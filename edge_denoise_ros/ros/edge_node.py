@@ -13,285 +13,27 @@
 # limitations under the License.
 
 """
-The edge: camera -> defense -> head -> encoded features on ``features``.
+``edge_node``: camera -> defense -> head -> encoded features on ``features``, in one node.
 
-``edge_node`` runs the whole edge stage in one node; ``edge_process`` (see
-:mod:`.edge_process`) composes the same work as a denoiser node and a target
-node in one process on the :class:`PriorityExecutor`. Both drive one
-:class:`core.pipeline.EdgeStage`; the nodes only hold parameters, convert
-messages and count.
-
-The camera subscription (sensor-data QoS, depth 1) only stores the newest
-frame and wakes the inference callback: a frame replaced before inference
-took it is counted in diagnostics as ``dropped.skipped``.
+``edge_process`` (see :mod:`.edge_process`) composes the same work as a
+denoiser node and a target node in one process on the
+:class:`PriorityExecutor`; both drive one :class:`core.pipeline.EdgeStage`
+through the pieces of :mod:`.edge_common`. The node only holds parameters,
+converts messages and counts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-import time
 
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
 
-from . import conversions
-from .common import (declare_parameters, log_error, Mailbox, NodeStats, ParamSpec, pub_events,
-                     sub_events)
-from .executor import PRIORITY_RANGE, PriorityExecutor, priority_group, set_group_priority
-from ..core import codecs, pipeline, surgery
-from ..core.models import set_torch_threads
-from ..core.fxguard import FX_GUARD
-from ..core.scheduler import ScheduledModel, Scheduler, SchedulerConfig
-
-AUTO = 'auto'
-RELIABILITY = ('reliable', 'best_effort')
-DIAG_PERIOD_S = 1.0
-
-# The camera/denoiser side and the head/encoder side: edge_node declares both,
-# edge_process gives each to its own node.
-CAMERA_PARAMS = (
-    ParamSpec('input_transport', 'raw', 'camera input: raw = sensor_msgs/Image on image_raw, '
-              'compressed = sensor_msgs/CompressedImage on image_raw/compressed',
-              choices=('raw', 'compressed'), read_only=True),
-    ParamSpec('defense', pipeline.DEFAULT_DEFENSE, 'input defense, applied at the edge (for '
-              'cut=frame, named in the message and applied by the host)',
-              choices=('none', 'dunet', 'dunet_d', 'jpeg')),
-    ParamSpec('publish_denoised', False, 'also publish the defended model input on '
-              'denoised (sensor_msgs/Image, 32FC1)', read_only=True),
-)
-HEAD_PARAMS = (
-    ParamSpec('model', 'small_resnet', 'target classifier: a registry name or a .pt2 file',
-              read_only=True),
-    ParamSpec('weights', '', 'weights file of the target ("" = the shipped weights)',
-              read_only=True),
-    ParamSpec('device', 'cpu', 'torch device of the edge models: cpu or cuda[:N]',
-              read_only=True),
-    ParamSpec('torch_threads', 1, 'torch intra-op threads of this process (1 suits batch-1 '
-              'inference of small models; 0 = torch\'s default)', range=(0, 256),
-              read_only=True),
-    ParamSpec('cut', pipeline.DEFAULT_CUT, 'where the model is cut: a cut name (see '
-              'edge-denoise plan), frame (host-only), output (edge-only), or auto (planned at '
-              'start-up from the link speeds and the edge profile)'),
-    ParamSpec('codec', pipeline.DEFAULT_CODEC, 'feature codec raw, lossless, q8 or jpeg; for '
-              'cut=frame an image codec raw, jpeg or deepn_jpeg',
-              choices=('raw', 'lossless', 'q8', 'jpeg', 'deepn_jpeg')),
-    ParamSpec('quality', pipeline.DEFAULT_QUALITY, 'JPEG quality of the jpeg feature codec '
-              '(the shipped host tail is fine-tuned for layer1 at 5)', range=(1, 100)),
-    ParamSpec('frame_quality', pipeline.DEFAULT_FRAME_QUALITY, 'JPEG quality of camera '
-              'frames sent host-only (cut=frame, codec jpeg)', range=(1, 100)),
-    ParamSpec('uplink_mbps', 45.0, 'declared edge->host link speed in Mbit/s (cut=auto); set '
-              'it live to re-plan', range=(0.001, 100000.0)),
-    ParamSpec('downlink_mbps', 100.0, 'declared host->edge link speed in Mbit/s (cut=auto)',
-              range=(0.001, 100000.0)),
-    ParamSpec('rtt_ms', 0.0, 'declared link round-trip time in ms (cut=auto)',
-              range=(0.0, 100000.0)),
-    ParamSpec('edge_profile', '', 'edge profile file from edge-denoise profile ("" = measure '
-              'here at start-up, scaled by edge_slowdown)', read_only=True),
-    ParamSpec('host_profile', '', 'host profile file ("" = measured here)', read_only=True),
-    ParamSpec('edge_slowdown', 1.0, 'how many times slower the edge is than its profile',
-              range=(0.01, 1000.0), read_only=True),
-    ParamSpec('features_reliability', 'reliable', 'QoS reliability of features',
-              choices=RELIABILITY, read_only=True),
-    ParamSpec('features_depth', 30, 'QoS history depth of features', range=(1, 1000),
-              read_only=True),
-    ParamSpec('emulate_slowdown', 1.0, 'emulate an edge k times slower than this machine: '
-              'each model stage waits (k - 1) times its own run time (benchmarks)',
-              range=(1.0, 1000.0), read_only=True),
-)
-
-
-def features_qos(reliability: str, depth: int) -> QoSProfile:
-    """Return the QoS of the features topic (edge and host use the same)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE if reliability == 'reliable'
-                      else ReliabilityPolicy.BEST_EFFORT)
-
-
-def scheduled_runner(scheduler: Scheduler | None, slowdown: float = 1.0) -> pipeline.Runner:
-    """
-    Return a runner that runs each module as scheduler jobs at the callback's priority.
-
-    ``slowdown`` > 1 emulates a slower edge: after each stage the calling
-    thread waits ``slowdown - 1`` times the stage's run time (the device is
-    free meanwhile, as on a slower device it would be busy).
-    """
-    wrapped: dict[int, ScheduledModel] = {}
-
-    def run(stage, module, x):
-        start = time.perf_counter()
-        if scheduler is None:
-            with FX_GUARD.running():
-                y = module(x)
-        else:
-            model = wrapped.get(id(module))
-            if model is None:
-                model = wrapped[id(module)] = ScheduledModel(module, scheduler, name=stage)
-            y = model(x)
-        if slowdown > 1.0:
-            time.sleep((slowdown - 1.0) * (time.perf_counter() - start))
-        return y
-    return run
-
-
-class HeadControl:
-    """
-    The head/encoder parameters of a node and the stage settings they mean.
-
-    With ``cut: auto`` a planner (:func:`core.surgery.make_planner`) picks the
-    cut and codec at start-up; later changes of the declared link speeds
-    re-plan it (with the planner's hysteresis).
-    """
-
-    def __init__(self, node: Node, scheduler: Scheduler | None = None):
-        self.node = node
-        self.params = declare_parameters(node, HEAD_PARAMS, self._apply)
-        p = self.params
-        set_torch_threads(p['torch_threads'])
-        target = pipeline.Target(p['model'], p['weights'] or None, p['device'])
-        self.stage = pipeline.EdgeStage(
-            target, pipeline.EdgeSettings(cut=pipeline.OUTPUT_CUT, codec='raw', defense='none'),
-            scheduled_runner(scheduler, p['emulate_slowdown']))
-        self.planner = None
-        if p['cut'] == AUTO:
-            link = surgery.Link(p['uplink_mbps'], p['downlink_mbps'], p['rtt_ms'])
-            self.planner = surgery.make_planner(
-                target.model, target.input_shape, link=link,
-                edge_profile=p['edge_profile'] or None, host_profile=p['host_profile'] or None,
-                edge_slowdown=p['edge_slowdown'], model_name=target.name,
-                quality=p['quality'], frame_quality=p['frame_quality'])
-            self._log_choice('planned')
-        self.stage.configure(self._settings(p, self.stage.settings))
-
-    def _settings(self, p: dict, base: pipeline.EdgeSettings) -> pipeline.EdgeSettings:
-        s = dataclasses.replace(base, codec=p['codec'], quality=p['quality'],
-                                frame_quality=p['frame_quality'])
-        if p['cut'] != AUTO:
-            return dataclasses.replace(s, cut=p['cut'])
-        c = self.planner.choice
-        if c.kind == surgery.EDGE_ONLY:
-            return dataclasses.replace(s, cut=pipeline.OUTPUT_CUT, codec='raw')
-        if c.kind == surgery.HOST_ONLY:
-            return dataclasses.replace(s, cut=pipeline.FRAME_CUT, codec=c.codec)
-        return dataclasses.replace(s, cut=c.cut, codec=c.codec)
-
-    def _apply(self, changes: dict) -> None:
-        p = {**self.params, **changes}
-        if p['cut'] == AUTO and self.planner is None:
-            raise ValueError('cut=auto is chosen at start-up (it measures a profile); '
-                             'restart the node with it')
-        link = {k: v for k, v in changes.items() if k in ('uplink_mbps', 'downlink_mbps',
-                                                          'rtt_ms')}
-        if p['cut'] == AUTO and link:
-            before = self.planner.choice.name
-            self.planner.update(**link)
-            if self.planner.choice.name != before:
-                self._log_choice(f're-planned (was {before})')
-        try:
-            self.stage.configure(self._settings(p, self.stage.settings))
-        except pipeline.PipelineError as exc:
-            raise ValueError(str(exc)) from None
-        self.params = p
-
-    def _log_choice(self, what: str) -> None:
-        c, link = self.planner.choice, self.planner.link
-        self.node.get_logger().info(f'{what}: {c.name} at {link.uplink_mbps:g} Mbit/s up, '
-                                    f'predicted {c.total_ms(link):.1f} ms per frame')
-
-
-def apply_defense(stage: pipeline.EdgeStage, changes: dict) -> None:
-    """Apply a ``defense`` parameter change to ``stage``; refuse a bad one with the reason."""
-    if 'defense' in changes:
-        try:
-            stage.configure(dataclasses.replace(stage.settings, defense=changes['defense']))
-        except pipeline.PipelineError as exc:
-            raise ValueError(str(exc)) from None
-
-
-class CameraInput:
-    """The camera subscription: keeps the newest frame, wakes the inference callback."""
-
-    def __init__(self, node: Node, transport: str, wake, stats: NodeStats):
-        self.frames = Mailbox(depth=1)
-        self.stats = stats
-        self.wake = wake
-        kind, topic = ((CompressedImage, 'image_raw/compressed') if transport == 'compressed'
-                       else (Image, 'image_raw'))
-        # The intake only stores the newest frame: it outranks inference on the
-        # PriorityExecutor, so no frame is lost uncounted while inference runs.
-        group = MutuallyExclusiveCallbackGroup()
-        set_group_priority(group, PRIORITY_RANGE[1])
-        self.sub = node.create_subscription(
-            kind, topic, self._on_frame, qos_profile_sensor_data, callback_group=group,
-            event_callbacks=sub_events())
-
-    def _on_frame(self, msg) -> None:
-        self.stats.drop('skipped', self.frames.put((msg, time.time_ns())))
-        self.wake.trigger()
-
-    def take(self):
-        """Return ``(frame, encoding, header, t_rx_ns)`` of the newest frame, or None."""
-        item = self.frames.take()
-        if item is None:
-            return None
-        msg, t_rx = item
-        try:
-            frame, encoding = conversions.camera_msg_to_image(msg)
-        except (ValueError, codecs.CodecError) as exc:
-            raise pipeline.PipelineError('bad_image', str(exc)) from None
-        return frame, encoding, msg.header, t_rx
-
-
-class FeaturesOutput:
-    """The features publisher: payload + meta (sequence number, edge receipt time)."""
-
-    def __init__(self, node: Node, params: dict, stats: NodeStats):
-        self.pub = node.create_publisher(CompressedImage, 'features', features_qos(
-            params['features_reliability'], params['features_depth']),
-            event_callbacks=pub_events())
-        self.stats = stats
-        self.seq = 0
-
-    def publish(self, out: pipeline.EdgeOutput, header, t_rx: int) -> None:
-        """Publish one frame's features with the camera header."""
-        self.seq += 1
-        out.meta.update(seq=self.seq, t_rx=t_rx)
-        self.pub.publish(conversions.payload_to_msg(out.payload, out.meta, header))
-        self.stats.frame(len(out.payload), (time.time_ns() - t_rx) / 1e6)
-
-
-def denoised_publisher(node: Node, enabled: bool):
-    """Return a function publishing a defended input ``(1, C, H, W)`` as 32FC1/32FC3."""
-    if not enabled:
-        return lambda x, header: None
-    pub = node.create_publisher(Image, 'denoised', 10, event_callbacks=pub_events())
-
-    def publish(x, header) -> None:
-        image = x[0].permute(1, 2, 0).float().cpu().numpy()
-        msg = conversions.bridge().cv2_to_imgmsg(
-            image[:, :, 0].copy() if image.shape[2] == 1 else image.copy(),
-            encoding='32FC1' if image.shape[2] == 1 else '32FC3')
-        msg.header = header
-        pub.publish(msg)
-    return publish
-
-
-def diagnostics_timer(node: Node, parts: list[tuple[str, NodeStats]]) -> None:
-    """Publish ``diagnostics`` (one status per part) every ``DIAG_PERIOD_S``."""
-    pub = node.create_publisher(DiagnosticArray, 'diagnostics', 10, event_callbacks=pub_events())
-
-    def tick() -> None:
-        msg = DiagnosticArray()
-        msg.header.stamp = node.get_clock().now().to_msg()
-        msg.status = [stats.status(f'edge_denoise_ros: {name}', node.get_fully_qualified_name())
-                      for name, stats in parts]
-        pub.publish(msg)
-    node.create_timer(DIAG_PERIOD_S, tick, callback_group=MutuallyExclusiveCallbackGroup())
+from .common import declare_parameters, diagnostics_timer, log_error, NodeStats, run_nodes
+from .edge_common import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
+                          FeaturesOutput, HeadControl)
+from .executor import priority_group
+from ..core import pipeline
+from ..core.scheduler import Scheduler
 
 
 class EdgeNode(Node):
@@ -333,40 +75,6 @@ class EdgeNode(Node):
             log_error(self, self.stats, exc.kind, exc)
         except Exception as exc:  # a node never dies on one frame
             log_error(self, self.stats, 'inference', exc)
-
-
-def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = True) -> int:
-    """
-    Start rclpy, build the nodes, spin them until shutdown; return the exit status.
-
-    ``nodes_factory(scheduler)`` returns the nodes. ``scheduled``: one
-    scheduler for their models and a ``PriorityExecutor``; otherwise no
-    scheduler (``None``) and rclpy's ``MultiThreadedExecutor``. A bad
-    parameter ends the process with status 2 and a one-line reason.
-    """
-    rclpy.init(args=args)
-    scheduler = Scheduler(SchedulerConfig(workers=1)) if scheduled else None
-    executor = PriorityExecutor(scheduler=scheduler) if scheduled else MultiThreadedExecutor()
-    nodes = []
-    code = 0
-    try:
-        nodes = nodes_factory(scheduler)
-        for node in nodes:
-            executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError) as exc:
-        print(f'{name}: error: {" ".join(str(exc).split())}', file=sys.stderr)
-        code = 2
-    finally:
-        for node in nodes:
-            node.destroy_node()
-        executor.shutdown(timeout_sec=5.0)
-        if scheduler is not None:
-            scheduler.close(cancel_pending=True, timeout=5.0)
-        rclpy.try_shutdown()
-    return code
 
 
 def main(args=None) -> int:

@@ -29,9 +29,10 @@ import sys
 
 from rclpy.node import Node
 
-from .common import declare_parameters, log_error, Mailbox, NodeStats
-from .edge_node import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
-                        diagnostics_timer, FeaturesOutput, HeadControl, run_nodes)
+from .common import (declare_parameters, diagnostics_timer, log_error, Mailbox, NodeStats,
+                     run_nodes)
+from .edge_common import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
+                          FeaturesOutput, HeadControl)
 from .executor import priority_group
 from ..core import pipeline
 from ..core.scheduler import Scheduler

@@ -34,9 +34,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
 
-from .common import declare_parameters, log_error, NodeStats, ParamSpec, pub_events, sub_events
-from .edge_node import diagnostics_timer, features_qos, RELIABILITY, run_nodes
-from ..core import codecs, pipeline
+from .common import (declare_parameters, diagnostics_timer, features_qos, log_error, NodeStats,
+                     ParamSpec, pub_events, RELIABILITY, run_nodes, sub_events)
+from ..core import pipeline, tails, wire
 from ..core.models import set_torch_threads
 
 HOST_PARAMS = (
@@ -50,7 +50,7 @@ HOST_PARAMS = (
     ParamSpec('top_k', 3, 'classes listed in each classification', range=(1, 1000)),
     ParamSpec('finetuned_tails', True, 'use a tail fine-tuned on decoded features when one '
               'is shipped for the message\'s cut, codec and quality'),
-    ParamSpec('max_payload_bytes', codecs.MAX_PAYLOAD_BYTES, 'messages with a larger '
+    ParamSpec('max_payload_bytes', wire.MAX_PAYLOAD_BYTES, 'messages with a larger '
               'payload are refused', range=(1, 1 << 30)),
     ParamSpec('features_reliability', 'reliable', 'QoS reliability of features',
               choices=RELIABILITY, read_only=True),
@@ -84,7 +84,7 @@ class HostNode(Node):
     def _finetuned_tails(self, enabled: bool):
         if not enabled:
             return None
-        return pipeline.finetuned_tails(self.target)
+        return tails.finetuned_tails(self.target)
 
     def _apply(self, changes: dict) -> None:
         if 'finetuned_tails' in changes:

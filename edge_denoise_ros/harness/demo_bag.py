@@ -1,0 +1,258 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The demo camera bag: Fashion-MNIST test frames, half clean and half PGD-adversarial.
+
+:func:`make_demo_bag` writes the frames (``sensor_msgs/Image``, or
+``CompressedImage``) with the ground truth of every frame on a second topic
+(``std_msgs/String`` JSON), and the settings it was made with in the bag's
+custom data. Seeded: the same settings give the same messages.
+:func:`ensure_bag` remakes it when it is missing or the target's weights
+changed. Test and demo data, not a product node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+import json
+from pathlib import Path
+import shutil
+
+import numpy as np
+from rosbags.rosbag2 import Writer
+from std_msgs.msg import Header, String
+import torch
+
+from ..core import attacks, data, models
+from ..ros import conversions
+from ..ros.bag import (absolute, BAG_VERSION, bag_info, camera_qos_profile, canonical_cdr,
+                       Progress, read_messages, reliable_qos_profile, rosbags_qos,
+                       storage_plugin, typestore)
+
+DEFAULT_DEMO_BAG = 'out/demo_bag'
+DEMO_METADATA_KEY = 'edge_denoise_demo'
+
+
+@dataclass
+class DemoBagConfig:
+    """Settings of the demo camera bag (every one recorded in the bag's custom data)."""
+
+    frames: int = 300                  # 10 s of camera at 30 Hz
+    size: int = 224                    # frame side: a multiple of 28 (nearest-neighbour x8)
+    encoding: str = 'bgr8'
+    rate_hz: float = 30.0
+    adversarial_fraction: float = 0.5
+    eps: float = 0.1                   # PGD: L-inf budget, steps, step size (pixels in [0, 1])
+    steps: int = 10
+    step_size: float = 0.025
+    seed: int = 0
+    storage: str = 'mcap'
+    compressed: str | None = None      # None: sensor_msgs/Image; 'png' or 'jpeg': CompressedImage
+    jpeg_quality: int = 95
+    camera_topic: str = '/image_raw'   # '/compressed' is appended for CompressedImage frames
+    truth_topic: str = '/ground_truth'
+    frame_id: str = 'camera'
+    start_ns: int = 1_767_225_600 * 10**9   # 2026-01-01T00:00:00Z: the same bag every time
+    model: str = 'small_resnet'
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for a bad setting."""
+        if self.frames < 1:
+            raise ValueError(f'frames must be >= 1, got {self.frames}')
+        if self.size < data.INPUT_SIZE or self.size % data.INPUT_SIZE:
+            raise ValueError(f'size must be a multiple of {data.INPUT_SIZE}, got {self.size}')
+        if self.encoding not in data.ENCODINGS:
+            raise ValueError(f'encoding must be one of {data.ENCODINGS}, got {self.encoding!r}')
+        if not self.rate_hz > 0:
+            raise ValueError(f'rate must be > 0 Hz, got {self.rate_hz}')
+        if not 0 <= self.adversarial_fraction <= 1:
+            raise ValueError(f'adversarial fraction must be in [0, 1], got '
+                             f'{self.adversarial_fraction}')
+        if self.compressed not in (None, 'png', 'jpeg'):
+            raise ValueError(f"compressed must be None, 'png' or 'jpeg', got {self.compressed!r}")
+        storage_plugin(self.storage)
+
+    @property
+    def image_topic(self) -> str:
+        """Return the camera topic the frames are written on."""
+        base = absolute(self.camera_topic)
+        return base + '/compressed' if self.compressed else base
+
+
+def demo_truth(stamp_ns: int, frame_id: str, seq: int, index: int, label: int,
+               adversarial: bool) -> dict:
+    """Return the ground truth record of one demo frame (the JSON of the truth topic)."""
+    return {'stamp': {'sec': stamp_ns // 10**9, 'nanosec': stamp_ns % 10**9},
+            'stamp_ns': stamp_ns, 'frame_id': frame_id, 'seq': seq, 'index': index,
+            'label': label, 'label_name': data.CLASSES[label], 'adversarial': adversarial}
+
+
+def stamp_ns(header) -> int:
+    """Return a header's stamp in nanoseconds (the key frames and truths are matched by)."""
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
+
+
+def read_ground_truth(path, topic: str = '/ground_truth') -> dict[int, dict]:
+    """
+    Return a demo bag's ground truth by frame stamp: ``{stamp_ns: demo_truth record}``.
+
+    Reads only the truth topic, so a consumer can account for every frame
+    (clean or adversarial, its label) without replaying the bag.
+    """
+    truths = {}
+    for _, _, _, msg in read_messages(path, [topic]):
+        record = json.loads(msg.data)
+        truths[int(record['stamp_ns'])] = record
+    if not truths:
+        raise ValueError(f'no ground truth on {absolute(topic)} in bag {path}')
+    return truths
+
+
+def demo_metadata(path) -> dict:
+    """Return the settings a demo bag was made with (its custom data), ``{}`` for other bags."""
+    text = bag_info(path)['custom_data'].get(DEMO_METADATA_KEY)
+    return json.loads(text) if text else {}
+
+
+def demo_samples(cfg: DemoBagConfig, model=None, progress: Progress | None = None):
+    """
+    Choose and attack the demo's test samples; return ``(images, labels, indices, adv)``.
+
+    ``images`` uint8 ``(N, 28, 28)``: the test images at seeded random indices,
+    the ``adv`` ones (a seeded choice of ``round(N * fraction)``) replaced by
+    PGD against ``model`` (default: the shipped target), quantised to uint8.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    images, labels = data.load_fashion_mnist('test')
+    if cfg.frames > len(labels):
+        raise ValueError(f'at most {len(labels)} frames (the test split), got {cfg.frames}')
+    indices = np.sort(rng.choice(len(labels), size=cfg.frames, replace=False))
+    images, labels = images[indices].copy(), labels[indices]
+    n_adv = int(round(cfg.frames * cfg.adversarial_fraction))
+    adv = np.zeros(cfg.frames, dtype=bool)
+    adv[rng.choice(cfg.frames, size=n_adv, replace=False)] = True
+    if n_adv:
+        model = model if model is not None else models.build_model(cfg.model)
+        model.eval()
+        generator = torch.Generator().manual_seed(cfg.seed)
+        where = np.flatnonzero(adv)
+        batch = 100
+        for start in range(0, len(where), batch):
+            idx = where[start:start + batch]
+            x = data.to_tensor(images[idx])
+            y = torch.from_numpy(labels[idx])
+            xa = attacks.pgd(model, x, y, cfg.eps, cfg.steps, cfg.step_size,
+                             random_start=True, generator=generator)
+            images[idx] = data.to_uint8(xa)
+            if progress is not None:
+                progress(min(start + batch, len(where)), len(where), {'stage': 'pgd'})
+    return images, labels, indices, adv
+
+
+def demo_frame_msg(image, stamp: int, cfg: DemoBagConfig):
+    """Build the camera message of one 28x28 sample (Image, or CompressedImage if asked)."""
+    header = Header(frame_id=cfg.frame_id)
+    header.stamp.sec, header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+    frame = data.sample_to_frame(image, cfg.size, cfg.encoding)
+    if cfg.compressed:
+        return conversions.image_to_compressed_msg(frame, cfg.encoding, cfg.compressed,
+                                                   quality=cfg.jpeg_quality, header=header)
+    return conversions.image_to_msg(frame, cfg.encoding, header=header)
+
+
+def make_demo_bag(out=DEFAULT_DEMO_BAG, cfg: DemoBagConfig | None = None, model=None,
+                  overwrite: bool = False, progress: Progress | None = None) -> dict:
+    """
+    Write the demo camera bag; return a summary (counts, size, the target's accuracy on it).
+
+    Frame ``i`` is stamped ``start_ns + i / rate_hz``; its ground truth (a
+    ``std_msgs/String`` JSON, see ``demo_truth``) is written at the same bag
+    time and its frame 1 µs later, so a player delivers the truth first. The
+    target's accuracy on the clean and the adversarial frames is measured on
+    the frames as stored (decoded and preprocessed as a node would).
+    """
+    cfg = cfg or DemoBagConfig()
+    cfg.check()
+    out = Path(out)
+    if out.exists():
+        if not overwrite:
+            raise ValueError(f'{out} exists already; pass overwrite (--force) to replace it')
+        if not (out / 'metadata.yaml').is_file():
+            raise ValueError(f'{out} exists and is not a rosbag2 directory; not replacing it')
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model if model is not None else models.build_model(cfg.model)
+    model.eval()
+    images, labels, indices, adv = demo_samples(cfg, model, progress)
+
+    camera_cls = 'sensor_msgs/msg/CompressedImage' if cfg.compressed else 'sensor_msgs/msg/Image'
+    store = typestore()
+    inputs = []
+    writer = Writer(out, version=BAG_VERSION, storage_plugin=storage_plugin(cfg.storage))
+    record = {**asdict(cfg), 'model_hash': models.state_hash(model),
+              'clean': int((~adv).sum()), 'adversarial': int(adv.sum())}
+    writer.set_custom_data(DEMO_METADATA_KEY, json.dumps(record, sort_keys=True))
+    writer.open()
+    try:
+        truth_conn = writer.add_connection(
+            absolute(cfg.truth_topic), 'std_msgs/msg/String', typestore=store,
+            offered_qos_profiles=[rosbags_qos(reliable_qos_profile())])
+        image_conn = writer.add_connection(
+            cfg.image_topic, camera_cls, typestore=store,
+            offered_qos_profiles=[rosbags_qos(camera_qos_profile())])
+        for i in range(cfg.frames):
+            stamp = cfg.start_ns + int(round(i * 1e9 / cfg.rate_hz))
+            truth = demo_truth(stamp, cfg.frame_id, i, int(indices[i]), int(labels[i]),
+                               bool(adv[i]))
+            writer.write(truth_conn, stamp, canonical_cdr(String(data=json.dumps(truth))))
+            msg = demo_frame_msg(images[i], stamp, cfg)
+            writer.write(image_conn, stamp + 1000, canonical_cdr(msg))
+            frame, encoding = conversions.camera_msg_to_image(msg)
+            inputs.append(data.preprocess_frame(frame, encoding))
+            if progress is not None:
+                progress(i + 1, cfg.frames, {'stage': 'write'})
+    except BaseException:
+        writer.close()
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    writer.close()
+    with torch.no_grad():
+        pred = torch.cat([model(x) for x in torch.cat(inputs).split(250)]).argmax(1).numpy()
+    correct = pred == labels
+
+    def acc(mask):
+        return round(float(correct[mask].mean()), 4) if mask.any() else None
+
+    size = sum(p.stat().st_size for p in out.rglob('*') if p.is_file())
+    return {'bag': str(out), 'storage': cfg.storage, 'frames': cfg.frames,
+            'clean': int((~adv).sum()), 'adversarial': int(adv.sum()),
+            'camera_topic': cfg.image_topic, 'camera_type': camera_cls,
+            'truth_topic': absolute(cfg.truth_topic), 'size': cfg.size,
+            'encoding': cfg.encoding, 'rate_hz': cfg.rate_hz,
+            'duration_s': round((cfg.frames - 1) / cfg.rate_hz, 6), 'bytes': size,
+            'target_accuracy': {'clean': acc(~adv), 'adversarial': acc(adv)},
+            'model_hash': record['model_hash'], 'seed': cfg.seed}
+
+
+def ensure_bag(path: str, frames: int, progress=None) -> dict:
+    """Make the demo bag if it is missing or was made with other weights; return its metadata."""
+    want = models.state_hash(models.build_model())
+    p = Path(path)
+    if p.exists():
+        meta = demo_metadata(p)
+        if meta.get('model_hash') == want and meta.get('frames') == frames:
+            return meta
+    make_demo_bag(p, DemoBagConfig(frames=frames), overwrite=p.exists(), progress=progress)
+    return demo_metadata(p)
