@@ -10,12 +10,13 @@ STAMP  := $(VENV)/.installed
 FMNIST ?= $(or $(FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test bench train clean help
+.PHONY: setup data demo test bench results train clean help
 
 help:
 	@echo "make demo   - set up, then run the main job (edge + host on real DDS)"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make bench  - set up, then run the benchmarks (JSON + plots under out/bench)"
+	@echo "make results - rewrite the README's result blocks from docs/results/*.json"
 	@echo "make train  - set up, then retrain every shipped weights file (seeded)"
 	@echo "make setup  - create/refresh .venv and the Fashion-MNIST data"
 
@@ -55,6 +56,11 @@ bench: setup
 	@if [ "$$(id -u)" = 0 ]; then \
 	  $(BIN)/edge-denoise bench link --out out/bench/link --json | tail -n 1 > out/bench/link.json; \
 	else echo "bench link skipped: it needs root (network namespaces, tc)"; fi
+
+# The README's result blocks, rendered from the committed docs/results/*.json (stdlib only:
+# no set-up needed). test/test_readme_results.py fails when they differ.
+results:
+	$(PYTHON) -m edge_denoise_ros.harness.results --write
 
 # Retrain every shipped weights file, in dependency order (seeded; ~1 h on 2 cores).
 train: setup

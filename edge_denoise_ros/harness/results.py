@@ -1,0 +1,410 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The README's result blocks, rendered from ``docs/results/*.json``.
+
+Each block of the README between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``
+is rendered by ``BLOCKS[NAME]`` from the result files (JSON in, markdown out; nothing is
+measured here). ``make results`` (``python -m edge_denoise_ros.harness.results --write``)
+rewrites the blocks; ``test/test_readme_results.py`` fails when the README differs from
+what its files say. Each result file is an ``edge-denoise ... --json`` result and carries
+``provenance``: the command, the commit and the machine that made it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import Callable, Mapping
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / 'README.md'
+RESULTS_DIR = REPO / 'docs' / 'results'
+
+# A block on lines of its own (a newline after the opening marker), or inline in a sentence.
+BLOCK = re.compile(r'<!-- results:(?P<name>[\w-]+) -->(?P<nl>\n?)(?P<body>.*?)'
+                   r'<!-- /results:(?P=name) -->', re.S)
+OPEN = re.compile(r'<!-- results:([\w-]+) -->')
+CLOSE = re.compile(r'<!-- /results:([\w-]+) -->')
+
+Results = Mapping[str, dict]
+
+
+def load_results(folder: Path | str = RESULTS_DIR) -> dict[str, dict]:
+    """Read every ``*.json`` in ``folder``, keyed by file stem."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(folder).glob('*.json'))}
+
+
+def _file(results: Results, name: str) -> dict:
+    if name not in results:
+        raise ValueError(f'docs/results/{name}.json is missing; its block cannot be rendered')
+    return results[name]
+
+
+# Number formats: one place, so the README and its test agree on the rounding.
+
+def _int(v: float) -> str:
+    return f'{int(round(v)):,}'
+
+
+def _pct(fraction: float, digits: int = 2) -> str:
+    return f'{100 * fraction:.{digits}f}'
+
+
+def _ms(seconds: float) -> str:
+    ms = 1000 * seconds
+    return f'{ms:.0f} ms' if ms >= 100 else f'{ms:.1f} ms'
+
+
+def _times(ratio: float) -> str:
+    """Format a ratio to three significant digits: 0.85×, 64.3×, 112×."""
+    digits = 0 if ratio >= 100 else 1 if ratio >= 10 else 2
+    return f'{ratio:.{digits}f}×'
+
+
+def _one(v: float | None) -> str:
+    return '–' if v is None else f'{v:.1f}'
+
+
+def _source(results: Results, name: str) -> str:
+    """Name a file's command (from its own provenance) and link the file."""
+    command = _file(results, name)['provenance']['command']
+    return f'`{command}` → [`{name}.json`](docs/results/{name}.json)'
+
+
+def _and(items: list[str]) -> str:
+    """Join as 'a', 'a and b', 'a, b and c'."""
+    return ' and '.join(filter(None, (', '.join(items[:-1]), items[-1]))) if items else ''
+
+
+def _sources(results: Results, *names: str) -> str:
+    return '; '.join(_source(results, n) for n in names)
+
+
+# The blocks.
+
+def render_machine(results: Results) -> str:
+    """Describe the machine the results ran on, as the freshest accuracy run recorded it."""
+    m = _file(results, 'eval')['provenance']['machine']
+    machines = [r['provenance']['machine'] for r in results.values() if 'provenance' in r]
+    cuda = [one['cuda'] for one in machines if one.get('cuda') is not None]
+    gpus = sorted({one['gpu'] for one in machines if one.get('gpu')})
+    gpu = f', GPU {", ".join(gpus)}' if gpus else ', no GPU' if cuda and not any(cuda) else ''
+    return (f'Measured on this project\'s development machine: {m["cpu_count"]} CPUs '
+            f'({m["cpu_model"]}{gpu}), {m["os"]}, Python {m["python"]}, torch {m["torch"]}; '
+            f'ROS 2 Kilted wheels with Fast DDS. Benchmarks measure ratios side by side in one '
+            f'run.')
+
+
+def _tucker_parts(macs: dict, layer: str) -> tuple[dict, list[dict], list[int]]:
+    """Find a DUNET conv, the convs DUNET_D replaced it by (1×1, k×k, 1×1), their ranks."""
+    full = next(r for r in macs['dunet']['layers'] if r['name'] == layer)
+    parts = [r for r in macs['dunet_d']['layers'] if r['name'].startswith(layer + '.')]
+    return full, parts, macs['dunet_d']['ranks'][layer]
+
+
+def render_denoiser(results: Results) -> str:
+    """Render MACs, time and accuracy of DUNET and DUNET_D; undefended and JPEG accuracy."""
+    macs, timing, ev = (_file(results, n) for n in ('macs', 'denoiser', 'eval'))
+    acc = ev['accuracy']
+    attacks = [a for a in ('clean', 'fgsm', 'pgd') if a in acc['none']]
+    shape = '×'.join(map(str, macs['input_shape']))
+    layer, parts, ranks = _tucker_parts(macs, 'back3.0.conv')
+    ho, wo = layer['out']
+    kernels = ', '.join('×'.join(map(str, p['kernel'])) for p in parts)
+
+    def accuracy(defense: str) -> str:
+        return ' / '.join(_pct(acc[defense][a]) for a in attacks) + ' %'
+
+    def wall(cfg: dict) -> tuple[str, str]:
+        return _ms(cfg['dunet_s']), f'{_ms(cfg["dunet_d_s"])} ({_times(cfg["time_ratio"])})'
+
+    full, small = timing['full'], timing['small']
+    rows = [
+        (f'MACs, {macs["config"]} config {shape}', _int(macs['dunet']['total']),
+         f'{_int(macs["dunet_d"]["total"])} (−{_pct(macs["reduction"], 1)} %)'),
+        (f'back3.0 ({layer["ci"]}→{layer["co"]} @{ho}×{wo})', _int(layer['macs']),
+         f'{" + ".join(_int(p["macs"]) for p in parts)} ({kernels}; ranks {ranks[0]}, '
+         f'{ranks[1]})'),
+        (f'wall time, full config batch {full["batch"]}, {timing["threads"]} thread '
+         f'(median of {timing["repeats"]})', *wall(full)),
+        (f'wall time, small config batch {small["batch"]}, {small["weights"]}', *wall(small)),
+        (f'{" / ".join(a.upper() if a != "clean" else a for a in attacks)} accuracy '
+         f'(n = {_int(ev["n"])})', accuracy('dunet'), accuracy('dunet_d')),
+    ]
+    table = '\n'.join(['| | DUNET | DUNET_D |', '|---|---|---|']
+                      + ['| ' + ' | '.join(r) + ' |' for r in rows])
+    fgsm, pgd = ev['attacks']['fgsm'], ev['attacks']['pgd']
+    start = 'a seeded random start' if pgd.get('random_start') else 'the clean image'
+    return (
+        f'**Denoiser** ({_sources(results, "macs", "denoiser", "eval")}):\n\n{table}\n\n'
+        f'Undefended: {accuracy("none")}; JPEG re-encoding with the DeepN-JPEG table as the '
+        f'input defense (Feature Distillation style): {accuracy("jpeg")}. Attacks are made '
+        f'against the target alone (HGD\'s gray-box setting), L∞ on [0, 1] images: FGSM with '
+        f'ε = {fgsm["eps"]:g}, and PGD with ε = {pgd["eps"]:g}, {pgd["steps"]} steps of '
+        f'{pgd["step_size"]:g} from {start}; every defense sees the same adversarial '
+        f'examples.')
+
+
+def _candidate(plan: dict, name: str) -> dict:
+    return next(r for r in plan['candidates'] if r['name'] == name)
+
+
+def _describe(row: dict) -> str:
+    if row['kind'] == 'edge_only':
+        return 'edge-only'
+    if row['kind'] == 'host_only':
+        return f'host-only {row["codec"].replace("_", "-").upper()}'
+    return f'the split {row["cut"]}/{row["codec"]}'
+
+
+def _plan_sentence(plan: dict, first: bool) -> str:
+    choice = _candidate(plan, plan['choice'])
+    edge = next(r for r in plan['candidates'] if r['kind'] == 'edge_only')
+    splits = [r for r in plan['candidates'] if r['kind'] == 'split']
+    picks = 'the planner picks ' if first else ''
+    text = (f'at {plan["link"]["uplink_mbps"]:g} Mbit/s {picks}{_describe(choice)} '
+            f'({choice["total_ms"]:.1f} ms; edge-only {edge["total_ms"]:.1f} ms')
+    best_split = min(splits, key=lambda r: r['total_ms'], default=None)
+    if best_split is not None and choice['kind'] != 'split':
+        text += (f', the best split {best_split["cut"]}/{best_split["codec"]} '
+                 f'{best_split["total_ms"]:.1f} ms')
+    return text + ')'
+
+
+def render_surgery(results: Results) -> str:
+    """Render the planner's picks at 2 and 45 Mbit/s (and its end-to-end check)."""
+    plans = [_file(results, n) for n in ('plan_2mbps', 'plan_45mbps')]
+    first = plans[0]
+    shape = '×'.join(map(str, first['input']))
+    text = (f'**DNN surgery** ({_sources(results, "plan_2mbps", "plan_45mbps")}): the test '
+            f'suite checks that head and tail reproduce the model at every valid cut of the '
+            f'default model and at sampled cuts of ResNet-50, Inception-v3, MobileNetV2, '
+            f'VGG-19, SqueezeNet and ShuffleNetV2 (`test/test_surgery.py`). For '
+            f'{first["model"]} ({shape}) with a {first["edge_slowdown"]:g}× slower edge '
+            f'({len(first["candidates"])} candidates): '
+            + '; '.join(_plan_sentence(p, i == 0) for i, p in enumerate(plans)) + '.')
+    if 'planner' in results:
+        text += ' ' + _planner_sentence(results)
+    return text
+
+
+def _planner_sentence(results: Results) -> str:
+    bench = results['planner']
+    worst = max((row for m in bench['models'] for row in m['rows']), key=lambda r: r['ratio'])
+    models = _and([m['model'] for m in bench['models']])
+    rates = _and([f'{u:g}' for u in bench['uplinks']])
+    head = (f'Run end to end ({_source(results, "planner")}; {models}, a '
+            f'{bench["edge_slowdown"]:g}× slower edge, {bench["clock"]} clock), the planner\'s '
+            f'choice')
+    if worst['ratio'] <= 1.0:
+        return f'{head} was the measured best candidate at {rates} Mbit/s.'
+    return (f'{head} took at most {worst["ratio"]:.2f}× the measured best candidate\'s time at '
+            f'{rates} Mbit/s ({worst["model"]} at {worst["uplink_mbps"]:g} Mbit/s).')
+
+
+def _codec_row(codecs: dict, cut: str, codec: str, quality=None, dtype='float32') -> dict:
+    return next(r for r in codecs['rows'] if r['cut'] == cut and r['codec'] == codec
+                and r['quality'] == quality and r['dtype'] == dtype)
+
+
+def _drop(pts: float) -> str:
+    return '0' if pts == 0 else f'{pts:.2f} pt'
+
+
+def _speed(row: dict) -> str:
+    return f'{row["encode_MBps"]:.0f} / {row["decode_MBps"]:.0f}'
+
+
+def render_codecs(results: Results) -> str:
+    """Render compression, accuracy drop and speed of the feature codecs; DeepN-JPEG."""
+    codecs = _file(results, 'codecs')
+    lossless = _codec_row(codecs, 'stem', 'lossless')
+    zstd = _codec_row(codecs, 'stem', 'zstd-3')
+    q8 = _codec_row(codecs, 'layer1', 'q8')
+    q10 = _codec_row(codecs, 'layer1', 'jpeg', 10)
+    tuned = next(f for f in codecs['finetuned'] if f['used'])
+    q5 = _codec_row(codecs, tuned['cut'], tuned['codec'], tuned['quality'])
+    rows = [
+        ('lossless (zero bitmap + byte planes + zstd), stem',
+         f'{_times(lossless["ratio"])} (zstd-3 alone {_times(zstd["ratio"])}, '
+         f'{zstd["encode_MBps"]:.0f} MB/s)', _drop(lossless['drop_pts']), _speed(lossless)),
+        ('8-bit, layer1', _times(q8['ratio']), _drop(q8['drop_pts']), _speed(q8)),
+        ('JPEG-tiled q10, layer1', _times(q10['ratio']), _drop(q10['drop_pts']), _speed(q10)),
+        (f'JPEG-tiled q{tuned["quality"]}, {tuned["cut"]}, fine-tuned tail (the default)',
+         _times(tuned['ratio']),
+         f'{_drop(tuned["drop_pts_finetuned"])} ({_drop(tuned["drop_pts_plain"])} with the '
+         f'plain tail: {_pct(tuned["accuracy_plain_tail"])} → '
+         f'{_pct(tuned["accuracy_finetuned"])} % fine-tuned)', _speed(q5)),
+    ]
+    table = '\n'.join(['| codec at cut | compression vs float32 | accuracy drop '
+                       '| encode / decode MB/s |', '|---|---|---|---|']
+                      + ['| ' + ' | '.join(r) + ' |' for r in rows])
+    dn = codecs['deepn_jpeg']
+    verdict = 'did *not* beat' if dn['ratio'] < 1 else 'beat'
+    return (
+        f'**Feature codecs** ({_source(results, "codecs")}; all {_int(codecs["n"])} test '
+        f'images through encode → decode → tail; `edge-denoise bench codecs` sweeps every cut '
+        f'and quality):\n\n{table}\n\n'
+        f'DeepN-JPEG\'s table {verdict} standard JPEG here: '
+        f'{dn["deepn_jpeg"]["bytes_per_image"]:.1f} vs {dn["jpeg"]["bytes_per_image"]:.1f} '
+        f'bytes per image at equal accuracy ({dn["ratio"]:.2f}×).')
+
+
+def _chain(entry: dict) -> str:
+    return (f'{entry["isolated_p99_ms"]:.1f} → {entry["loaded_p99_ms"]:.1f} ms '
+            f'({_times(entry["ratio"])})')
+
+
+def render_scheduler(results: Results) -> str:
+    """Render priority vs FIFO vs plain calls under load; pipelining on the CPU."""
+    s = _file(results, 'scheduler')
+    cfg, pipe = s['config'], s['pipeline']
+    b = cfg['background_batches']
+    same = all(p['outputs_match'] for p in pipe.values())
+    return (
+        f'**Scheduling** ({_source(results, "scheduler")}): a {cfg["rate_hz"]:g} Hz camera '
+        f'chain (denoiser then target, high priority) against two low-priority background '
+        f'models (DUNET small at batch {b[0]}, the ResNet at batch {b[1]}) that keep the device '
+        f'busy. Chain p99 latency alone → loaded: {_chain(s["priority"])} with '
+        f'priorities, {_chain(s["fifo"])} with FIFO (the same nodes and scheduler '
+        f'on rclpy\'s `MultiThreadedExecutor`), {_chain(s["direct"])} with plain '
+        f'torch calls in the callbacks. Pipelining denoiser (frame i+1) and target (frame i) on '
+        f'this {cfg["cpus"]}-core CPU: {_times(pipe["small"]["pipelined_vs_sequential"])} '
+        f'(small pair) and {_times(pipe["full"]["pipelined_vs_sequential"])} (DUNET_D full + '
+        f'Inception-v3 at 299×299) the sequential frames/s, outputs '
+        f'{"identical" if same else "NOT identical"}; the CUDA stream path is tested only '
+        f'where a GPU exists.')
+
+
+def _link_row(r: dict) -> str:
+    size = '–' if r['bytes_per_frame'] is None else _int(r['bytes_per_frame'])
+    where = f'{r["cut"] or "–"} / {r["codec"] or "–"}'
+    return (f'| {r["rate_mbps"]:g} Mbit/s | {r["strategy"]} | {r["fps"]:.1f} | '
+            f'{_one(r["p50_ms"])} | {_one(r["p99_ms"])} | {size} | '
+            f'{r["dropped"]} / {r["played"]} | {where} |')
+
+
+def render_link(results: Results) -> str:
+    """Render every offloading strategy over a shaped link: table and findings."""
+    link = _file(results, 'link')
+    rows, cfg = link['rows'], link['config']
+    table = '\n'.join(
+        ['| uplink | strategy | frames/s | p50 ms | p99 ms | bytes/frame | dropped of played '
+         '| cut / codec |', '|---|---|---|---|---|---|---|---|'] + [_link_row(r) for r in rows])
+    rates = sorted({r['rate_mbps'] for r in rows})
+    rates_text = _and([f'{r:g}' for r in rates])
+    auto = [r for r in rows if r['strategy'] == 'auto']
+    picks = sorted({f'{r["cut"]} / {r["codec"]}' for r in auto})
+    best = [max((r for r in rows if r['rate_mbps'] == rate), key=lambda r: r['fps'])
+            for rate in rates]
+    auto_fps = _and([f'{r["fps"]:.1f}' for r in auto])
+    best_fps = _and([f'{r["fps"]:.1f}' for r in best])
+    text = (
+        f'**Offloading over a shaped link** ({_source(results, "link")}, as root): edge and '
+        f'host in two network namespaces joined by a veth shaped with `tc tbf`, the demo bag '
+        f'replayed for {cfg["duration"]:g} s per strategy and rate, frames/s measured at the '
+        f'robot.\n\n{table}\n\n'
+        f'`auto` (the planner, from a profile measured at start-up and the declared link) '
+        f'picked {" and ".join(picks)} at {rates_text} Mbit/s: '
+        f'{auto_fps} frames/s; the best strategy\'s {best_fps}.')
+    slow = [r for r in rows if r['rate_mbps'] == rates[0]]
+    raw = next((r for r in slow if r['strategy'] == 'raw'), None)
+    sized = next((r for r in rows if r['strategy'] == 'raw' and r['bytes_per_frame']), None)
+    small = next((r for r in slow if r['strategy'] == 'split_jpeg'), None)
+    if raw and sized and small and raw['fps'] == 0:
+        text += (
+            f' At {rates[0]:g} Mbit/s raw frames ({_int(sized["bytes_per_frame"])} bytes) '
+            f'deliver nothing: each frame is many DDS fragments and the shaper\'s queue drops '
+            f'some of nearly every one ({_int(raw["link_dropped_packets"])} packets dropped), '
+            f'while `split_jpeg` sends {_int(small["bytes_per_frame"])} bytes a frame.')
+    return text
+
+
+BLOCKS: dict[str, Callable[[Results], str]] = {
+    'machine': render_machine,
+    'denoiser': render_denoiser,
+    'surgery': render_surgery,
+    'codecs': render_codecs,
+    'scheduler': render_scheduler,
+    'link': render_link,
+}
+
+
+def wrap(markdown: str, width: int = 99) -> str:
+    """Fill the prose paragraphs of ``markdown`` to ``width``; tables stay as they are."""
+    paragraphs = markdown.split('\n\n')
+    return '\n\n'.join(
+        p if p.lstrip().startswith(('|', '!', '<')) else
+        textwrap.fill(' '.join(p.split()), width, break_long_words=False,
+                      break_on_hyphens=False)
+        for p in paragraphs)
+
+
+def render_readme(text: str, results: Results) -> str:
+    """Return ``text`` with every result block rendered afresh from ``results``."""
+    opened, closed = OPEN.findall(text), CLOSE.findall(text)
+    if sorted(opened) != sorted(closed) or len(set(opened)) != len(opened):
+        raise ValueError(f'result markers do not pair up: opened {opened}, closed {closed}')
+    unknown = sorted(set(opened) - set(BLOCKS))
+    if unknown:
+        raise ValueError(f'unknown result block {unknown[0]!r}; expected one of {tuple(BLOCKS)}')
+
+    def block(match: re.Match) -> str:
+        name, nl = match['name'], match['nl']
+        body = BLOCKS[name](results).rstrip()
+        body = wrap(body) if nl else body
+        return f'<!-- results:{name} -->{nl}{body}{nl}<!-- /results:{name} -->'
+
+    rendered, count = BLOCK.subn(block, text)
+    if count != len(opened):
+        raise ValueError('result blocks must not nest or overlap')
+    return rendered
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check (default) or rewrite the README's result blocks; 1 when they are stale."""
+    parser = argparse.ArgumentParser(
+        prog='python -m edge_denoise_ros.harness.results',
+        description='render the README result blocks from docs/results/*.json')
+    parser.add_argument('--write', action='store_true', help='rewrite the README in place')
+    parser.add_argument('--readme', type=Path, default=README, help='the README to render')
+    parser.add_argument('--results', type=Path, default=RESULTS_DIR,
+                        help='folder of result JSON files')
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    try:
+        rendered = render_readme(text, load_results(args.results))
+    except (ValueError, KeyError, StopIteration) as exc:
+        print(f'results: error: {exc!r}', file=sys.stderr)
+        return 2
+    if rendered == text:
+        print(f'{args.readme}: result blocks up to date')
+        return 0
+    if args.write:
+        args.readme.write_text(rendered)
+        print(f'{args.readme}: result blocks rewritten')
+        return 0
+    print(f'{args.readme}: result blocks differ from {args.results}; run make results',
+          file=sys.stderr)
+    return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
