@@ -27,8 +27,9 @@ MAX_LINES = 700
 FLOORS = ('core', 'ros', 'harness', 'commands', 'cli')
 
 # The only third-party modules a function may import (optional, heavy, or absent off a ROS
-# install): plots, the H.264 peer, and the ament index of a sourced ROS workspace.
-OPTIONAL_LOCAL_IMPORTS = frozenset({'matplotlib', 'av', 'ament_index_python'})
+# install): plots, the H.264 peer, the ament index of a sourced ROS workspace, and torchvision
+# (its import pulls in torch._dynamo, ~2 s, and only torchvision targets need it).
+OPTIONAL_LOCAL_IMPORTS = frozenset({'matplotlib', 'av', 'ament_index_python', 'torchvision'})
 
 
 def _modules() -> dict[str, Path]:
