@@ -17,7 +17,7 @@
 import pytest
 import torch
 
-from edge_denoise_ros.core import attacks, data, evaluation, models, training
+from edge_denoise_ros.core import attacks, data, evaluation, models
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -43,7 +43,7 @@ def test_fgsm_stays_in_budget_and_hurts_the_target(target, batch):
     assert xa.shape == x.shape and not xa.requires_grad
     assert xa.min() >= 0 and xa.max() <= 1
     assert linf(xa, x).max() <= 0.1 + 1e-6
-    clean, adv = training.accuracy(target, x, y), training.accuracy(target, xa, y)
+    clean, adv = evaluation.accuracy(target, x, y), evaluation.accuracy(target, xa, y)
     assert clean > 0.9 and adv < clean - 0.3
     assert torch.equal(attacks.fgsm(target, x, y, 0.0), x)
 
@@ -56,8 +56,8 @@ def test_pgd_is_stronger_than_fgsm_and_seeded(target, batch):
     xa = attacks.pgd(target, x, y, 0.1, 10, 0.025, generator=torch.Generator().manual_seed(1))
     assert xa.min() >= 0 and xa.max() <= 1
     assert linf(xa, x).max() <= 0.1 + 1e-6
-    assert training.accuracy(target, xa, y) < 0.05
-    assert training.accuracy(target, xa, y) < training.accuracy(
+    assert evaluation.accuracy(target, xa, y) < 0.05
+    assert evaluation.accuracy(target, xa, y) < evaluation.accuracy(
         target, attacks.fgsm(target, x, y, 0.1), y)
 
 

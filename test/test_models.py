@@ -19,7 +19,7 @@ import json
 import pytest
 import torch
 
-from edge_denoise_ros.core import data, models, training
+from edge_denoise_ros.core import data, evaluation, models, training
 
 
 def test_small_resnet_shapes_and_stages():
@@ -41,7 +41,7 @@ def test_shipped_weights_are_small_and_documented():
 def test_shipped_model_accuracy_at_least_92_percent():
     model = models.build_model()
     x, y = data.load_split_tensors('test')
-    acc = training.accuracy(model, x, y)
+    acc = evaluation.accuracy(model, x, y)
     assert len(y) == 10000
     assert acc >= 0.92, f'test accuracy {acc:.4f} < 0.92'
 

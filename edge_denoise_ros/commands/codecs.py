@@ -39,6 +39,7 @@ from .common import (add_schedule_args, CliError, format_table, parse_list, posi
                      positive_int, ProgressBar)
 from .train import write_provenance
 from ..core import codecs, data, deepn_jpeg, models, surgery, tails, training, wire
+from ..core.evaluation import accuracy
 from ..core.models import set_torch_threads
 
 DEFAULT_QUALITIES = (5, 10, 20, 30, 50, 70, 90)
@@ -108,15 +109,6 @@ def register_deepn_table(p) -> None:
 
 # ------------------------------------------------------------------------- bench
 
-def _accuracy(tail, feats, y, batch_size=1000) -> float:
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(feats), batch_size):
-            out = tail(torch.as_tensor(feats[i:i + batch_size]))
-            correct += (out.argmax(1) == y[i:i + batch_size]).sum().item()
-    return correct / len(y)
-
-
 def _select_cuts(model, traced, spec: str):
     """Cuts to bench: 'all', 'blocks' (input, outputs of container modules, last) or names."""
     if spec == 'all':
@@ -172,7 +164,7 @@ def bench_codecs(args) -> dict:
     n = len(y)
     traced = surgery.trace(model, x[:1])
     selected = _select_cuts(model, traced, args.cuts)
-    base = _accuracy(model, x, y)
+    base = accuracy(model, x, y)
     cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
     rows, stages = [], []
     configs = list(_configs(args.qualities))
@@ -186,7 +178,7 @@ def bench_codecs(args) -> dict:
         raw_bytes = 4 * feats[0].numel() * n
         time_bytes = 4 * feats[0].numel() * k_time
         label = cut.label or cut.name
-        exact_acc = _accuracy(tail, feats, y)  # no coding at this cut
+        exact_acc = accuracy(tail, feats, y)  # no coding at this cut
         # zstd-3 on the raw float32 bytes: the reference speed and ratio.
         arrays = [np.ascontiguousarray(f.numpy()) for f in feats]
         packed = [cctx.compress(a) for a in arrays]
@@ -213,7 +205,7 @@ def bench_codecs(args) -> dict:
             elif exact and half is not None:
                 acc = half
             else:
-                acc = _accuracy(tail, decoded, y)
+                acc = accuracy(tail, decoded, y)
                 if exact:
                     half = acc
             enc, dec = _codec_times(feats[:k_time], codec, opts, args.repeats)
@@ -278,7 +270,7 @@ def _score_finetuned(model, traced, x, y, base) -> list:
             feats = torch.cat([head(x[i:i + 1000]) for i in range(0, len(x), 1000)])
         opts = {'quality': record['quality']} if record.get('quality') else {}
         decoded, sizes, _, _ = codecs.roundtrip(feats, record['codec'], **opts)
-        before, after = _accuracy(plain, decoded, y), _accuracy(tail, decoded, y)
+        before, after = accuracy(plain, decoded, y), accuracy(tail, decoded, y)
         out.append({'file': meta_path.with_suffix('.pt').name, 'used': bool(tail.finetuned),
                     'cut': record['cut'],
                     'codec': record['codec'], 'quality': record.get('quality'),
@@ -307,7 +299,7 @@ def bench_deepn(model, limit=None) -> dict:
     if limit:
         images, labels = images[:limit], labels[:limit]
     y = torch.from_numpy(labels)
-    base = _accuracy(model, data.to_tensor(images), y)
+    base = accuracy(model, data.to_tensor(images), y)
     table = codecs.load_table()
     record = codecs.table_record()
     plm_table = np.asarray(record.get('plm_table', table.tolist()))
@@ -327,7 +319,7 @@ def bench_deepn(model, limit=None) -> dict:
             out[i] = codecs.decode(payload, meta)
             sizes[i] = len(payload)
             scan[i] = len(payload) - _jpeg_header_nbytes(payload)
-        acc = _accuracy(model, data.to_tensor(out), y)
+        acc = accuracy(model, data.to_tensor(out), y)
         sweep.append({'codec': codec, 'setting': setting, 'bytes_per_image': float(sizes.mean()),
                       'scan_bytes_per_image': float(scan.mean()), 'accuracy': acc,
                       'drop_pts': round(100 * (base - acc), 4)})
@@ -398,8 +390,8 @@ def train_host_finetune(args) -> dict:
 
     with torch.no_grad():
         test_feats = torch.cat([channel(head(xt[i:i + 1000])) for i in range(0, len(xt), 1000)])
-        clean = _accuracy(model, xt, yt)
-    before = _accuracy(plain, test_feats, yt)
+        clean = accuracy(model, xt, yt)
+    before = accuracy(plain, test_feats, yt)
     tail = copy.deepcopy(plain)
     cfg = training.HostFinetuneConfig(epochs=args.epochs, batch_size=args.batch_size,
                                       lr=args.lr, seed=args.seed)
@@ -407,7 +399,7 @@ def train_host_finetune(args) -> dict:
     training.finetune_host_tail(head, tail, x, y, channel, cfg,
                                 progress=ProgressBar('host fine-tune'))
     seconds = time.monotonic() - start
-    after = _accuracy(tail, test_feats, yt)
+    after = accuracy(tail, test_feats, yt)
     cut = tails.cut_label(traced, args.cut)
     out = Path(args.out) if args.out else models.weights_path(
         tails.tail_file_name(args.model, cut, args.codec, quality))

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .common import add_schedule_args, positive_int, ProgressBar
-from ..core import data, models, training
+from ..core import data, evaluation, models, training
 from ..core.models import set_torch_threads
 
 
@@ -61,7 +61,7 @@ def train_target(args) -> dict:
     start = time.monotonic()
     training.train_target(model, x, y, cfg, progress=ProgressBar('train target'))
     seconds = time.monotonic() - start
-    acc = training.accuracy(model, xt, yt)
+    acc = evaluation.accuracy(model, xt, yt)
     out = Path(args.out) if args.out else models.weights_path(models.DEFAULT_WEIGHTS)
     models.save_state_dict(model, out)
     result = {'weights': str(out), 'bytes': out.stat().st_size, 'test_accuracy': acc,

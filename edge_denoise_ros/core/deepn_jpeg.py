@@ -47,6 +47,7 @@ from torch import nn
 
 from . import codecs
 from .data import to_tensor
+from .evaluation import accuracy
 
 # The IJG luminance table (JPEG Annex K), row-major; quality 50 uses it as is.
 STANDARD_LUMA = np.array([
@@ -163,8 +164,7 @@ def calibrate_scale(table, images: np.ndarray, labels: np.ndarray, model: nn.Mod
     y = torch.as_tensor(labels)
 
     def acc(u8):
-        with torch.no_grad():
-            return (model(to_tensor(u8)).argmax(1) == y).float().mean().item()
+        return accuracy(model, to_tensor(u8), y)
 
     base = acc(images)
     sweep = []

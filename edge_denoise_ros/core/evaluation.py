@@ -13,9 +13,11 @@
 # limitations under the License.
 
 """
-Accuracy of defended targets under attack: ``accuracy[defense][attack]``.
+Top-1 accuracy: of a model on ``(x, y)``, and of defended targets under attack.
 
-Attacks are gray-box, as HGD evaluates: the adversarial examples are made
+:func:`accuracy` is the one accuracy loop (training reports, codec and
+calibration sweeps, the CLI). :func:`evaluate` gives ``accuracy[defense][attack]``;
+its attacks are gray-box, as HGD evaluates: the adversarial examples are made
 against the target model alone, then every defense sees the same examples.
 """
 
@@ -31,6 +33,21 @@ from .attacks import fgsm, pgd
 
 # An attack maps (model, x, y) to adversarial x; ``None`` means the clean input.
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None
+
+
+def top1_hits(logits: torch.Tensor, y: torch.Tensor) -> int:
+    """Return how many rows of ``logits`` (B, classes) rank the label ``y`` (B,) first."""
+    return int((logits.argmax(1) == y).sum())
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of ``model`` (put in eval mode) on ``(x, y)``; ``x`` a tensor or array."""
+    model.eval()
+    hits = 0
+    for i in range(0, len(x), batch_size):
+        hits += top1_hits(model(torch.as_tensor(x[i:i + batch_size])), y[i:i + batch_size])
+    return hits / max(len(x), 1)
 
 
 def eval_attacks(seed: int = 0) -> dict[str, Attack]:
@@ -71,8 +88,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             xa = xb if attack is None else attack(model, xb, yb).detach()
             with torch.no_grad():
                 for d, defense in defenses.items():
-                    pred = model(defense(xa)).argmax(1)
-                    correct[d][a] += (pred == yb).sum().item()
+                    correct[d][a] += top1_hits(model(defense(xa)), yb)
             step += 1
             if progress is not None:
                 progress(step, total, {'attack': a})

@@ -56,15 +56,39 @@ def augment(x: torch.Tensor, g: torch.Generator, pad: int = 2) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             batch_size: int = 1000) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)`` in eval mode."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
-    return correct / max(len(x), 1)
+def fit(module: nn.Module, n: int, cfg, g: torch.Generator, opt: torch.optim.Optimizer,
+        make_sched: Callable[[torch.optim.Optimizer, int], object],
+        batch_loss: Callable[[torch.Tensor], torch.Tensor],
+        progress: Progress | None = None) -> nn.Module:
+    """
+    Run the loop every trainer here shares; return ``module`` in eval mode.
+
+    Each of ``cfg.epochs`` epochs draws a permutation of the ``n`` samples
+    from ``g`` and takes one step per whole batch of ``cfg.batch_size`` (at
+    least one): ``batch_loss(indices)``, backward, ``opt`` and the schedule
+    ``make_sched(opt, total_steps)``; ``module`` trains in train mode.
+    """
+    steps_per_epoch = max(1, n // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = make_sched(opt, total)
+    step = 0
+    for epoch in range(cfg.epochs):
+        module.train()
+        order = torch.randperm(n, generator=g)
+        for i in range(steps_per_epoch):
+            loss = batch_loss(order[i * cfg.batch_size:(i + 1) * cfg.batch_size])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if progress is not None:
+                progress(step, total, {'epoch': epoch + 1, 'loss': loss.item()})
+    return module.eval()
+
+
+def _cosine(opt: torch.optim.Optimizer, total: int):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
 
 
 def check_schedule(cfg) -> None:
@@ -101,26 +125,13 @@ def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     g = seed_everything(cfg.seed)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=True)
-    steps_per_epoch = len(x) // cfg.batch_size
-    total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
-                                                pct_start=0.15)
-    step = 0
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=g)
-        for i in range(steps_per_epoch):
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb = augment(x[idx], g)
-            loss = F.cross_entropy(model(xb), y[idx], label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if progress is not None:
-                progress(step, total, {'epoch': epoch + 1, 'loss': loss.item()})
-    return model.eval()
+
+    def batch_loss(idx):
+        return F.cross_entropy(model(augment(x[idx], g)), y[idx],
+                               label_smoothing=cfg.label_smoothing)
+
+    return fit(model, len(x), cfg, g, opt, lambda o, total: torch.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=cfg.lr, total_steps=total, pct_start=0.15), batch_loss, progress)
 
 
 # --- HGD guided denoiser training (helper A, issue 3) ----------------------------------------
@@ -290,30 +301,17 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
     else:
         guide = feature_extractor(target, x_clean[:1], cfg.feature_layer)
     opt = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(x_adv) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    step = 0
+
+    def batch_loss(idx):
+        with torch.no_grad():
+            reference = guide(x_clean[idx])
+        return guided_loss(guide, denoiser(x_adv[idx]), reference)
+
     try:
-        for epoch in range(cfg.epochs):
-            denoiser.train()
-            order = torch.randperm(len(x_adv), generator=g)
-            for i in range(steps_per_epoch):
-                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                with torch.no_grad():
-                    reference = guide(x_clean[idx])
-                loss = guided_loss(guide, denoiser(x_adv[idx]), reference)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                if progress is not None:
-                    progress(step, total, {'epoch': epoch + 1, 'loss': loss.item()})
+        return fit(denoiser, len(x_adv), cfg, g, opt, _cosine, batch_loss, progress)
     finally:
         for p, flag in zip(target.parameters(), flags):
             p.requires_grad_(flag)
-    return denoiser.eval()
 
 
 # ----------------------------------------------------------------------------- host fine-tuning
@@ -355,24 +353,11 @@ def finetune_host_tail(head: nn.Module, tail: nn.Module, x: torch.Tensor, y: tor
     head.eval()
     opt = torch.optim.SGD(tail.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=True)
-    steps_per_epoch = len(x) // cfg.batch_size
-    total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    step = 0
-    for epoch in range(cfg.epochs):
-        tail.train()
-        order = torch.randperm(len(x), generator=g)
-        for i in range(steps_per_epoch):
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb = augment(x[idx], g) if cfg.augment else x[idx]
-            with torch.no_grad():
-                received = channel(head(xb))
-            loss = F.cross_entropy(tail(received), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if progress is not None:
-                progress(step, total, {'epoch': epoch + 1, 'loss': loss.item()})
-    return tail.eval()
+
+    def batch_loss(idx):
+        xb = augment(x[idx], g) if cfg.augment else x[idx]
+        with torch.no_grad():
+            received = channel(head(xb))
+        return F.cross_entropy(tail(received), y[idx])
+
+    return fit(tail, len(x), cfg, g, opt, _cosine, batch_loss, progress)
