@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import zstandard
 
-from .common import (add_schedule_args, CliError, format_table, parse_list, positive_float,
-                     positive_int, ProgressBar)
+from .common import (add_schedule_args, CliError, format_table, jpeg_quality, parse_list,
+                     positive_float, positive_int, ProgressBar)
 from .train import write_provenance
 from ..core import codecs, data, deepn_jpeg, models, surgery, tails, training, wire
 from ..core.evaluation import accuracy
@@ -51,7 +51,7 @@ DROP_TARGET_PTS = 0.5
 
 def register_bench_codecs(p) -> None:
     """Add ``bench codecs``' arguments."""
-    p.add_argument('--model', default='small_resnet', help='target model name')
+    p.add_argument('--model', default=models.DEFAULT_MODEL, help='target model name')
     p.add_argument('--limit', type=positive_int, default=None,
                    help='the first N test images only (default: all 10,000)')
     p.add_argument('--cuts', default='blocks',
@@ -75,10 +75,10 @@ def register_bench_codecs(p) -> None:
 
 def register_host_finetune(p) -> None:
     """Add ``train host-finetune``'s arguments."""
-    p.add_argument('--model', default='small_resnet', help='target model name')
+    p.add_argument('--model', default=models.DEFAULT_MODEL, help='target model name')
     p.add_argument('--cut', required=True, help='cut name or label (e.g. layer2)')
     p.add_argument('--codec', default='jpeg', help='feature codec of the link')
-    p.add_argument('--quality', type=positive_int, default=None, help='JPEG quality')
+    p.add_argument('--quality', type=jpeg_quality, default=None, help='JPEG quality')
     add_schedule_args(p, 3, 128, 0.01, 'peak learning rate')
     p.add_argument('--limit', type=positive_int, default=None,
                    help='train on the first N training images only (quick runs)')
@@ -101,7 +101,7 @@ def register_deepn_table(p) -> None:
                    help='calibration: coarsest scale within this many points of uncompressed')
     p.add_argument('--no-calibrate', dest='calibrate', action='store_false',
                    help='ship the PLM table as is (scale 1)')
-    p.add_argument('--model', default='small_resnet', help='model of the calibration')
+    p.add_argument('--model', default=models.DEFAULT_MODEL, help='model of the calibration')
     p.add_argument('--out', default=None,
                    help='table file; default: the shipped weights/deepn_jpeg_table.json')
     p.set_defaults(func=train_deepn_table)

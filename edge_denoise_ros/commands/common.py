@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Sequence
 
+from ..core.wire import check_quality
+
 
 class CliError(Exception):
     """A reason to stop the command with a one-line message and an exit status."""
@@ -48,6 +50,14 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f'expected a positive number, got {text}')
     return value
+
+
+def jpeg_quality(text: str) -> int:
+    """Argparse type: a JPEG quality (``core.wire.check_quality``: an integer in 1..100)."""
+    try:
+        return check_quality(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f'{exc} ({text!r})') from None
 
 
 def add_schedule_args(p, epochs: int, batch_size: int, lr: float, lr_help: str) -> None:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import time
 
-from .common import CliError, format_table, positive_float, positive_int, ProgressBar
-from ..core import pipeline
+from .common import CliError, format_table, jpeg_quality, positive_float, positive_int, ProgressBar
+from ..core import data, defenses, pipeline
 from ..core.models import set_torch_threads
 from ..harness.demo import DemoConfig, run_demo
 from ..harness.demo_bag import DEFAULT_DEMO_BAG, DemoBagConfig, make_demo_bag
@@ -38,11 +38,11 @@ def register(p) -> None:
     p.add_argument('--frames', type=positive_int, default=DemoBagConfig.frames,
                    help='frames in a newly made demo bag')
     p.add_argument('--defense', default=pipeline.DEFAULT_DEFENSE,
-                   choices=('none', 'dunet', 'dunet_d', 'jpeg'), help='edge defense')
+                   choices=defenses.defense_names(), help='edge defense')
     p.add_argument('--cut', default=pipeline.DEFAULT_CUT,
                    help='cut name, frame (host-only), output (edge-only) or auto')
     p.add_argument('--codec', default=pipeline.DEFAULT_CODEC, help='feature (or frame) codec')
-    p.add_argument('--quality', type=positive_int, default=pipeline.DEFAULT_QUALITY,
+    p.add_argument('--quality', type=jpeg_quality, default=pipeline.DEFAULT_QUALITY,
                    help='JPEG quality')
     p.add_argument('--single-node', action='store_true',
                    help='run edge_node instead of edge_process (denoiser + target composed)')
@@ -58,7 +58,7 @@ def register_make_demo(p) -> None:
     p.add_argument('--frames', type=positive_int, default=d.frames, help='camera frames')
     p.add_argument('--size', type=positive_int, default=d.size,
                    help='frame side in pixels (a multiple of 28)')
-    p.add_argument('--encoding', choices=('bgr8', 'rgb8', 'mono8'), default=d.encoding,
+    p.add_argument('--encoding', choices=data.ENCODINGS, default=d.encoding,
                    help='image encoding')
     p.add_argument('--rate', type=positive_float, default=d.rate_hz, help='camera rate in Hz')
     p.add_argument('--adversarial-fraction', type=float, default=d.adversarial_fraction,
@@ -71,7 +71,7 @@ def register_make_demo(p) -> None:
     p.add_argument('--compressed', choices=('png', 'jpeg'), default=None,
                    help='write sensor_msgs/CompressedImage on <camera-topic>/compressed '
                         '(png is lossless; jpeg alters the adversarial noise)')
-    p.add_argument('--jpeg-quality', type=positive_int, default=d.jpeg_quality,
+    p.add_argument('--jpeg-quality', type=jpeg_quality, default=d.jpeg_quality,
                    help='JPEG quality with --compressed jpeg')
     p.add_argument('--camera-topic', default=d.camera_topic, help='camera topic')
     p.add_argument('--truth-topic', default=d.truth_topic, help='ground-truth topic')

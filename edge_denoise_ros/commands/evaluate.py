@@ -23,7 +23,7 @@ from ..core.models import set_torch_threads
 
 def register(p) -> None:
     """Add ``eval``'s arguments."""
-    p.add_argument('--model', default='small_resnet', help='target model name')
+    p.add_argument('--model', default=models.DEFAULT_MODEL, help='target model name')
     p.add_argument('--limit', type=positive_int, default=None,
                    help='the first N test images only (default: all 10,000)')
     p.add_argument('--defenses', type=parse_list, default=None,

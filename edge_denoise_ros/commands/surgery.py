@@ -31,11 +31,13 @@ from pathlib import Path
 import cv2
 import torch
 
-from .common import (CliError, format_table, parse_list, positive_float, positive_int,
-                     ProgressBar)
+from .common import (CliError, format_table, jpeg_quality, parse_list, positive_float,
+                     positive_int, ProgressBar)
 from ..core import frames, mincut, models, profiling, surgery, validation
 from ..core.models import set_torch_threads
 from ..core.planner import Link, make_planner
+
+LINK = Link()   # the declared link's defaults
 
 PLAN_COLUMNS = ('name', 'shape', 'bytes', 'edge_ms', 'transfer_ms', 'host_ms', 'total_ms',
                 'min_uplink_mbps', 'pick')
@@ -54,41 +56,37 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def jpeg_quality(text: str) -> int:
-    """Argparse type: a JPEG quality, an integer in 1..100."""
-    try:
-        q = int(text)
-    except ValueError:
-        q = 0
-    if not 1 <= q <= 100:
-        raise argparse.ArgumentTypeError(f'expected a JPEG quality in 1..100, got {text!r}')
-    return q
-
-
 def _model_args(p, frame_help: str) -> None:
-    p.add_argument('--model', default='small_resnet',
-                   help='small_resnet, a torchvision classifier (e.g. resnet50) or a .pt2 file')
+    p.add_argument('--model', default=models.DEFAULT_MODEL,
+                   help=f'{models.DEFAULT_MODEL}, a torchvision classifier (e.g. resnet50) or '
+                        f'a .pt2 file')
     p.add_argument('--weights', default=None, help='local state-dict file for the model')
     p.add_argument('--input', type=parse_shape, default=None,
                    help='model input CxHxW (default: the model\'s natural size)')
     p.add_argument('--frame', default=None, help=frame_help)
     p.add_argument('--codecs', type=parse_list, default=None,
                    help='feature codecs to consider (default: all of core.codecs)')
-    p.add_argument('--frame-codecs', type=parse_list, default=None,
-                   help='host-only frame codecs (default: raw and the image codecs that work)')
     p.add_argument('--quality', type=jpeg_quality, default=None,
                    help='JPEG quality of the jpeg feature codec, as the edge sends it (the '
                         'node parameter quality; default: the codec\'s own)')
     p.add_argument('--frame-quality', type=jpeg_quality, default=None,
                    help='JPEG quality of host-only jpeg frames (the node parameter '
                         'frame_quality; default: the codec\'s own)')
-    p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
-    p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
-                   help='wall time, or CPU time (with --threads 1: latency without the other '
-                        'tenants of a shared machine)')
-    p.add_argument('--stat', default='median',
-                   help="figure of repeated timings: median, or pNN (e.g. p20: the time when "
-                        "undisturbed, steadier on a shared machine)")
+    _timing_args(p, threads=None, clock='wall', stat='median')
+
+
+def _timing_args(p, threads: int | None, clock: str, stat: str) -> None:
+    """Add ``--frame-codecs`` and how stage times are taken: threads, clock and statistic."""
+    p.add_argument('--frame-codecs', type=parse_list, default=None,
+                   help='host-only frame codecs (default: raw and the image codecs that work)')
+    p.add_argument('--threads', type=positive_int, default=threads,
+                   help='torch (and OpenCV) intra-op threads; 1 makes CPU time a latency')
+    p.add_argument('--clock', choices=('wall', 'cpu'), default=clock,
+                   help='wall time, or this process\'s CPU time (with --threads 1: latency '
+                        'without the other tenants of a shared machine)')
+    p.add_argument('--stat', default=stat,
+                   help='figure of repeated timings: median, or pNN (e.g. p20: the time when '
+                        'undisturbed, steadier on a shared machine)')
 
 
 FRAME_HELP = ('camera frame: an image file, or HxW for the built-in example frame '
@@ -98,10 +96,13 @@ FRAME_HELP = ('camera frame: an image file, or HxW for the built-in example fram
 def register_plan(p) -> None:
     """Add ``plan``'s arguments."""
     _model_args(p, FRAME_HELP)
-    p.add_argument('--uplink-mbps', type=positive_float, default=45.0, help='edge to host')
-    p.add_argument('--downlink-mbps', type=positive_float, default=100.0, help='host to edge')
-    p.add_argument('--rtt-ms', type=float, default=0.0, help='round-trip time added per frame')
-    p.add_argument('--result-bytes', type=int, default=25,
+    p.add_argument('--uplink-mbps', type=positive_float, default=LINK.uplink_mbps,
+                   help='edge to host')
+    p.add_argument('--downlink-mbps', type=positive_float, default=LINK.downlink_mbps,
+                   help='host to edge')
+    p.add_argument('--rtt-ms', type=float, default=LINK.rtt_ms,
+                   help='round-trip time added per frame')
+    p.add_argument('--result-bytes', type=int, default=LINK.result_bytes,
                    help='size of the result sent back (the seed: 25 bytes for ResNet50)')
     p.add_argument('--edge-slowdown', type=positive_float, default=1.0,
                    help='the edge is k times slower than the edge profile (or this machine)')
@@ -131,11 +132,12 @@ def register_profile(p) -> None:
 
 def register_bench_planner(p) -> None:
     """Add ``bench planner``'s arguments."""
-    p.add_argument('--models', type=parse_list, default=['small_resnet', 'resnet50'],
+    p.add_argument('--models', type=parse_list, default=[models.DEFAULT_MODEL, 'resnet50'],
                    help='comma-separated models')
     p.add_argument('--uplinks', type=lambda t: parse_list(t, float), default=[1.0, 10.0, 100.0],
                    help='uplink speeds in Mbit/s')
-    p.add_argument('--downlink-mbps', type=positive_float, default=100.0, help='host to edge')
+    p.add_argument('--downlink-mbps', type=positive_float, default=LINK.downlink_mbps,
+                   help='host to edge')
     p.add_argument('--edge-slowdown', type=positive_float, default=10.0,
                    help='the emulated edge is k times slower than this machine')
     p.add_argument('--codecs', type=parse_list, default=None, help='feature codecs')
@@ -144,16 +146,7 @@ def register_bench_planner(p) -> None:
     p.add_argument('--pairs', type=positive_int, default=None,
                    help='rounds of the head-to-head runs of the choice and the finalists '
                         '(default: 3 x repeats)')
-    p.add_argument('--frame-codecs', type=parse_list, default=None,
-                   help='host-only frame codecs (default: raw and the image codecs that work)')
-    p.add_argument('--threads', type=positive_int, default=1,
-                   help='torch (and OpenCV) threads; 1 makes CPU time a latency')
-    p.add_argument('--clock', choices=('wall', 'cpu'), default='cpu',
-                   help='cpu: this process\'s CPU time, immune to other tenants (needs '
-                        '--threads 1 to be a latency); wall: wall time')
-    p.add_argument('--stat', default='p20',
-                   help='figure of repeated timings: median, or pNN (default p20: the time '
-                        'when undisturbed, steadier on a shared machine)')
+    _timing_args(p, threads=1, clock='cpu', stat='p20')
     p.add_argument('--out', default=None, help='also write the result here (JSON)')
     p.set_defaults(func=bench_planner)
 

@@ -36,7 +36,7 @@ def register_target(p) -> None:
                    help='train on the first N training images only (quick runs)')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
     p.add_argument('--out', default=None,
-                   help='weights file; default: the shipped weights/target_small_resnet.pt')
+                   help=f'weights file; default: the shipped weights/{models.DEFAULT_WEIGHTS}')
     p.set_defaults(func=train_target)
 
 

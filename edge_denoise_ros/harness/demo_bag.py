@@ -65,7 +65,7 @@ class DemoBagConfig:
     truth_topic: str = '/ground_truth'
     frame_id: str = 'camera'
     start_ns: int = 1_767_225_600 * 10**9   # 2026-01-01T00:00:00Z: the same bag every time
-    model: str = 'small_resnet'
+    model: str = models.DEFAULT_MODEL
 
     def check(self) -> None:
         """Raise ``ValueError`` for a bad setting."""

@@ -56,7 +56,7 @@ class LinkBenchConfig:
     """What ``bench link`` measures."""
 
     rates: tuple = (2.0, 10.0, 45.0)
-    downlink: float = 100.0
+    downlink: float = planner.Link().downlink_mbps
     strategies: tuple = STRATEGIES
     duration: float = 20.0
     warmup: float = 3.0
