@@ -45,7 +45,9 @@ CLASSES = (
 MEAN = 0.2860
 STD = 0.3530
 INPUT_SIZE = 28
-ENCODINGS = ('bgr8', 'rgb8', 'mono8')
+# Camera frame encodings the pipeline takes, and their channels (all 8 bits per channel).
+CHANNELS = {'bgr8': 3, 'rgb8': 3, 'mono8': 1}
+ENCODINGS = tuple(CHANNELS)
 
 _FILES = {
     'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
@@ -120,22 +122,36 @@ def load_split_tensors(split: str = 'test', limit: int | None = None,
     return to_tensor(images), torch.from_numpy(labels)
 
 
-def frame_to_gray(frame: np.ndarray, encoding: str) -> np.ndarray:
-    """Convert a ``bgr8``/``rgb8``/``mono8`` frame to a 2-D uint8 gray image."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f'unsupported encoding {encoding!r}; expected one of {ENCODINGS}')
+def check_frame(frame: np.ndarray, encoding: str) -> np.ndarray:
+    """
+    Check a camera frame against its encoding; return it as ``(H, W)`` or ``(H, W, 3)``.
+
+    ``mono8`` takes ``(H, W)`` or ``(H, W, 1)``; ``bgr8``/``rgb8`` take
+    ``(H, W, 3)``; always uint8 and not empty. Raises ValueError saying what is wrong.
+    """
+    if encoding not in CHANNELS:
+        raise ValueError(f'unsupported image encoding {encoding!r}; expected one of {ENCODINGS}')
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f'expected a numpy array, got {type(frame).__name__}')
     if frame.dtype != np.uint8:
-        raise ValueError(f'expected a uint8 frame, got {frame.dtype}')
+        raise ValueError(f'{encoding} needs a uint8 frame, got {frame.dtype}')
     if frame.size == 0:
-        raise ValueError(f'empty frame of shape {frame.shape}')
+        raise ValueError(f'zero-size frame of shape {frame.shape}')
     if encoding == 'mono8':
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[:, :, 0]
         if frame.ndim != 2:
-            raise ValueError(f'mono8 frame must be (H, W), got {frame.shape}')
-        return frame
-    if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f'mono8 frame must be (H, W) or (H, W, 1), got {frame.shape}')
+    elif frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f'{encoding} frame must be (H, W, 3), got {frame.shape}')
+    return frame
+
+
+def frame_to_gray(frame: np.ndarray, encoding: str) -> np.ndarray:
+    """Convert a ``bgr8``/``rgb8``/``mono8`` frame to a 2-D uint8 gray image."""
+    frame = check_frame(frame, encoding)
+    if encoding == 'mono8':
+        return frame
     code = cv2.COLOR_BGR2GRAY if encoding == 'bgr8' else cv2.COLOR_RGB2GRAY
     return cv2.cvtColor(np.ascontiguousarray(frame), code)
 
@@ -162,12 +178,10 @@ def sample_to_frame(image: np.ndarray, size: int = 224, encoding: str = 'bgr8') 
         raise ValueError(f'expected a uint8 (H, W) sample, got {image.dtype} {image.shape}')
     if size % image.shape[0] or size % image.shape[1]:
         raise ValueError(f'frame size {size} is not a multiple of the sample {image.shape}')
+    if encoding not in CHANNELS:
+        raise ValueError(f'unsupported image encoding {encoding!r}; expected one of {ENCODINGS}')
     big = cv2.resize(image, (size, size), interpolation=cv2.INTER_NEAREST)
-    if encoding == 'mono8':
-        return big
-    if encoding in ('bgr8', 'rgb8'):
-        return np.repeat(big[:, :, None], 3, axis=2)
-    raise ValueError(f'unsupported encoding {encoding!r}; expected one of {ENCODINGS}')
+    return big if CHANNELS[encoding] == 1 else np.repeat(big[:, :, None], 3, axis=2)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -39,10 +39,8 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage
 
 from ..core import codecs, wire
-from ..core.data import ENCODINGS
+from ..core.data import CHANNELS, check_frame, ENCODINGS
 
-# Channels of each supported encoding (all 8 bits per channel).
-CHANNELS = {'bgr8': 3, 'rgb8': 3, 'mono8': 1}
 # image_transport's compressed formats, and the names OpenCV writes them under.
 COMPRESSED_FORMATS = ('jpeg', 'png')
 _EXTENSIONS = {'jpeg': '.jpg', 'jpg': '.jpg', 'png': '.png'}
@@ -62,31 +60,6 @@ def _set_header(msg, header):
     if header is not None:
         msg.header = header
     return msg
-
-
-def check_frame(frame: np.ndarray, encoding: str) -> np.ndarray:
-    """
-    Check a frame against its encoding; return it as ``(H, W)`` or ``(H, W, 3)``.
-
-    ``mono8`` takes ``(H, W)`` or ``(H, W, 1)``; ``bgr8``/``rgb8`` take
-    ``(H, W, 3)``; always uint8 and not empty.
-    """
-    if encoding not in CHANNELS:
-        raise ValueError(f'unsupported image encoding {encoding!r}; expected one of {ENCODINGS}')
-    if not isinstance(frame, np.ndarray):
-        raise ValueError(f'expected a numpy array, got {type(frame).__name__}')
-    if frame.dtype != np.uint8:
-        raise ValueError(f'{encoding} needs a uint8 frame, got {frame.dtype}')
-    if frame.size == 0:
-        raise ValueError(f'zero-size frame of shape {frame.shape}')
-    if encoding == 'mono8':
-        if frame.ndim == 3 and frame.shape[2] == 1:
-            frame = frame[:, :, 0]
-        if frame.ndim != 2:
-            raise ValueError(f'mono8 frame must be (H, W) or (H, W, 1), got {frame.shape}')
-    elif frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f'{encoding} frame must be (H, W, 3), got {frame.shape}')
-    return frame
 
 
 def check_image_msg(msg) -> None:
@@ -188,8 +161,7 @@ def image_to_compressed_msg(frame: np.ndarray, encoding: str = 'bgr8', fmt: str 
     """
     frame = check_frame(frame, encoding)
     text = compressed_format(encoding, fmt)
-    if not 1 <= quality <= 100:
-        raise ValueError(f'JPEG quality must be in [1, 100], got {quality}')
+    wire.check_quality(quality)
     if not 0 <= png_level <= 9:
         raise ValueError(f'PNG compression level must be in [0, 9], got {png_level}')
     if encoding == 'rgb8':
