@@ -18,6 +18,7 @@ import copy
 import io
 import json
 import math
+import zlib
 
 import cv2
 import numpy as np
@@ -201,7 +202,9 @@ def test_malformed_payloads(real_features):
             (payload, {**meta, 'shape': (64, 7, 8)}, ''),
             (payload, {**bare, 'shape': (64, 7, 8)}, ''),
             (payload[:len(payload) // 2], bare, ''),
-            (b'', bare, 'empty payload'),
+            (b'', meta, 'empty payload'),
+            (payload, bare, 'missing key size'),
+            (payload, {k: v for k, v in meta.items() if k != 'crc32'}, 'missing key crc32'),
             (payload, {**meta, 'codec': 'nope'}, 'unknown codec'),
             (payload, {k: v for k, v in meta.items() if k != 'dtype'}, 'missing key dtype'),
         ]
@@ -223,7 +226,7 @@ def test_payload_cap_and_nan(real_features):
             codecs.encode(bad, codec)
     nan = np.full(f.numel(), np.nan, np.float32).tobytes()
     with pytest.raises(CodecError, match='NaN'):
-        codecs.decode(nan, {k: v for k, v in meta.items() if k != 'crc32'})
+        codecs.decode(nan, {**meta, 'crc32': f'{zlib.crc32(nan):08x}'})
     with pytest.raises(CodecError, match='overflow float16'):
         codecs.encode(f * 1e6, 'lossless', dtype='float16')
 

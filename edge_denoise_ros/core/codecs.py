@@ -61,6 +61,8 @@ from PIL import Image
 import torch
 import zstandard
 
+from .imageheaders import check_image, ImageHeaderError, sniff, ZSTD_MAGIC
+from .libwarnings import library_warnings
 from .models import weights_path
 from .wire import (check_meta, check_quality, chw, CODECS, CodecError, dims_text,
                    FEATURE_CODECS, FLOAT_DTYPES, FRAME_CODECS, MAX_ELEMENTS, MAX_PAYLOAD_BYTES,
@@ -334,22 +336,35 @@ def _zstd(level: int):
     return cache[level]
 
 
-def _unzstd(payload: bytes, limit: int) -> bytes:
-    """Decompress one zstd frame of at most ``limit`` bytes, checking the header first."""
+def _unzstd(payload: bytes, lo: int, hi: int, codec: str) -> bytes:
+    """
+    Decompress one zstd frame of ``lo`` to ``hi`` bytes, checking its header first.
+
+    The payload must be a zstd frame (magic bytes) that states its content size
+    (this package's encoder always writes it), and that size must lie in the
+    range the declared shape allows: nothing is decompressed beyond it.
+    """
+    if not payload.startswith(ZSTD_MAGIC):
+        raise CodecError(f'payload declared {codec} is {sniff(payload) or "of no known format"}'
+                         f', not a zstd frame')
     try:
         size = zstandard.frame_content_size(payload)
     except zstandard.ZstdError as exc:
-        raise CodecError(f'corrupt lossless payload: {exc}') from None
-    if size > limit:
-        raise CodecError(f'lossless payload claims {size} bytes, more than the {limit} the '
-                         f'shape allows')
+        raise CodecError(f'corrupt {codec} payload: {exc}') from None
+    if size < 0:
+        raise CodecError(f'{codec} payload does not state its content size')
+    if not lo <= size <= hi:
+        raise CodecError(f'{codec} payload claims {size} bytes, the shape allows {lo} to {hi}')
     dctx = getattr(_local, 'dctx', None)
     if dctx is None:
         dctx = _local.dctx = zstandard.ZstdDecompressor()
     try:
-        return dctx.decompress(payload, max_output_size=limit)
+        body = dctx.decompress(payload, max_output_size=hi)
     except zstandard.ZstdError as exc:
-        raise CodecError(f'corrupt lossless payload: {exc}') from None
+        raise CodecError(f'corrupt {codec} payload: {exc}') from None
+    if len(body) != size:
+        raise CodecError(f'corrupt {codec} payload: {len(body)} bytes, the frame states {size}')
+    return body
 
 
 REPEAT_FRACTION = 0.03  # above it, whole words: zstd's matches find repeated values
@@ -378,7 +393,7 @@ def _sparse_pack(bits: np.ndarray, level: int) -> tuple[bytes, str]:
 
 def _sparse_unpack(payload: bytes, n: int, word: np.dtype, layout: str) -> np.ndarray:
     nb = (n + 7) // 8
-    body = _unzstd(payload, nb + n * word.itemsize)
+    body = _unzstd(payload, nb, nb + n * word.itemsize, 'lossless')
     if len(body) < nb:
         raise CodecError(f'lossless payload holds {len(body)} bytes, less than the {nb}-byte '
                          f'bitmap of {n} values')
@@ -427,59 +442,31 @@ def strip_jpeg_metadata(jpeg: bytes) -> bytes:
     return b''.join(out)
 
 
-_SOF_OK = (0xC0, 0xC1, 0xC2)                 # baseline, extended, progressive (Huffman)
-_SOF_ANY = tuple(m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC))
-
-
-def jpeg_frame(payload: bytes) -> tuple[int, int, int]:
-    """Return ``(height, width, components)`` from a JPEG's frame header, checking its frame."""
-    n = len(payload)
-    if n < 4 or payload[:2] != b'\xff\xd8':
-        raise CodecError('payload is not a JPEG (no SOI marker)')
-    if payload[-2:] != b'\xff\xd9':
-        raise CodecError('truncated JPEG (no EOI marker at the end)')
-    i = 2
-    while i + 4 <= n:
-        if payload[i] != 0xFF:
-            raise CodecError(f'corrupt JPEG: no marker at byte {i}')
-        marker = payload[i + 1]
-        if marker == 0xFF:
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            raise CodecError(f'corrupt JPEG: marker 0x{marker:02x} in the header')
-        seg = int.from_bytes(payload[i + 2:i + 4], 'big')
-        if seg < 2 or i + 2 + seg > n:
-            raise CodecError(f'corrupt JPEG: segment 0x{marker:02x} of length {seg} at {i}')
-        if marker in _SOF_ANY:
-            if marker not in _SOF_OK:
-                raise CodecError(f'unsupported JPEG process (SOF 0x{marker:02x})')
-            if seg < 8:
-                raise CodecError('corrupt JPEG: short frame header')
-            p = payload[i + 4]
-            h = int.from_bytes(payload[i + 5:i + 7], 'big')
-            w = int.from_bytes(payload[i + 7:i + 9], 'big')
-            comps = payload[i + 9]
-            if p != 8 or seg != 8 + 3 * comps:
-                raise CodecError(f'unsupported JPEG frame: {p}-bit, {comps} components')
-            return h, w, comps
-        if marker in (0xDA, 0xD9):
-            break
-        i += 2 + seg
-    raise CodecError('corrupt JPEG: no frame header before the scan')
-
-
 def _jpeg_decode(payload: bytes, h: int, w: int, comps: int) -> np.ndarray:
-    """Decode a JPEG whose frame header must say ``h x w`` with ``comps`` components."""
-    got = jpeg_frame(payload)
+    """
+    Decode a JPEG whose frame header must say ``h x w`` with ``comps`` components.
+
+    The header is read first (:func:`.imageheaders.check_image`: a JPEG, 8
+    bits, no more pixels than declared, bytes enough for them); a decode the
+    library had to patch up (its warnings, caught off stderr) is refused.
+    """
+    try:
+        header = check_image(payload, 'jpeg', h * w, require_eoi=True)
+    except ImageHeaderError as exc:
+        raise CodecError(str(exc)) from None
+    got = (header.height, header.width, header.channels)
     if got != (h, w, comps):
         raise CodecError(f'JPEG is {got[0]}x{got[1]} with {got[2]} components, the meta data '
                          f'says {h}x{w} with {comps}')
     flag = cv2.IMREAD_GRAYSCALE if comps == 1 else cv2.IMREAD_COLOR
-    try:
-        image = cv2.imdecode(np.frombuffer(payload, np.uint8), flag)
-    except cv2.error as exc:
-        raise CodecError(f'corrupt JPEG: {str(exc).strip().splitlines()[-1][:120]}') from None
+    with library_warnings() as caught:
+        try:
+            image = cv2.imdecode(np.frombuffer(payload, np.uint8), flag)
+        except cv2.error as exc:
+            raise CodecError(f'corrupt JPEG: {str(exc).strip().splitlines()[-1][:120]}') \
+                from None
+    if caught.lines:
+        raise CodecError(f'corrupt JPEG: {caught.first}')
     want = (h, w) if comps == 1 else (h, w, 3)
     if image is None or image.shape != want or image.dtype != np.uint8:
         raise CodecError('corrupt JPEG: the decoder rejected it')
@@ -512,9 +499,9 @@ def _decode(payload, meta, max_bytes):
     meta = parse_format(meta) if isinstance(meta, (str, bytes, bytearray)) else check_meta(meta)
     cap = MAX_PAYLOAD_BYTES if max_bytes is None else max_bytes
     payload = _as_bytes(payload, cap)
-    if 'size' in meta and meta['size'] != len(payload):
+    if meta['size'] != len(payload):
         raise CodecError(f'payload has {len(payload)} bytes, the meta data says {meta["size"]}')
-    if 'crc32' in meta and f'{zlib.crc32(payload):08x}' != meta['crc32']:
+    if f'{zlib.crc32(payload):08x}' != meta['crc32']:
         raise CodecError('payload checksum mismatch (crc32): corrupt or truncated')
     codec, shape, dtype = meta['codec'], meta['shape'], meta['dtype']
     n = math.prod(shape)
@@ -537,10 +524,7 @@ def _decode(payload, meta, max_bytes):
     elif codec == 'lossless':
         values = _sparse_unpack(payload, n, _BITS[dtype], meta['layout']).view(_LE[dtype])
     elif codec == 'q8':
-        body = _unzstd(payload, n)
-        if len(body) != n:
-            raise CodecError(f'q8 payload holds {len(body)} values, shape {dims_text(shape)} '
-                             f'needs {n}')
+        body = _unzstd(payload, n, n, 'q8')
         values = dequantize8(np.frombuffer(body, np.uint8), meta['scale'], meta['zp'])
     else:  # jpeg features
         c, h, w = chw(shape)

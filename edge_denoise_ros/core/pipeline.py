@@ -33,7 +33,9 @@ message from another model. Errors are :class:`PipelineError` with a
 
 from __future__ import annotations
 
+import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -53,12 +55,17 @@ DEFAULT_QUALITY = 5          # with the shipped fine-tuned tail: 112x at -0.49 p
 DEFAULT_FRAME_QUALITY = 90    # host-only: JPEG of the camera frame
 ERROR_KINDS = ('bad_image', 'codec', 'unknown_cut', 'model_mismatch', 'shape_mismatch',
                'bad_defense', 'inference')
+MAX_FRAME_PIXELS = 1920 * 1200  # camera frames larger than this are refused (edge and host)
+TAIL_CACHE = 8                  # fine-tuned tails a host keeps loaded
+DENOISER_INPUT = (1, data.INPUT_SIZE, data.INPUT_SIZE)   # what the shipped denoisers take
+_DEVICE = re.compile(r'(cpu|cuda(:[0-9]{1,2})?)\Z')
 
 # A module runner: (stage name, module, input) -> output. The nodes pass one that
 # submits the module's blocks to the scheduler at their callback group's priority.
 Runner = Callable[[str, nn.Module, torch.Tensor], torch.Tensor]
-# A tail lookup: (cut, codec, quality) -> the host's tail (see core.tails).
-TailLookup = Callable[[str, str, int | None], nn.Module]
+# A tail lookup: (cut, codec, quality) -> the host's fine-tuned tail, or None where none is
+# shipped for these settings (the plain split tail serves them; see core.tails).
+TailLookup = Callable[[str, str, int | None], nn.Module | None]
 
 
 class PipelineError(ValueError):
@@ -75,6 +82,25 @@ def _direct(stage: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
+def check_device(device: str) -> torch.device:
+    """
+    Return ``device`` (``cpu``, ``cuda`` or ``cuda:N``) as a torch device, if this machine has it.
+
+    Raises ValueError with a one-line reason otherwise (not a device name, no CUDA
+    GPU visible to torch, no GPU of that index).
+    """
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if device.startswith('cuda'):
+        if not torch.cuda.is_available():
+            raise ValueError(f'device {device!r} asked for, but torch sees no CUDA GPU here')
+        index = int(device.split(':')[1]) if ':' in device else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f'device {device!r} asked for, but torch sees '
+                             f'{torch.cuda.device_count()} CUDA GPU(s)')
+    return torch.device(device)
+
+
 class Target:
     """
     The target classifier with its cuts and hash; both stages hold one.
@@ -85,7 +111,7 @@ class Target:
     def __init__(self, name: str = models.DEFAULT_MODEL, weights: str | None = None,
                  device: str = 'cpu'):
         self.name = name
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.model = models.build_model(name, weights or None).to(self.device).eval()
         self.input_shape = tuple(models.input_shape(name))
         self.hash = models.state_hash(self.model)
@@ -165,7 +191,7 @@ def build_defense(name: str, target: Target) -> nn.Module:
         module = defenses.build_defense(name)
     except (ValueError, FileNotFoundError) as exc:
         raise PipelineError('bad_defense', str(exc)) from None
-    if name != 'none' and target.input_shape != (1, data.INPUT_SIZE, data.INPUT_SIZE):
+    if name != 'none' and target.input_shape != DENOISER_INPUT:
         raise PipelineError('bad_defense', f'defense {name} works on 1x28x28 inputs, the '
                                            f'target {target.name} takes {target.input_shape}')
     return module.to(target.device).eval()
@@ -281,34 +307,74 @@ class EdgeStage:
         return EdgeOutput(payload, meta)
 
 
+_IDENTITY = nn.Identity()
+
+
 class HostStage:
-    """Decode -> check -> tail -> class scores, for messages of any cut of one target."""
+    """
+    Check -> decode -> tail -> class scores, for messages of any cut of one target.
+
+    :meth:`process` is three steps that a batching host may run apart:
+    :meth:`check` (the format, the model, the cut, the declared shape against
+    the cut's, the frame size cap: nothing decoded yet), :meth:`prepare` (the
+    payload decoded into one sample on the target's device) and
+    :meth:`tail_for` (the module that finishes it). Everything a message may
+    select is built at start (every cut's tail, every defense, the shipped
+    fine-tuned tails), so no message costs a build; the fine-tuned tails in
+    use are cached, at most ``TAIL_CACHE`` of them.
+    """
 
     def __init__(self, target: Target, max_bytes: int | None = None,
-                 tails: TailLookup | None = None):
+                 tails: TailLookup | None = None,
+                 max_frame_pixels: int = MAX_FRAME_PIXELS):
         self.target = target
         self.max_bytes = max_bytes
-        self._tails = tails
-        self._tail_cache: dict[tuple, nn.Module] = {}
-        self._defenses: dict[str, nn.Module] = {}
+        self.max_frame_pixels = max_frame_pixels
+        self._tail_cache: OrderedDict[tuple, nn.Module] = OrderedDict()
+        names = defenses.defense_names() if target.input_shape == DENOISER_INPUT else ('none',)
+        self._frame_models = {name: nn.Sequential(build_defense(name, target), target.model)
+                              for name in names}
+        self._warm(target.wire_cuts(), [(name,) for name in names])
+        self.set_tails(tails)
+
+    @torch.no_grad()
+    def _warm(self, cuts, frame_models) -> None:
+        """Split every cut and run every module once: no message pays a first-use cost."""
+        x = torch.zeros(1, *self.target.input_shape, device=self.target.device)
+        for cut in cuts:
+            if cut not in (FRAME_CUT, OUTPUT_CUT):
+                head, tail = self.target.halves(cut)
+                tail(head(x))
+        for (name,) in frame_models:
+            self._frame_models[name](x)
 
     def set_tails(self, tails: TailLookup | None) -> None:
-        """Change the tail lookup (None: the plain split tails)."""
+        """Change the tail lookup (None: the plain split tails); load what it ships."""
         self._tails = tails
-        self._tail_cache = {}
+        self._tail_cache = OrderedDict()
+        x = torch.zeros(1, *self.target.input_shape, device=self.target.device)
+        for cut, codec, quality in getattr(tails, 'shipped', ()):
+            with torch.no_grad():
+                self.tail(cut, codec, quality)(self.target.halves(cut)[0](x))
 
     def tail(self, cut: str, codec: str, quality: int | None) -> nn.Module:
         """Return the tail for a message's settings (a fine-tuned one where shipped)."""
         if self._tails is None or cut in (FRAME_CUT, OUTPUT_CUT):
             return self.target.halves(cut)[1]
         key = (cut, codec, quality if codec == 'jpeg' else None)
-        if key not in self._tail_cache:
-            self._tail_cache[key] = self._tails(*key).to(self.target.device).eval()
+        if key in self._tail_cache:
+            self._tail_cache.move_to_end(key)
+            return self._tail_cache[key]
+        tail = self._tails(*key)
+        if tail is None:            # nothing shipped for these settings: the plain tail
+            return self.target.halves(cut)[1]
+        self._tail_cache[key] = tail.to(self.target.device).eval()
+        while len(self._tail_cache) > TAIL_CACHE:
+            self._tail_cache.popitem(last=False)
         return self._tail_cache[key]
 
-    @torch.no_grad()
-    def process(self, payload, fmt: str | Mapping) -> tuple[torch.Tensor, dict]:
-        """Return ``(logits, meta)`` of one message; raise PipelineError on bad input."""
+    def check(self, fmt: str | Mapping) -> dict:
+        """Return a message's checked meta data; nothing of the payload is touched."""
         try:
             meta = wire.parse_format(fmt) if isinstance(fmt, (str, bytes)) else \
                 wire.check_meta(fmt)
@@ -319,30 +385,55 @@ class HostStage:
                                                   f'this host runs {self.target.hash}')
         if 'cut' not in meta:
             raise PipelineError('unknown_cut', 'message names no cut')
-        cut = self.target.check_cut(meta['cut'])
+        cut = meta['cut'] = self.target.check_cut(meta['cut'])
+        shape = tuple(meta['shape'])
+        if cut == FRAME_CUT:
+            if meta['dtype'] != 'uint8':
+                raise PipelineError('shape_mismatch', f'cut frame carries a uint8 image, the '
+                                                      f'message {meta["dtype"]} values')
+            pixels = shape[0] * shape[1]
+            if pixels > self.max_frame_pixels:
+                raise PipelineError('bad_image', f'frame of {shape[1]}x{shape[0]} pixels is '
+                                                 f'over the cap of {self.max_frame_pixels}')
+            name = meta.get('defense', 'none')
+            if name not in self._frame_models:
+                raise PipelineError('bad_defense', f'unknown defense {name!r} for this host; '
+                                                   f'expected one of {tuple(self._frame_models)}')
+            return meta
+        want = self.target.feature_shape(cut)
+        if shape != want or meta['dtype'] == 'uint8':
+            raise PipelineError('shape_mismatch', f'cut {cut} carries {want} float values, '
+                                                  f'the message declares {shape} '
+                                                  f'{meta["dtype"]}')
+        return meta
+
+    @torch.no_grad()
+    def prepare(self, payload, meta: dict) -> torch.Tensor:
+        """Decode a checked message into one sample on the device (a frame: the model input)."""
         try:
             value = codecs.decode(payload, meta, self.max_bytes)
         except wire.CodecError as exc:
             raise PipelineError('codec', str(exc)) from None
-        if cut == FRAME_CUT:
-            return self._from_frame(value, meta), meta
-        want = self.target.feature_shape(cut)
-        if tuple(value.shape) != want:
-            raise PipelineError('shape_mismatch', f'cut {cut} carries {want}, the message '
-                                                  f'{tuple(value.shape)}')
-        value = value.float().to(self.target.device)
-        if cut == OUTPUT_CUT:
-            return value, meta
-        tail = self.tail(cut, meta['codec'], meta.get('quality'))
-        return tail(value[None])[0], meta
+        if meta['cut'] == FRAME_CUT:
+            encoding = 'mono8' if value.ndim == 2 or value.shape[2] == 1 else 'bgr8'
+            return self.target.preprocess(value.reshape(value.shape[:2]) if encoding == 'mono8'
+                                          else value, encoding)[0]
+        return value.float().to(self.target.device)
 
-    def _from_frame(self, image: np.ndarray, meta: dict) -> torch.Tensor:
-        encoding = 'mono8' if image.ndim == 2 else 'bgr8'
-        x = self.target.preprocess(image, encoding)
-        name = meta.get('defense', 'none')
-        if name not in self._defenses:
-            self._defenses[name] = build_defense(name, self.target)
-        return self.target.model(self._defenses[name](x))[0]
+    def tail_for(self, meta: dict) -> nn.Module:
+        """Return the module that finishes a checked message's sample."""
+        if meta['cut'] == FRAME_CUT:
+            return self._frame_models[meta.get('defense', 'none')]
+        if meta['cut'] == OUTPUT_CUT:
+            return _IDENTITY
+        return self.tail(meta['cut'], meta['codec'], meta.get('quality'))
+
+    @torch.no_grad()
+    def process(self, payload, fmt: str | Mapping) -> tuple[torch.Tensor, dict]:
+        """Return ``(logits, meta)`` of one message; raise PipelineError on bad input."""
+        meta = self.check(fmt)
+        x = self.prepare(payload, meta)
+        return self.tail_for(meta)(x[None])[0], meta
 
 
 def result_record(target: Target, logits: torch.Tensor, top_k: int = 3) -> dict:

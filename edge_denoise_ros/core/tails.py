@@ -27,6 +27,7 @@ trace), so nothing here traces the model again.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from torch import nn
 from . import models
 from .pipeline import TailLookup, Target
 from .surgery import Cut, split_traced, Traced
+
+LOOKUP_CACHE = 1024     # (cut, codec, quality) settings whose tail file was looked up
 
 
 def cut_label(traced: Traced, cut: str | Cut) -> str:
@@ -50,8 +53,13 @@ def tail_file_name(model_name: str, cut: str, codec: str, quality: int | None) -
 
 
 def finetuned_tail_path(model: nn.Module, traced: Traced, model_name: str, cut: str,
-                        codec: str, quality: int | None) -> Path | None:
-    """Return the shipped fine-tuned tail for these settings and this exact model, or None."""
+                        codec: str, quality: int | None,
+                        model_hash: str | None = None) -> Path | None:
+    """
+    Return the shipped fine-tuned tail for these settings and this exact model, or None.
+
+    ``model_hash``: the model's :func:`models.state_hash` where the caller has it.
+    """
     label = cut_label(traced, cut)
     path = models.weights_path(tail_file_name(model_name, label, codec,
                                               quality if codec == 'jpeg' else None))
@@ -62,7 +70,8 @@ def finetuned_tail_path(model: nn.Module, traced: Traced, model_name: str, cut: 
         record = json.loads(meta.read_text())
     except ValueError:
         return None
-    if record.get('base_hash') != models.state_hash(model) or record.get('cut') != label or \
+    if record.get('base_hash') != (model_hash or models.state_hash(model)) or \
+            record.get('cut') != label or \
             record.get('codec') != codec or \
             (codec == 'jpeg' and record.get('quality') != quality):
         return None
@@ -92,6 +101,44 @@ def host_tail(model: nn.Module, traced: Traced, cut: str, codec: str, quality: i
 
 
 def finetuned_tails(target: Target) -> TailLookup:
-    """Return a tail lookup for a target that prefers the shipped fine-tuned tails."""
-    return lambda cut, codec, quality: host_tail(target.model, target.traced, cut, codec,
-                                                 quality, model_name=target.name)
+    """
+    Return a tail lookup for a target: its shipped fine-tuned tail for the settings, or None.
+
+    Which settings have a tail is looked up once per setting (file names and cards, by
+    the target's own hash) and remembered for at most ``LOOKUP_CACHE`` settings, so a
+    message costs no file system work or model split; None tells the host to use the
+    plain split tail it already holds.
+    """
+    @functools.lru_cache(maxsize=LOOKUP_CACHE)
+    def path_for(cut: str, codec: str, quality: int | None) -> Path | None:
+        return finetuned_tail_path(target.model, target.traced, target.name, cut, codec,
+                                   quality, model_hash=target.hash)
+
+    def lookup(cut: str, codec: str, quality: int | None) -> nn.Module | None:
+        path = path_for(cut, codec, quality if codec == 'jpeg' else None)
+        if path is None:
+            return None
+        tuned = copy.deepcopy(target.halves(cut)[1])
+        tuned.load_state_dict(models.load_state_dict(path))
+        tuned.eval()
+        tuned.finetuned = str(path)
+        return tuned
+    lookup.shipped = shipped_settings(target)
+    return lookup
+
+
+def shipped_settings(target: Target) -> tuple[tuple[str, str, int | None], ...]:
+    """Return the ``(cut, codec, quality)`` of every tail shipped for this very target."""
+    found = []
+    for card in sorted(models.weights_dir().glob(f'host_tail_{target.name}_*.json')):
+        try:
+            record = json.loads(card.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or record.get('base_hash') != target.hash or \
+                not card.with_suffix('.pt').is_file():
+            continue
+        key = (record.get('cut'), record.get('codec'), record.get('quality'))
+        if key[0] in target.cuts and isinstance(key[1], str):
+            found.append((key[0], key[1], key[2] if key[1] == 'jpeg' else None))
+    return tuple(found)
