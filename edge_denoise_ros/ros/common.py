@@ -18,7 +18,8 @@ Pieces every node of the package uses: declared parameters, statistics, hand-off
 - :func:`declare_parameters`: each parameter declared once with a
   ``ParameterDescriptor`` (description, range or choices, read-only); a
   change is checked against its spec, then offered to the node, which may
-  refuse it with a reason (``ros2 param set`` prints it).
+  refuse it with a reason (``ros2 param set`` prints it). ``TARGET_PARAMS``
+  and ``FEATURES_QOS_PARAMS``: the specs edge and host share.
 - :class:`NodeStats`: frames, bytes, latency, errors by kind, drops; one
   ``DiagnosticStatus`` for ``/diagnostics``.
 - :class:`Mailbox`: a bounded hand-off between callbacks where the newest
@@ -51,6 +52,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.utilities import get_default_context
 
 from .executor import PriorityExecutor
+from ..core.models import DEFAULT_MODEL
 from ..core.scheduler import Scheduler, SchedulerConfig
 
 THROTTLE_S = 5.0
@@ -90,6 +92,26 @@ class ParamSpec:
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
             return f'{self.name} must lie in [{self.range[0]}, {self.range[1]}], got {value!r}'
         return None
+
+
+# The parameters edge and host both declare: the target they run, the features topic's QoS.
+TARGET_PARAMS = (
+    ParamSpec('model', DEFAULT_MODEL, 'target classifier: a registry name or a .pt2 file '
+              '(edge and host must run the same: messages carry its hash)', read_only=True),
+    ParamSpec('weights', '', 'weights file of the target ("" = the shipped weights)',
+              read_only=True),
+    ParamSpec('device', 'cpu', 'torch device of this node\'s models: cpu or cuda[:N]',
+              read_only=True),
+    ParamSpec('torch_threads', 1, 'torch intra-op threads of this process (1 suits batch-1 '
+              'inference of small models; 0 = torch\'s default)', range=(0, 256),
+              read_only=True),
+)
+FEATURES_QOS_PARAMS = (
+    ParamSpec('features_reliability', 'reliable', 'QoS reliability of features',
+              choices=RELIABILITY, read_only=True),
+    ParamSpec('features_depth', 30, 'QoS history depth of features', range=(1, 1000),
+              read_only=True),
+)
 
 
 def declare_parameters(node, specs: Sequence[ParamSpec],

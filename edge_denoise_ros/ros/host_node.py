@@ -34,29 +34,19 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
 
-from .common import (declare_parameters, diagnostics_timer, features_qos, log_error, NodeStats,
-                     ParamSpec, pub_events, RELIABILITY, run_nodes, sub_events)
+from .common import (declare_parameters, diagnostics_timer, features_qos,
+                     FEATURES_QOS_PARAMS, log_error, NodeStats, ParamSpec, pub_events, run_nodes,
+                     sub_events, TARGET_PARAMS)
 from ..core import pipeline, tails, wire
 from ..core.models import set_torch_threads
 
-HOST_PARAMS = (
-    ParamSpec('model', 'small_resnet', 'target classifier: a registry name or a .pt2 file '
-              '(must match the edge: messages carry its hash)', read_only=True),
-    ParamSpec('weights', '', 'weights file of the target ("" = the shipped weights)',
-              read_only=True),
-    ParamSpec('device', 'cpu', 'torch device: cpu or cuda[:N]', read_only=True),
-    ParamSpec('torch_threads', 1, 'torch intra-op threads of this process (0 = torch\'s '
-              'default)', range=(0, 256), read_only=True),
+HOST_PARAMS = TARGET_PARAMS + (
     ParamSpec('top_k', 3, 'classes listed in each classification', range=(1, 1000)),
     ParamSpec('finetuned_tails', True, 'use a tail fine-tuned on decoded features when one '
               'is shipped for the message\'s cut, codec and quality'),
     ParamSpec('max_payload_bytes', wire.MAX_PAYLOAD_BYTES, 'messages with a larger '
               'payload are refused', range=(1, 1 << 30)),
-    ParamSpec('features_reliability', 'reliable', 'QoS reliability of features',
-              choices=RELIABILITY, read_only=True),
-    ParamSpec('features_depth', 30, 'QoS history depth of features', range=(1, 1000),
-              read_only=True),
-)
+) + FEATURES_QOS_PARAMS
 
 
 class HostNode(Node):
