@@ -56,8 +56,8 @@ from . import procstat
 from .fuzz_cases import Case, EdgeCases, HostCases
 from .isolation import lease_domain
 from .launcher import NodeProcess, start_node
-from ..core import accounting, pipeline
-from ..ros.common import features_qos, sub_events
+from ..core import accounting, models, pipeline
+from ..ros.common import features_qos, status_values, sub_events
 
 TARGETS = ('host', 'edge')
 DIAGNOSTICS = '/diagnostics'
@@ -124,7 +124,7 @@ class _Driver:
     def _on_diag(self, msg) -> None:
         with self.lock:
             for status in msg.status:
-                self.statuses[status.name] = {kv.key: kv.value for kv in status.values}
+                self.statuses[status.name] = status_values(status)
             self.diag_count += 1
             self.lock.notify_all()
 
@@ -277,7 +277,7 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
     spinner.start()
     session = _Session(cfg, transport, env, log_dir)
     if cfg.target == 'host':
-        maker = HostCases(pipeline.Target(cfg.node_params.get('model', 'small_resnet')),
+        maker = HostCases(pipeline.Target(cfg.node_params.get('model', models.DEFAULT_MODEL)),
                           seed=cfg.seed)
     else:
         maker = EdgeCases(transport, seed=cfg.seed + (transport == 'compressed'),

@@ -53,7 +53,7 @@ from . import procstat
 from .fuzz_cases import image_fields, sample_frames
 from .isolation import lease_domain
 from .launcher import start_node
-from ..ros.common import sub_events
+from ..ros.common import status_count, status_values, sub_events
 
 DIAGNOSTICS = '/diagnostics'
 SAMPLE_PERIOD_S = 1.0
@@ -105,14 +105,7 @@ class _Camera:
     def _on_diag(self, msg) -> None:
         with self.lock:
             for status in msg.status:
-                self.statuses[status.name] = {kv.key: kv.value for kv in status.values}
-
-
-def _num(values: dict, key: str) -> int:
-    try:
-        return int(float(values.get(key, 0)))
-    except ValueError:
-        return 0
+                self.statuses[status.name] = status_values(status)
 
 
 def _status(statuses: dict, name: str) -> dict:
@@ -127,14 +120,14 @@ def drop_reasons(sent: int, classified: int, statuses: dict, composed: bool) -> 
     intake = _status(statuses, 'denoiser' if composed else 'edge_node')
     names = ('denoiser', 'target') if composed else ('edge_node',)
     reasons: dict[str, int] = {}
-    received = _num(intake, 'received')
+    received = status_count(intake, 'received')
     if 'received' in intake:
         reasons['edge.not_received'] = max(0, sent - received)
     for side, nodes in (('edge', names), ('host', ('host_node',))):
         for name in nodes:
             for key, value in _status(statuses, name).items():
                 if key.startswith(('dropped.', 'errors.')):
-                    reasons[f'{side}.{key}'] = reasons.get(f'{side}.{key}', 0) + _num(
+                    reasons[f'{side}.{key}'] = reasons.get(f'{side}.{key}', 0) + status_count(
                         {key: value}, key)
     # The host counts frames lost in transit and those of an epoch it joined late; frames
     # the edge sent that the host never saw are in them, the rest are the edge's own drops.

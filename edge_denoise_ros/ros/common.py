@@ -258,6 +258,14 @@ def status_values(status: DiagnosticStatus) -> dict:
     return {kv.key: kv.value for kv in status.values}
 
 
+def status_count(values: dict, key: str) -> int:
+    """Return the count ``key`` of :func:`status_values`; 0 where it is absent or no number."""
+    try:
+        return int(float(values.get(key, 0)))
+    except ValueError:
+        return 0
+
+
 class Mailbox:
     """
     A bounded hand-off: ``put`` never blocks; when full the oldest item is pushed out.
