@@ -377,13 +377,13 @@ def train_host_finetune(args) -> dict:
                        f'{wire.FEATURE_CODECS}')
     if args.codec == 'jpeg' and args.quality is None:
         raise CliError('--codec jpeg needs --quality')
-    quality = args.quality if args.codec == 'jpeg' else None
+    quality = codecs.codec_quality(args.codec, args.quality)
     model = models.build_model(args.model)
     x, y = data.load_split_tensors('train', args.limit)
     xt, yt = data.load_split_tensors('test', args.test_limit)
     traced = surgery.trace(model, xt[:1])
     head, plain = surgery.split_traced(traced, args.cut)
-    opts = {'quality': quality} if quality else {}
+    opts = codecs.jpeg_options(args.codec, quality)
 
     def channel(f):
         return torch.from_numpy(codecs.roundtrip(f, args.codec, **opts)[0])

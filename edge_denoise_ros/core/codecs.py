@@ -314,9 +314,20 @@ def forget_default_table() -> None:
     _DEFAULT_TABLES.clear()
 
 
+def codec_quality(codec: str, quality: int | None) -> int | None:
+    """
+    Return the JPEG quality ``codec`` takes: ``quality`` checked for ``jpeg``, else None.
+
+    The one place of the rule that only ``jpeg`` takes a quality (``deepn_jpeg``
+    has its table); a bad quality raises CodecError (:func:`.wire.check_quality`).
+    """
+    return check_quality(quality) if codec == 'jpeg' and quality is not None else None
+
+
 def jpeg_options(codec: str, quality: int | None) -> dict:
     """Return the encode options that give ``codec`` the JPEG ``quality`` (none for the others)."""
-    return {'quality': int(quality)} if codec == 'jpeg' and quality is not None else {}
+    q = codec_quality(codec, quality)
+    return {} if q is None else {'quality': q}
 
 
 # ----------------------------------------------------------------------------- stages

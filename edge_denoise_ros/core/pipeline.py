@@ -238,8 +238,7 @@ class EdgeStage:
         if cut == OUTPUT_CUT and settings.codec != 'raw':
             raise ValueError('the output cut (edge-only) sends logits with codec raw')
         for q in (settings.quality, settings.frame_quality):
-            if not 1 <= int(q) <= 100:
-                raise ValueError(f'JPEG quality must lie in 1..100, got {q}')
+            wire.check_quality(q)
         if settings.defense not in self._defenses:
             self._defenses[settings.defense] = build_defense(settings.defense, self.target)
         self.target.halves(cut)  # split now, not on the first frame
@@ -361,7 +360,7 @@ class HostStage:
         """Return the tail for a message's settings (a fine-tuned one where shipped)."""
         if self._tails is None or cut in (FRAME_CUT, OUTPUT_CUT):
             return self.target.halves(cut)[1]
-        key = (cut, codec, quality if codec == 'jpeg' else None)
+        key = (cut, codec, codecs.codec_quality(codec, quality))
         if key in self._tail_cache:
             self._tail_cache.move_to_end(key)
             return self._tail_cache[key]

@@ -34,6 +34,7 @@ from pathlib import Path
 from torch import nn
 
 from . import models
+from .codecs import codec_quality
 from .pipeline import TailLookup, Target
 from .surgery import Cut, split_traced, Traced
 
@@ -61,8 +62,8 @@ def finetuned_tail_path(model: nn.Module, traced: Traced, model_name: str, cut: 
     ``model_hash``: the model's :func:`models.state_hash` where the caller has it.
     """
     label = cut_label(traced, cut)
-    path = models.weights_path(tail_file_name(model_name, label, codec,
-                                              quality if codec == 'jpeg' else None))
+    quality = codec_quality(codec, quality)
+    path = models.weights_path(tail_file_name(model_name, label, codec, quality))
     meta = path.with_suffix('.json')
     if not path.is_file() or not meta.is_file():
         return None
@@ -73,7 +74,7 @@ def finetuned_tail_path(model: nn.Module, traced: Traced, model_name: str, cut: 
     if record.get('base_hash') != (model_hash or models.state_hash(model)) or \
             record.get('cut') != label or \
             record.get('codec') != codec or \
-            (codec == 'jpeg' and record.get('quality') != quality):
+            record.get('quality') != quality:
         return None
     return path
 
@@ -93,6 +94,11 @@ def host_tail(model: nn.Module, traced: Traced, cut: str, codec: str, quality: i
     if path is None:
         tail.finetuned = None
         return tail
+    return _tuned(tail, path)
+
+
+def _tuned(tail: nn.Module, path: Path) -> nn.Module:
+    """Return a copy of ``tail`` holding the fine-tuned weights of ``path`` (``finetuned``)."""
     tuned = copy.deepcopy(tail)
     tuned.load_state_dict(models.load_state_dict(path))
     tuned.eval()
@@ -115,14 +121,8 @@ def finetuned_tails(target: Target) -> TailLookup:
                                    quality, model_hash=target.hash)
 
     def lookup(cut: str, codec: str, quality: int | None) -> nn.Module | None:
-        path = path_for(cut, codec, quality if codec == 'jpeg' else None)
-        if path is None:
-            return None
-        tuned = copy.deepcopy(target.halves(cut)[1])
-        tuned.load_state_dict(models.load_state_dict(path))
-        tuned.eval()
-        tuned.finetuned = str(path)
-        return tuned
+        path = path_for(cut, codec, codec_quality(codec, quality))
+        return None if path is None else _tuned(target.halves(cut)[1], path)
     lookup.shipped = shipped_settings(target)
     return lookup
 
@@ -138,7 +138,10 @@ def shipped_settings(target: Target) -> tuple[tuple[str, str, int | None], ...]:
         if not isinstance(record, dict) or record.get('base_hash') != target.hash or \
                 not card.with_suffix('.pt').is_file():
             continue
-        key = (record.get('cut'), record.get('codec'), record.get('quality'))
-        if key[0] in target.cuts and isinstance(key[1], str):
-            found.append((key[0], key[1], key[2] if key[1] == 'jpeg' else None))
+        cut, codec = record.get('cut'), record.get('codec')
+        if cut in target.cuts and isinstance(codec, str):
+            try:
+                found.append((cut, codec, codec_quality(codec, record.get('quality'))))
+            except ValueError:   # a card with a bad quality ships nothing
+                continue
     return tuple(found)

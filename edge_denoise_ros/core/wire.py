@@ -42,9 +42,10 @@ VERSION = 'edge_denoise/1'
 FEATURE_CODECS = ('raw', 'lossless', 'q8', 'jpeg')
 IMAGE_CODECS = ('jpeg', 'deepn_jpeg')
 FRAME_CODECS = ('raw',) + IMAGE_CODECS  # what a uint8 camera frame may be sent as
-CODECS = ('raw', 'lossless', 'q8', 'jpeg', 'deepn_jpeg')
+CODECS = tuple(dict.fromkeys(FEATURE_CODECS + FRAME_CODECS))  # raw, lossless, q8, jpeg, deepn_jpeg
 FLOAT_DTYPES = ('float32', 'float16')
 LAYOUTS = ('planes', 'words')      # of the lossless codec's non-zero values
+QUALITY_RANGE = (1, 100)           # a JPEG quality (jpeg is the one codec that takes one)
 
 # Caps, checked before anything is allocated; decode() takes per-call overrides.
 MAX_PAYLOAD_BYTES = 16 << 20        # one message's data
@@ -300,7 +301,7 @@ _CHECKS = {
     'layout': lambda v: v if v in LAYOUTS else _refuse('layout', v, f'one of {LAYOUTS}'),
     'scale': _scale,
     'zp': _integer('zp', 0, 255),
-    'quality': _integer('quality', 1, 100),
+    'quality': _integer('quality', *QUALITY_RANGE),
     'table': _pattern('table', _HEX8, '8 lower-case hex digits (a table id)'),
     'defense': _pattern('defense', _NAME, 'a defense name'),
 }
@@ -323,10 +324,8 @@ def _dims(meta, key, lo, hi) -> tuple[int, ...]:
 
 
 def check_quality(q) -> int:
-    """Return a JPEG quality, an integer in [1, 100]; raise CodecError if it is not."""
-    if not isinstance(q, (int, np.integer)) or isinstance(q, bool) or not 1 <= q <= 100:
-        raise CodecError(f'quality must be an integer in [1, 100], got {q!r}')
-    return int(q)
+    """Return a JPEG quality, an integer in ``QUALITY_RANGE``; raise CodecError if it is not."""
+    return _CHECKS['quality'](q)
 
 
 def dims_text(dims) -> str:
