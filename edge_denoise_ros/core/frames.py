@@ -16,10 +16,12 @@
 """
 Camera frames -> model inputs, and example frames to profile with.
 
-A camera frame is a ``bgr8`` uint8 array ``(H, W, 3)``; a model input a float
-tensor ``(1, C, h, w)``. One-channel models take gray Fashion-MNIST-like
-inputs in [0, 1] (:func:`data.preprocess_frame`); three-channel models RGB
-normalised by ImageNet's mean and std.
+A camera frame is a uint8 array in one of :data:`data.ENCODINGS` (``bgr8``
+and ``rgb8`` ``(H, W, 3)``, ``mono8`` ``(H, W)``), checked by
+:func:`data.check_frame`; a model input a float tensor ``(1, C, h, w)``.
+One-channel models take gray Fashion-MNIST-like inputs in [0, 1]
+(:func:`data.preprocess_frame`); three-channel models RGB normalised by
+ImageNet's mean and std.
 """
 
 from __future__ import annotations
@@ -33,22 +35,31 @@ import torch
 from . import data
 
 
-def preprocess(frame: np.ndarray, input_shape: Sequence[int]) -> torch.Tensor:
+def opencv_image(frame: np.ndarray, encoding: str) -> np.ndarray:
+    """Return a checked camera frame as OpenCV holds it: ``(H, W)`` gray or ``(H, W, 3)`` BGR."""
+    frame = data.check_frame(frame, encoding)
+    return np.ascontiguousarray(frame[:, :, ::-1] if encoding == 'rgb8' else frame)
+
+
+def preprocess(frame: np.ndarray, input_shape: Sequence[int],
+               encoding: str = 'bgr8') -> torch.Tensor:
     """
-    Turn a ``bgr8`` camera frame ``(H, W, 3)`` into a model input ``(1, C, h, w)``.
+    Turn a camera frame into a model input ``(1, C, h, w)``.
 
     One channel: :func:`data.preprocess_frame` (gray, area resize, [0, 1]);
-    three channels: area resize, BGR to RGB, [0, 1], ImageNet mean/std.
+    three channels: area resize, BGR to RGB, [0, 1], ImageNet mean/std (a
+    gray frame repeated in all three).
     """
     c, h, w = (int(d) for d in input_shape[-3:])
     if c == 1:
         if h != w:
             raise ValueError(f'gray inputs must be square, got {h}x{w}')
-        return data.preprocess_frame(frame, 'bgr8', size=h)
+        return data.preprocess_frame(frame, encoding, size=h)
     if c != 3:
         raise ValueError(f'expected a 1- or 3-channel input shape, got {tuple(input_shape)}')
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f'expected a uint8 (H, W, 3) bgr8 frame, got {frame.dtype} {frame.shape}')
+    frame = opencv_image(frame, encoding)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
     if frame.shape[:2] != (h, w):
         frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
     rgb = np.ascontiguousarray(frame[:, :, ::-1], dtype=np.float32) / 255.0

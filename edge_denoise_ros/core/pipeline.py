@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from . import codecs, data, defenses, models, surgery, wire
-from .frames import preprocess
+from .frames import opencv_image, preprocess
 
 FRAME_CUT = 'frame'
 OUTPUT_CUT = 'output'
@@ -162,13 +162,7 @@ class Target:
     def preprocess(self, frame: np.ndarray, encoding: str) -> torch.Tensor:
         """Turn a camera frame into the model input ``(1, C, H, W)``."""
         try:
-            if self.input_shape[0] == 1:
-                x = data.preprocess_frame(frame, encoding, size=self.input_shape[1])
-            else:
-                gray = frame.ndim == 2 or encoding == 'mono8'
-                bgr = np.repeat(data.frame_to_gray(frame, encoding)[:, :, None], 3, 2) \
-                    if gray else (frame[:, :, ::-1] if encoding == 'rgb8' else frame)
-                x = preprocess(np.ascontiguousarray(bgr), self.input_shape)
+            x = preprocess(frame, self.input_shape, encoding)
         except ValueError as exc:
             raise PipelineError('bad_image', str(exc)) from None
         return x.to(self.device)
@@ -273,14 +267,9 @@ class EdgeStage:
         """Host-only: encode the camera frame itself with an image codec."""
         s = settings or self.settings
         try:
-            gray = data.frame_to_gray(frame, encoding) if encoding == 'mono8' else None
+            image = opencv_image(frame, encoding)
         except ValueError as exc:
             raise PipelineError('bad_image', str(exc)) from None
-        image = gray if gray is not None else np.ascontiguousarray(
-            frame[:, :, ::-1] if encoding == 'rgb8' else frame)
-        if image.dtype != np.uint8 or image.size == 0:
-            raise PipelineError('bad_image', f'expected a uint8 frame, got {image.dtype} '
-                                             f'{image.shape}')
         options = codecs.jpeg_options(s.codec, s.frame_quality)
         out = self._encode(image, s, options)
         out.meta['defense'] = s.defense
