@@ -56,7 +56,7 @@ def augment(x: torch.Tensor, g: torch.Generator, pad: int = 2) -> torch.Tensor:
     return out
 
 
-def fit(module: nn.Module, n: int, cfg, g: torch.Generator, opt: torch.optim.Optimizer,
+def fit(module: nn.Module, n: int, cfg: Schedule, g: torch.Generator, opt: torch.optim.Optimizer,
         make_sched: Callable[[torch.optim.Optimizer, int], object],
         batch_loss: Callable[[torch.Tensor], torch.Tensor],
         progress: Progress | None = None) -> nn.Module:
@@ -91,26 +91,41 @@ def _cosine(opt: torch.optim.Optimizer, total: int):
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
 
 
-def check_schedule(cfg) -> None:
-    """Refuse a training config whose ``epochs``, ``batch_size`` or ``lr`` is not positive."""
-    if cfg.epochs <= 0 or cfg.batch_size <= 0 or cfg.lr <= 0:
-        raise ValueError(f'epochs, batch_size and lr must be positive, got {cfg}')
+@dataclass(frozen=True)
+class Schedule:
+    """What every trainer here takes: epochs, batch size, (peak) learning rate, seed."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ValueError(f'epochs, batch_size and lr must be positive, got {self}')
 
 
 @dataclass(frozen=True)
-class TargetTrainConfig:
+class SGDSchedule(Schedule):
+    """A schedule run with SGD (Nesterov momentum, weight decay)."""
+
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+    def optimizer(self, params) -> torch.optim.Optimizer:
+        """Return the SGD optimizer of ``params`` with these settings."""
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
+                               weight_decay=self.weight_decay, nesterov=True)
+
+
+@dataclass(frozen=True)
+class TargetTrainConfig(SGDSchedule):
     """Settings of the target classifier's training (SGD + one-cycle schedule)."""
 
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
     label_smoothing: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self):
-        check_schedule(self)
 
 
 def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -123,8 +138,7 @@ def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     count on the CPU.
     """
     g = seed_everything(cfg.seed)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay, nesterov=True)
+    opt = cfg.optimizer(model.parameters())
 
     def batch_loss(idx):
         return F.cross_entropy(model(augment(x[idx], g)), y[idx],
@@ -247,7 +261,7 @@ def feature_extractor(target: nn.Module, example: torch.Tensor, layer: str | Non
 
 
 @dataclass(frozen=True)
-class DenoiserTrainConfig:
+class DenoiserTrainConfig(Schedule):
     """
     Settings of HGD's guided denoiser training (Adam + cosine decay).
 
@@ -261,10 +275,9 @@ class DenoiserTrainConfig:
     weight_decay: float = 0.0
     loss: str = 'lgd'
     feature_layer: str | None = None
-    seed: int = 0
 
     def __post_init__(self):
-        check_schedule(self)
+        super().__post_init__()
         if self.loss not in DENOISER_LOSSES:
             raise ValueError(f'loss must be one of {DENOISER_LOSSES}, got {self.loss!r}')
 
@@ -317,19 +330,13 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
 # ----------------------------------------------------------------------------- host fine-tuning
 
 @dataclass(frozen=True)
-class HostFinetuneConfig:
+class HostFinetuneConfig(SGDSchedule):
     """Settings of the host tail's fine-tuning on decoded features (Ko et al.)."""
 
     epochs: int = 3
     batch_size: int = 128
     lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seed: int = 0
     augment: bool = True
-
-    def __post_init__(self):
-        check_schedule(self)
 
 
 def finetune_host_tail(head: nn.Module, tail: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -351,8 +358,7 @@ def finetune_host_tail(head: nn.Module, tail: nn.Module, x: torch.Tensor, y: tor
                          f'{len(y)}')
     g = seed_everything(cfg.seed)
     head.eval()
-    opt = torch.optim.SGD(tail.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay, nesterov=True)
+    opt = cfg.optimizer(tail.parameters())
 
     def batch_loss(idx):
         xb = augment(x[idx], g) if cfg.augment else x[idx]
