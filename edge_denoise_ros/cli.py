@@ -78,6 +78,10 @@ COMMANDS = {
         'link:register',
         'edge and host in two network namespaces joined by a tc-shaped veth; frames/s, '
         'latency, bytes and drops of every strategy at each rate (needs root)'),
+    ('bench', 'camera'): (
+        'camera:register',
+        'camera frames at real sizes (rgb8) between two processes: sent, received, latency '
+        'p50/p99, with the camera QoS and the Fast DDS profile'),
     ('', 'eval'): (
         'evaluate:register',
         'accuracy[defense][attack] of the target on the Fashion-MNIST test split'),

@@ -19,7 +19,7 @@ ros2 launch edge_denoise_ros edge.launch.py camera_topic:=/camera/image_raw devi
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -33,6 +33,7 @@ def generate_launch_description():
     params = LaunchConfiguration('params_file')
     device = LaunchConfiguration('device')
     composed = LaunchConfiguration('composed')
+    share = FindPackageShare('edge_denoise_ros')
     remappings = [('image_raw', camera), ('image_raw/compressed', [camera, '/compressed'])]
     common = dict(package='edge_denoise_ros', namespace=namespace, output='screen',
                   parameters=[params, {'device': device}], remappings=remappings)
@@ -43,8 +44,15 @@ def generate_launch_description():
                               description='camera topic (sensor_msgs/Image); its /compressed '
                                           'sibling is used with input_transport: compressed'),
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
-            [FindPackageShare('edge_denoise_ros'), 'config', 'edge.yaml']),
+            [share, 'config', 'edge.yaml']),
             description='YAML parameters of the edge nodes'),
+        DeclareLaunchArgument('fastdds_profile', default_value=PathJoinSubstitution(
+            [share, 'config', 'fastdds_large_data.xml']),
+            description='Fast DDS profile of the edge nodes (FASTDDS_DEFAULT_PROFILES_FILE): '
+                        'the shipped one lets camera frames of 640x480 and up through; the '
+                        'camera driver needs the same'),
+        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
+                               LaunchConfiguration('fastdds_profile')),
         DeclareLaunchArgument('device', default_value='cpu',
                               description='torch device of the edge models: cpu, cuda, cuda:N'),
         DeclareLaunchArgument('composed', default_value='true',

@@ -19,7 +19,7 @@ ros2 launch edge_denoise_ros host.launch.py namespace:=robot1 device:=cuda
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -27,6 +27,7 @@ from launch_ros.substitutions import FindPackageShare
 
 def generate_launch_description():
     """Declare the arguments and the host node."""
+    share = FindPackageShare('edge_denoise_ros')
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the host node and its topics '
@@ -34,8 +35,13 @@ def generate_launch_description():
         DeclareLaunchArgument('features_topic', default_value='features',
                               description='topic of the edge\'s encoded features'),
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
-            [FindPackageShare('edge_denoise_ros'), 'config', 'host.yaml']),
+            [share, 'config', 'host.yaml']),
             description='YAML parameters of the host node'),
+        DeclareLaunchArgument('fastdds_profile', default_value=PathJoinSubstitution(
+            [share, 'config', 'fastdds_large_data.xml']),
+            description='Fast DDS profile of the host node (FASTDDS_DEFAULT_PROFILES_FILE)'),
+        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
+                               LaunchConfiguration('fastdds_profile')),
         DeclareLaunchArgument('device', default_value='cpu',
                               description='torch device of the host model: cpu, cuda, cuda:N'),
         Node(package='edge_denoise_ros', executable='host_node', name='host_node',

@@ -35,11 +35,13 @@ def generate_launch_description():
         launch_arguments={'namespace': namespace, 'device': device,
                           'camera_topic': LaunchConfiguration('camera_topic'),
                           'params_file': LaunchConfiguration('edge_params_file'),
-                          'composed': LaunchConfiguration('composed')}.items())
+                          'composed': LaunchConfiguration('composed'),
+                          'fastdds_profile': LaunchConfiguration('fastdds_profile')}.items())
     host = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, 'launch', 'host.launch.py'])),
         launch_arguments={'namespace': namespace, 'device': device,
-                          'params_file': LaunchConfiguration('host_params_file')}.items())
+                          'params_file': LaunchConfiguration('host_params_file'),
+                          'fastdds_profile': LaunchConfiguration('fastdds_profile')}.items())
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of every node and topic'),
@@ -53,6 +55,10 @@ def generate_launch_description():
                               description='torch device of edge and host: cpu, cuda, cuda:N'),
         DeclareLaunchArgument('composed', default_value='true',
                               description='true: edge_process; false: edge_node'),
+        DeclareLaunchArgument('fastdds_profile', default_value=PathJoinSubstitution(
+            [share, 'config', 'fastdds_large_data.xml']),
+            description='Fast DDS profile of every node (FASTDDS_DEFAULT_PROFILES_FILE); the '
+                        'camera driver needs the same'),
         edge,
         host,
     ])

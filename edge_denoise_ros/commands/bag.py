@@ -20,6 +20,7 @@ from .common import format_table, positive_float, positive_int, ProgressBar
 from ..ros.bag import bag_info, STORAGES
 from ..ros.bag_player import add_play_arguments, format_play_report, play, play_options
 from ..ros.bag_recorder import record
+from ..ros.dds import use_shipped_profile
 
 
 def register_play(p) -> None:
@@ -50,6 +51,7 @@ def register_info(p) -> None:
 def run_play(args) -> dict:
     """Play a bag and print what was published."""
     progress = ProgressBar('play') if args.progress else None
+    use_shipped_profile()   # large camera frames: the publisher needs the profile too
     report = play(args.bag, play_options(args), progress=progress)
     print(format_play_report(report))
     return report.as_dict()
@@ -59,6 +61,7 @@ def run_record(args) -> dict:
     """Record topics and print the counts."""
     if args.duration is None and args.max_messages is None:
         print('recording until Ctrl-C (bound it with --duration or --max-messages)')
+    use_shipped_profile()   # large best-effort camera frames arrive whole only with it
     result = record(args.output, args.topics, storage=args.storage, duration=args.duration,
                     max_messages=args.max_messages)
     rows = [{'topic': t, 'type': v['type'] or '(never seen)', 'messages': v['count']}

@@ -19,7 +19,11 @@ The messages of a bag directory (sqlite3 or MCAP storage) go out on live
 rclpy publishers: ``rate``, ``loop``, a topic selection, ``old:=new``
 remapping, QoS by type (camera images: sensor data; everything else:
 reliable). They are published as the CDR bytes stored in the bag, never
-re-serialized. The report says how many messages of each topic went out.
+re-serialized. Playback starts once every played camera topic has a
+subscriber (up to ``wait_for_subscribers`` seconds, 10 by default): frames
+published before the edge discovered the player would be lost uncounted.
+The report says how many messages of each topic went out, and which topics
+had no subscriber in time.
 ``main`` is the ``bag_player`` executable (``ros2 run edge_denoise_ros
 bag_player BAG``), the same as ``edge-denoise bag play``.
 """
@@ -35,13 +39,16 @@ import time
 
 from rclpy.node import Node
 
-from .bag import (absolute, CAMERA_QOS, message_class, open_bag, Progress, qos_for_type,
-                  storage_of)
+from .bag import (absolute, CAMERA_QOS, CAMERA_TYPES, message_class, normalize_msgtype,
+                  open_bag, Progress, qos_for_type, storage_of)
 from .common import pub_events, spin_until_done
+from .dds import use_shipped_profile
 
 # After every played topic has a subscriber, wait this long more: DDS discovery
 # is two-sided, and the subscribers may not have matched the publishers yet.
 DISCOVERY_SETTLE_S = 0.3
+# By default playback waits this long for a subscriber on every played camera topic.
+DEFAULT_WAIT_S = 10.0
 
 
 @dataclass
@@ -53,7 +60,7 @@ class PlayOptions:
     topics: tuple[str, ...] | None = None   # play only these topics (default: all)
     remap: dict[str, str] = field(default_factory=dict)  # '/old' -> 'new'
     delay: float = 0.0                # seconds to wait before the first message
-    wait_for_subscribers: float = 0.0  # wait up to this long for a subscriber per topic
+    wait_for_subscribers: float = DEFAULT_WAIT_S  # wait up to this long (s) for subscribers
     camera_qos: str = 'sensor'        # camera topics: 'sensor' (best effort) or 'reliable'
 
     def check(self) -> None:
@@ -147,11 +154,17 @@ class BagPlayer:
         """Start publishing (in a thread); ``done`` is set when playback ends."""
         self._thread.start()
 
+    def awaited(self) -> list:
+        """Return the publishers playback waits for: camera topics (all if there is none)."""
+        camera = [self.publishers[c.topic] for c in self.connections
+                  if normalize_msgtype(c.msgtype) in CAMERA_TYPES]
+        return list(dict.fromkeys(camera)) if camera else list(self.publishers.values())
+
     def _wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.options.wait_for_subscribers
+        awaited = self.awaited()
         while not self.stop.is_set():
-            waiting = [name for name, pub in self.publishers.values()
-                       if pub.get_subscription_count() == 0]
+            waiting = [name for name, pub in awaited if pub.get_subscription_count() == 0]
             if not waiting:
                 self.stop.wait(DISCOVERY_SETTLE_S)
                 return
@@ -159,7 +172,9 @@ class BagPlayer:
                 self.unmatched = sorted(waiting)
                 self.node.get_logger().warning(
                     f'no subscriber on {", ".join(self.unmatched)} after '
-                    f'{self.options.wait_for_subscribers:g} s; playing anyway')
+                    f'{self.options.wait_for_subscribers:g} s; playing anyway: what goes out '
+                    f'before a subscriber matches is lost (start the subscriber first, or '
+                    f'wait longer with --wait-for-subscribers)')
                 return
             self.stop.wait(0.05)
 
@@ -275,9 +290,11 @@ def add_play_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                         help='publish topic OLD under the name NEW')
     parser.add_argument('-d', '--delay', type=float, default=0.0,
                         help='seconds to wait before the first message')
-    parser.add_argument('--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
+    parser.add_argument('--wait-for-subscribers', type=float, default=DEFAULT_WAIT_S,
+                        metavar='SECONDS',
                         help='before playing, wait up to SECONDS for a subscriber on every '
-                             'played topic')
+                             'played camera topic (every played topic if none is a camera '
+                             'topic); 0 plays at once')
     parser.add_argument('--camera-qos', choices=CAMERA_QOS, default='sensor',
                         help='QoS of camera topics (Image, CompressedImage, CameraInfo): '
                              'sensor data (best effort) or reliable; other topics are reliable')
@@ -363,6 +380,7 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument('--json', action='store_true',
                         help='print the report as one JSON object on the last stdout line')
     parsed = parser.parse_args(own)
+    use_shipped_profile()   # large camera frames arrive whole only with it (README: Fast DDS)
     try:
         report = play(parsed.bag, play_options(parsed), ros_args=ros_args)
     except (ValueError, FileNotFoundError) as exc:

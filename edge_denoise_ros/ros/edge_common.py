@@ -20,7 +20,7 @@ The edge's pieces, shared by ``edge_node`` and ``edge_process``'s two nodes.
   ``edge_process`` gives each to its own node.
 - :class:`HeadControl`: the head/encoder parameters and the
   :class:`core.pipeline.EdgeStage` settings they mean (``cut: auto`` plans).
-- :class:`CameraInput`: the camera subscription (sensor-data QoS, depth 1)
+- :class:`CameraInput`: the camera subscription (QoS from ``camera_qos``, ``camera_qos_depth``)
   only stores the newest frame and wakes the inference callback: a frame
   replaced before inference took it is counted as ``dropped.skipped``.
 - :class:`FeaturesOutput`, :func:`denoised_publisher`: what the edge publishes.
@@ -33,10 +33,10 @@ import time
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import conversions
+from . import dds
 from .common import (declare_parameters, features_qos, Mailbox, NodeStats, ParamSpec,
                      pub_events, RELIABILITY, sub_events)
 from .executor import PRIORITY_RANGE, set_group_priority
@@ -59,6 +59,14 @@ CAMERA_PARAMS = (
               choices=('none', 'dunet', 'dunet_d', 'jpeg')),
     ParamSpec('publish_denoised', False, 'also publish the defended model input on '
               'denoised (sensor_msgs/Image, 32FC1)', read_only=True),
+    ParamSpec('camera_qos', dds.DEFAULT_CAMERA_QOS, 'reliability of the camera subscription: '
+              'best_effort matches every camera driver (frames of 640x480 and up need the '
+              'shipped Fast DDS profile, config/fastdds_large_data.xml, in the camera driver '
+              'and here); reliable matches only reliable publishers',
+              choices=dds.CAMERA_RELIABILITY, read_only=True),
+    ParamSpec('camera_qos_depth', dds.DEFAULT_CAMERA_DEPTH, 'history depth of the camera '
+              'subscription (the edge keeps only the newest frame for inference)',
+              range=(1, 1000), read_only=True),
 )
 HEAD_PARAMS = (
     ParamSpec('model', 'small_resnet', 'target classifier: a registry name or a .pt2 file',
@@ -202,7 +210,12 @@ def apply_defense(stage: pipeline.EdgeStage, changes: dict) -> None:
 
 
 class CameraInput:
-    """The camera subscription: keeps the newest frame, wakes the inference callback."""
+    """
+    The camera subscription: keeps the newest frame, wakes the inference callback.
+
+    Its QoS comes from the node's ``camera_qos`` and ``camera_qos_depth`` parameters
+    (declared with ``CAMERA_PARAMS`` before this is built).
+    """
 
     def __init__(self, node: Node, transport: str, wake, stats: NodeStats):
         self.frames = Mailbox(depth=1)
@@ -215,8 +228,15 @@ class CameraInput:
         group = MutuallyExclusiveCallbackGroup()
         set_group_priority(group, PRIORITY_RANGE[1])
         self.sub = node.create_subscription(
-            kind, topic, self._on_frame, qos_profile_sensor_data, callback_group=group,
-            event_callbacks=sub_events())
+            kind, topic, self._on_frame, dds.camera_qos(
+                node.get_parameter('camera_qos').value,
+                node.get_parameter('camera_qos_depth').value),
+            callback_group=group, event_callbacks=sub_events())
+        if transport == 'raw' and not dds.large_data_ready():
+            node.get_logger().warning(
+                f'{dds.PROFILE_ENV} is not set: camera frames of 640x480 and up are lost '
+                f'between processes with Fast DDS\'s default transports; export it as '
+                f'{dds.profile_path()} here and in the camera driver (README: Fast DDS)')
 
     def _on_frame(self, msg) -> None:
         self.stats.drop('skipped', self.frames.put((msg, time.time_ns())))
