@@ -46,8 +46,8 @@ def _console_scripts() -> set:
             if '= edge_denoise_ros.' in line}
 
 
-def test_three_launch_files_exist():
-    assert [p.name for p in LAUNCH] == ['edge.launch.py', 'host.launch.py',
+def test_four_launch_files_exist():
+    assert [p.name for p in LAUNCH] == ['edge.launch.py', 'fleet.launch.py', 'host.launch.py',
                                         'pipeline.launch.py']
 
 
