@@ -28,11 +28,10 @@ import sys
 
 from rclpy.node import Node
 
-from .common import declare_parameters, diagnostics_timer, log_error, NodeStats, run_nodes
+from .common import declare_parameters, diagnostics_timer, NodeStats, run_nodes
 from .edge_common import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
-                          FeaturesOutput, HeadControl)
+                          FeaturesOutput, HeadControl, serve_newest)
 from .executor import priority_group
-from ..core import pipeline
 from ..core.scheduler import Scheduler
 
 
@@ -63,18 +62,12 @@ class EdgeNode(Node):
         apply_defense(self.stage, changes)
 
     def _infer(self) -> None:
-        try:
-            item = self.camera.take()
-            if item is None:
-                return
-            frame, encoding, header, t_rx = item
-            out = self.stage.process(frame, encoding)
-            self.features.publish(out, header, t_rx)
-            self.publish_denoised(out.denoised, header)
-        except pipeline.PipelineError as exc:
-            log_error(self, self.stats, exc.kind, exc)
-        except Exception as exc:  # a node never dies on one frame
-            log_error(self, self.stats, 'inference', exc)
+        serve_newest(self, self.camera, self._serve)
+
+    def _serve(self, frame, encoding: str, header, t_rx: int) -> None:
+        out = self.stage.process(frame, encoding)
+        self.features.publish(out, header, t_rx)
+        self.publish_denoised(out.denoised, header)
 
 
 def main(args=None) -> int:

@@ -29,10 +29,9 @@ import sys
 
 from rclpy.node import Node
 
-from .common import (declare_parameters, diagnostics_timer, log_error, Mailbox, NodeStats,
-                     run_nodes)
+from .common import declare_parameters, diagnostics_timer, Mailbox, NodeStats, run_nodes
 from .edge_common import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
-                          FeaturesOutput, HeadControl)
+                          FeaturesOutput, guarded, HeadControl, serve_newest)
 from .executor import priority_group
 from ..core import pipeline
 from ..core.scheduler import Scheduler
@@ -65,21 +64,16 @@ class TargetNode(Node):
         self.wake.trigger()
 
     def _run(self) -> None:
-        while True:
-            item = self.inbox.take()
-            if item is None:
-                return
-            value, encoding, settings, header, t_rx = item
-            try:
-                if settings.cut == pipeline.FRAME_CUT:
-                    out = self.stage.encode_frame(value, encoding, settings)
-                else:
-                    out = self.stage.head_encode(value, settings)
-                self.features.publish(out, header, t_rx)
-            except pipeline.PipelineError as exc:
-                log_error(self, self.stats, exc.kind, exc)
-            except Exception as exc:  # a node never dies on one frame
-                log_error(self, self.stats, 'inference', exc)
+        while (item := self.inbox.take()) is not None:
+            guarded(self, self.stats, self._serve, *item)
+
+    def _serve(self, value, encoding: str, settings: pipeline.EdgeSettings, header,
+               t_rx: int) -> None:
+        if settings.cut == pipeline.FRAME_CUT:
+            out = self.stage.encode_frame(value, encoding, settings)
+        else:
+            out = self.stage.head_encode(value, settings)
+        self.features.publish(out, header, t_rx)
 
 
 class DenoiserNode(Node):
@@ -104,24 +98,18 @@ class DenoiserNode(Node):
         apply_defense(self.stage, changes)
 
     def _run(self) -> None:
-        try:
-            item = self.camera.take()
-            if item is None:
-                return
-            frame, encoding, header, t_rx = item
-            settings = self.stage.settings
-            if settings.cut == pipeline.FRAME_CUT:
-                self.stage.target.preprocess(frame, encoding)  # refuse what the host can't use
-                self.target.submit((frame, encoding, settings, header, t_rx))
-            else:
-                x = self.stage.denoise(frame, encoding)
-                self.target.submit((x, encoding, settings, header, t_rx))
-                self.publish_denoised(x, header)
-            self.stats.frame()
-        except pipeline.PipelineError as exc:
-            log_error(self, self.stats, exc.kind, exc)
-        except Exception as exc:  # a node never dies on one frame
-            log_error(self, self.stats, 'inference', exc)
+        serve_newest(self, self.camera, self._serve)
+
+    def _serve(self, frame, encoding: str, header, t_rx: int) -> None:
+        settings = self.stage.settings
+        if settings.cut == pipeline.FRAME_CUT:
+            self.stage.target.preprocess(frame, encoding)  # refuse what the host can't use
+            self.target.submit((frame, encoding, settings, header, t_rx))
+        else:
+            x = self.stage.denoise(frame, encoding)
+            self.target.submit((x, encoding, settings, header, t_rx))
+            self.publish_denoised(x, header)
+        self.stats.frame()
 
 
 def compose(scheduler: Scheduler | None = None) -> list[Node]:
