@@ -30,26 +30,24 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
-from . import conversions
+from . import cdr, conversions
 from . import dds
-from .common import (declare_parameters, features_qos, FEATURES_QOS_PARAMS, log_error,
-                     Mailbox, NodeStats, ParamSpec, pub_events, sub_events, TARGET_PARAMS)
+from .common import (declare_parameters, features_qos, Mailbox, NodeStats, ParamSpec,
+                     pub_events, RELIABILITY, sub_events)
 from .executor import PRIORITY_RANGE, set_group_priority
-from ..core import pipeline, planner, surgery, wire
-from ..core.defenses import defense_names
+from ..core import accounting, pipeline, planner, surgery, wire
 from ..core.fxguard import FX_GUARD
 from ..core.models import set_torch_threads
 from ..core.scheduled_model import ScheduledModel
 from ..core.scheduler import Scheduler
 
 AUTO = 'auto'
-LINK = planner.Link()   # the declared link's defaults
+MAX_BYTES_PER_PIXEL = 4     # a camera message's data cap: 3 channels plus row padding
 
 # The camera/denoiser side and the head/encoder side: edge_node declares both,
 # edge_process gives each to its own node.
@@ -57,9 +55,12 @@ CAMERA_PARAMS = (
     ParamSpec('input_transport', 'raw', 'camera input: raw = sensor_msgs/Image on image_raw, '
               'compressed = sensor_msgs/CompressedImage on image_raw/compressed',
               choices=('raw', 'compressed'), read_only=True),
+    ParamSpec('max_frame_pixels', pipeline.MAX_FRAME_PIXELS, 'camera frames with more pixels '
+              '(read from the image header, before decoding) are refused as bad_image',
+              range=(1, 1 << 28), read_only=True),
     ParamSpec('defense', pipeline.DEFAULT_DEFENSE, 'input defense, applied at the edge (for '
               'cut=frame, named in the message and applied by the host)',
-              choices=defense_names()),
+              choices=('none', 'dunet', 'dunet_d', 'jpeg')),
     ParamSpec('publish_denoised', False, 'also publish the defended model input on '
               'denoised (sensor_msgs/Image, 32FC1)', read_only=True),
     ParamSpec('camera_qos', dds.DEFAULT_CAMERA_QOS, 'reliability of the camera subscription: '
@@ -71,33 +72,45 @@ CAMERA_PARAMS = (
               'subscription (the edge keeps only the newest frame for inference)',
               range=(1, 1000), read_only=True),
 )
-HEAD_PARAMS = TARGET_PARAMS + (
+HEAD_PARAMS = (
+    ParamSpec('model', 'small_resnet', 'target classifier: a registry name or a .pt2 file',
+              read_only=True),
+    ParamSpec('weights', '', 'weights file of the target ("" = the shipped weights)',
+              read_only=True),
+    ParamSpec('device', 'cpu', 'torch device of the edge models: cpu or cuda[:N]',
+              read_only=True),
+    ParamSpec('torch_threads', 1, 'torch intra-op threads of this process (1 suits batch-1 '
+              'inference of small models; 0 = torch\'s default)', range=(0, 256),
+              read_only=True),
     ParamSpec('cut', pipeline.DEFAULT_CUT, 'where the model is cut: a cut name (see '
               'edge-denoise plan), frame (host-only), output (edge-only), or auto (planned at '
               'start-up from the link speeds and the edge profile)'),
     ParamSpec('codec', pipeline.DEFAULT_CODEC, 'feature codec raw, lossless, q8 or jpeg; for '
               'cut=frame an image codec raw, jpeg or deepn_jpeg',
-              choices=wire.CODECS),
+              choices=('raw', 'lossless', 'q8', 'jpeg', 'deepn_jpeg')),
     ParamSpec('quality', pipeline.DEFAULT_QUALITY, 'JPEG quality of the jpeg feature codec '
-              '(the shipped host tail is fine-tuned for layer1 at 5)',
-              range=wire.QUALITY_RANGE),
+              '(the shipped host tail is fine-tuned for layer1 at 5)', range=(1, 100)),
     ParamSpec('frame_quality', pipeline.DEFAULT_FRAME_QUALITY, 'JPEG quality of camera '
-              'frames sent host-only (cut=frame, codec jpeg)', range=wire.QUALITY_RANGE),
-    ParamSpec('uplink_mbps', LINK.uplink_mbps, 'declared edge->host link speed in Mbit/s '
-              '(cut=auto); set it live to re-plan', range=(0.001, 100000.0)),
-    ParamSpec('downlink_mbps', LINK.downlink_mbps, 'declared host->edge link speed in Mbit/s '
-              '(cut=auto)', range=(0.001, 100000.0)),
-    ParamSpec('rtt_ms', LINK.rtt_ms, 'declared link round-trip time in ms (cut=auto)',
+              'frames sent host-only (cut=frame, codec jpeg)', range=(1, 100)),
+    ParamSpec('uplink_mbps', 45.0, 'declared edge->host link speed in Mbit/s (cut=auto); set '
+              'it live to re-plan', range=(0.001, 100000.0)),
+    ParamSpec('downlink_mbps', 100.0, 'declared host->edge link speed in Mbit/s (cut=auto)',
+              range=(0.001, 100000.0)),
+    ParamSpec('rtt_ms', 0.0, 'declared link round-trip time in ms (cut=auto)',
               range=(0.0, 100000.0)),
     ParamSpec('edge_profile', '', 'edge profile file from edge-denoise profile ("" = measure '
               'here at start-up, scaled by edge_slowdown)', read_only=True),
     ParamSpec('host_profile', '', 'host profile file ("" = measured here)', read_only=True),
     ParamSpec('edge_slowdown', 1.0, 'how many times slower the edge is than its profile',
               range=(0.01, 1000.0), read_only=True),
+    ParamSpec('features_reliability', 'reliable', 'QoS reliability of features',
+              choices=RELIABILITY, read_only=True),
+    ParamSpec('features_depth', 30, 'QoS history depth of features', range=(1, 1000),
+              read_only=True),
     ParamSpec('emulate_slowdown', 1.0, 'emulate an edge k times slower than this machine: '
               'each model stage waits (k - 1) times its own run time (benchmarks)',
               range=(1.0, 1000.0), read_only=True),
-) + FEATURES_QOS_PARAMS
+)
 
 
 def scheduled_runner(scheduler: Scheduler | None, slowdown: float = 1.0) -> pipeline.Runner:
@@ -135,12 +148,14 @@ class HeadControl:
     re-plan it (with the planner's hysteresis).
     """
 
-    def __init__(self, node: Node, scheduler: Scheduler | None = None):
+    def __init__(self, node: Node, scheduler=None):
         self.node = node
         self.params = declare_parameters(node, HEAD_PARAMS, self._apply)
         p = self.params
         set_torch_threads(p['torch_threads'])
         target = pipeline.Target(p['model'], p['weights'] or None, p['device'])
+        if scheduler is not None and not isinstance(scheduler, Scheduler):
+            scheduler = scheduler(p['device'])   # run_nodes' DeviceScheduler: made for it
         self.stage = pipeline.EdgeStage(
             target, pipeline.EdgeSettings(cut=pipeline.OUTPUT_CUT, codec='raw', defense='none'),
             scheduled_runner(scheduler, p['emulate_slowdown']))
@@ -200,30 +215,6 @@ def apply_defense(stage: pipeline.EdgeStage, changes: dict) -> None:
             raise ValueError(str(exc)) from None
 
 
-def guarded(node: Node, stats: NodeStats, work: Callable[..., None], *args) -> None:
-    """
-    Run one frame's ``work(*args)``; a node never dies on one frame.
-
-    A failure is counted in ``stats`` by kind (a :class:`core.pipeline.PipelineError`'s
-    own, else ``inference``) and logged, at most once per kind and throttle period.
-    """
-    try:
-        work(*args)
-    except pipeline.PipelineError as exc:
-        log_error(node, stats, exc.kind, exc)
-    except Exception as exc:  # a node never dies on one frame
-        log_error(node, stats, 'inference', exc)
-
-
-def serve_newest(node: Node, camera: CameraInput, handle: Callable[..., None]) -> None:
-    """Run ``handle(frame, encoding, header, t_rx)``, guarded, on the newest frame, if any."""
-    def work() -> None:
-        item = camera.take()
-        if item is not None:
-            handle(*item)
-    guarded(node, camera.stats, work)
-
-
 class CameraInput:
     """
     The camera subscription: keeps the newest frame, wakes the inference callback.
@@ -238,6 +229,8 @@ class CameraInput:
         self.wake = wake
         kind, topic = ((CompressedImage, 'image_raw/compressed') if transport == 'compressed'
                        else (Image, 'image_raw'))
+        self._read = cdr.read_compressed_image if transport == 'compressed' else cdr.read_image
+        self.max_pixels = node.get_parameter('max_frame_pixels').value
         # The intake only stores the newest frame: it outranks inference on the
         # PriorityExecutor, so no frame is lost uncounted while inference runs.
         group = MutuallyExclusiveCallbackGroup()
@@ -246,44 +239,53 @@ class CameraInput:
             kind, topic, self._on_frame, dds.camera_qos(
                 node.get_parameter('camera_qos').value,
                 node.get_parameter('camera_qos_depth').value),
-            callback_group=group, event_callbacks=sub_events())
+            callback_group=group, event_callbacks=sub_events(), raw=True)
         if transport == 'raw' and not dds.large_data_ready():
             node.get_logger().warning(
                 f'{dds.PROFILE_ENV} is not set: camera frames of 640x480 and up are lost '
                 f'between processes with Fast DDS\'s default transports; export it as '
                 f'{dds.profile_path()} here and in the camera driver (README: Fast DDS)')
 
-    def _on_frame(self, msg) -> None:
-        self.stats.drop('skipped', self.frames.put((msg, time.time_ns())))
+    def _on_frame(self, raw: bytes) -> None:
+        self.stats.count('received')
+        self.stats.drop('skipped', self.frames.put((raw, time.time_ns())))
         self.wake.trigger()
 
     def take(self):
-        """Return ``(frame, encoding, header, t_rx_ns)`` of the newest frame, or None."""
+        """
+        Return ``(frame, encoding, header, t_rx_ns)`` of the newest frame, or None.
+
+        The subscription hands over the serialized message (``raw``): its fields are
+        read in place (:mod:`.cdr`), so a frame is checked (size cap, encoding,
+        image header) before anything is copied or decoded.
+        """
         item = self.frames.take()
         if item is None:
             return None
-        msg, t_rx = item
+        raw, t_rx = item
         try:
-            frame, encoding = conversions.camera_msg_to_image(msg)
+            msg = self._read(raw, self.max_pixels * MAX_BYTES_PER_PIXEL)
+            frame, encoding = conversions.camera_msg_to_image(msg, self.max_pixels)
         except (ValueError, wire.CodecError) as exc:
             raise pipeline.PipelineError('bad_image', str(exc)) from None
         return frame, encoding, msg.header, t_rx
 
 
 class FeaturesOutput:
-    """The features publisher: payload + meta (sequence number, edge receipt time)."""
+    """The features publisher: payload + meta (stream epoch, sequence number, receipt time)."""
 
     def __init__(self, node: Node, params: dict, stats: NodeStats):
         self.pub = node.create_publisher(CompressedImage, 'features', features_qos(
             params['features_reliability'], params['features_depth']),
             event_callbacks=pub_events())
         self.stats = stats
+        self.epoch = accounting.new_epoch()   # this stream's boot id: a restart is a new one
         self.seq = 0
 
     def publish(self, out: pipeline.EdgeOutput, header, t_rx: int) -> None:
-        """Publish one frame's features with the camera header."""
+        """Publish one frame's features with the camera header and the stream's fields."""
         self.seq += 1
-        out.meta.update(seq=self.seq, t_rx=t_rx)
+        out.meta.update(epoch=self.epoch, seq=self.seq, t_rx=t_rx)
         self.pub.publish(conversions.payload_to_msg(out.payload, out.meta, header))
         self.stats.frame(len(out.payload), (time.time_ns() - t_rx) / 1e6)
 
