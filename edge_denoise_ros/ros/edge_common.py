@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Callable
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -37,16 +38,18 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from . import cdr, conversions
 from . import dds
-from .common import (declare_parameters, features_qos, Mailbox, NodeStats, ParamSpec,
-                     pub_events, RELIABILITY, sub_events)
+from .common import (declare_parameters, features_qos, FEATURES_QOS_PARAMS, log_error,
+                     Mailbox, NodeStats, ParamSpec, pub_events, sub_events, TARGET_PARAMS)
 from .executor import PRIORITY_RANGE, set_group_priority
 from ..core import accounting, pipeline, planner, surgery, wire
+from ..core.defenses import defense_names
 from ..core.fxguard import FX_GUARD
 from ..core.models import set_torch_threads
 from ..core.scheduled_model import ScheduledModel
 from ..core.scheduler import Scheduler
 
 AUTO = 'auto'
+LINK = planner.Link()   # the declared link's defaults
 MAX_BYTES_PER_PIXEL = 4     # a camera message's data cap: 3 channels plus row padding
 
 # The camera/denoiser side and the head/encoder side: edge_node declares both,
@@ -60,7 +63,7 @@ CAMERA_PARAMS = (
               range=(1, 1 << 28), read_only=True),
     ParamSpec('defense', pipeline.DEFAULT_DEFENSE, 'input defense, applied at the edge (for '
               'cut=frame, named in the message and applied by the host)',
-              choices=('none', 'dunet', 'dunet_d', 'jpeg')),
+              choices=defense_names()),
     ParamSpec('publish_denoised', False, 'also publish the defended model input on '
               'denoised (sensor_msgs/Image, 32FC1)', read_only=True),
     ParamSpec('camera_qos', dds.DEFAULT_CAMERA_QOS, 'reliability of the camera subscription: '
@@ -72,45 +75,33 @@ CAMERA_PARAMS = (
               'subscription (the edge keeps only the newest frame for inference)',
               range=(1, 1000), read_only=True),
 )
-HEAD_PARAMS = (
-    ParamSpec('model', 'small_resnet', 'target classifier: a registry name or a .pt2 file',
-              read_only=True),
-    ParamSpec('weights', '', 'weights file of the target ("" = the shipped weights)',
-              read_only=True),
-    ParamSpec('device', 'cpu', 'torch device of the edge models: cpu or cuda[:N]',
-              read_only=True),
-    ParamSpec('torch_threads', 1, 'torch intra-op threads of this process (1 suits batch-1 '
-              'inference of small models; 0 = torch\'s default)', range=(0, 256),
-              read_only=True),
+HEAD_PARAMS = TARGET_PARAMS + (
     ParamSpec('cut', pipeline.DEFAULT_CUT, 'where the model is cut: a cut name (see '
               'edge-denoise plan), frame (host-only), output (edge-only), or auto (planned at '
               'start-up from the link speeds and the edge profile)'),
     ParamSpec('codec', pipeline.DEFAULT_CODEC, 'feature codec raw, lossless, q8 or jpeg; for '
               'cut=frame an image codec raw, jpeg or deepn_jpeg',
-              choices=('raw', 'lossless', 'q8', 'jpeg', 'deepn_jpeg')),
+              choices=wire.CODECS),
     ParamSpec('quality', pipeline.DEFAULT_QUALITY, 'JPEG quality of the jpeg feature codec '
-              '(the shipped host tail is fine-tuned for layer1 at 5)', range=(1, 100)),
+              '(the shipped host tail is fine-tuned for layer1 at 5)',
+              range=wire.QUALITY_RANGE),
     ParamSpec('frame_quality', pipeline.DEFAULT_FRAME_QUALITY, 'JPEG quality of camera '
-              'frames sent host-only (cut=frame, codec jpeg)', range=(1, 100)),
-    ParamSpec('uplink_mbps', 45.0, 'declared edge->host link speed in Mbit/s (cut=auto); set '
-              'it live to re-plan', range=(0.001, 100000.0)),
-    ParamSpec('downlink_mbps', 100.0, 'declared host->edge link speed in Mbit/s (cut=auto)',
-              range=(0.001, 100000.0)),
-    ParamSpec('rtt_ms', 0.0, 'declared link round-trip time in ms (cut=auto)',
+              'frames sent host-only (cut=frame, codec jpeg)', range=wire.QUALITY_RANGE),
+    ParamSpec('uplink_mbps', LINK.uplink_mbps, 'declared edge->host link speed in Mbit/s '
+              '(cut=auto); set it live to re-plan', range=(0.001, 100000.0)),
+    ParamSpec('downlink_mbps', LINK.downlink_mbps, 'declared host->edge link speed in Mbit/s '
+              '(cut=auto)', range=(0.001, 100000.0)),
+    ParamSpec('rtt_ms', LINK.rtt_ms, 'declared link round-trip time in ms (cut=auto)',
               range=(0.0, 100000.0)),
     ParamSpec('edge_profile', '', 'edge profile file from edge-denoise profile ("" = measure '
               'here at start-up, scaled by edge_slowdown)', read_only=True),
     ParamSpec('host_profile', '', 'host profile file ("" = measured here)', read_only=True),
     ParamSpec('edge_slowdown', 1.0, 'how many times slower the edge is than its profile',
               range=(0.01, 1000.0), read_only=True),
-    ParamSpec('features_reliability', 'reliable', 'QoS reliability of features',
-              choices=RELIABILITY, read_only=True),
-    ParamSpec('features_depth', 30, 'QoS history depth of features', range=(1, 1000),
-              read_only=True),
     ParamSpec('emulate_slowdown', 1.0, 'emulate an edge k times slower than this machine: '
               'each model stage waits (k - 1) times its own run time (benchmarks)',
               range=(1.0, 1000.0), read_only=True),
-)
+) + FEATURES_QOS_PARAMS
 
 
 def scheduled_runner(scheduler: Scheduler | None, slowdown: float = 1.0) -> pipeline.Runner:
@@ -213,6 +204,30 @@ def apply_defense(stage: pipeline.EdgeStage, changes: dict) -> None:
             stage.configure(dataclasses.replace(stage.settings, defense=changes['defense']))
         except pipeline.PipelineError as exc:
             raise ValueError(str(exc)) from None
+
+
+def guarded(node: Node, stats: NodeStats, work: Callable[..., None], *args) -> None:
+    """
+    Run one frame's ``work(*args)``; a node never dies on one frame.
+
+    A failure is counted in ``stats`` by kind (a :class:`core.pipeline.PipelineError`'s
+    own, else ``inference``) and logged, at most once per kind and throttle period.
+    """
+    try:
+        work(*args)
+    except pipeline.PipelineError as exc:
+        log_error(node, stats, exc.kind, exc)
+    except Exception as exc:  # a node never dies on one frame
+        log_error(node, stats, 'inference', exc)
+
+
+def serve_newest(node: Node, camera: CameraInput, handle: Callable[..., None]) -> None:
+    """Run ``handle(frame, encoding, header, t_rx)``, guarded, on the newest frame, if any."""
+    def work() -> None:
+        item = camera.take()
+        if item is not None:
+            handle(*item)
+    guarded(node, camera.stats, work)
 
 
 class CameraInput:
