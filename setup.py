@@ -42,9 +42,9 @@ setup(
     entry_points={
         'console_scripts': [
             'edge-denoise = edge_denoise_ros.cli:main',
-            'edge_node = edge_denoise_ros.ros.edge_node:main',
-            'host_node = edge_denoise_ros.ros.host_node:main',
-            'edge_process = edge_denoise_ros.ros.edge_process:main',
+            'edge_node = edge_denoise_ros.ros.entry:edge_node',
+            'host_node = edge_denoise_ros.ros.entry:host_node',
+            'edge_process = edge_denoise_ros.ros.entry:edge_process',
             'bag_player = edge_denoise_ros.ros.bag_player:main',
         ],
     },

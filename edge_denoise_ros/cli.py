@@ -70,6 +70,10 @@ COMMANDS = {
     ('bench', 'planner'): (
         'surgery:register_bench_planner',
         'planner choice vs every candidate run end to end, at several uplinks'),
+    ('bench', 'hosts'): (
+        'hosts:register',
+        'one host serving 1..N simulated robots (recorded edge features at 30 Hz each), '
+        'batched and one by one side by side: frames/s, latency p50/p99, drops'),
     ('bench', 'codecs'): (
         'codecs:register_bench_codecs',
         'ratio, accuracy and speed of every feature codec at every cut, and DeepN-JPEG vs '

@@ -16,6 +16,7 @@
 Launch the host side: ``host_node`` (features -> classification, diagnostics).
 
 ros2 launch edge_denoise_ros host.launch.py namespace:=robot1 device:=cuda
+ros2 launch edge_denoise_ros host.launch.py name:=host_a robots:="[robot1, robot2]"
 """
 
 from launch import LaunchDescription
@@ -44,9 +45,15 @@ def generate_launch_description():
                                LaunchConfiguration('fastdds_profile')),
         DeclareLaunchArgument('device', default_value='cpu',
                               description='torch device of the host model: cpu, cuda, cuda:N'),
-        Node(package='edge_denoise_ros', executable='host_node', name='host_node',
+        DeclareLaunchArgument('name', default_value='host_node',
+                              description='node name: one per host of a fleet'),
+        DeclareLaunchArgument('robots', default_value="['']",
+                              description='robots this host serves: their namespaces as a YAML '
+                                          'list ([\'\'] = the host\'s own namespace, one robot)'),
+        Node(package='edge_denoise_ros', executable='host_node', name=LaunchConfiguration('name'),
              namespace=LaunchConfiguration('namespace'), output='screen',
              parameters=[LaunchConfiguration('params_file'),
-                         {'device': LaunchConfiguration('device')}],
+                         {'device': LaunchConfiguration('device'),
+                          'robots': LaunchConfiguration('robots')}],
              remappings=[('features', LaunchConfiguration('features_topic'))]),
     ])

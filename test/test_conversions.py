@@ -14,6 +14,8 @@
 
 """Round trips of ros/conversions.py: Image, CompressedImage and feature messages."""
 
+import zlib
+
 import numpy as np
 import pytest
 from std_msgs.msg import Header
@@ -173,7 +175,8 @@ def test_plain_format_of_older_publishers_is_read():
 
 @pytest.mark.parametrize('fmt, payload, reason', [
     ('bgr8; jpeg compressed bgr8', b'', 'empty'),
-    ('bgr8; jpeg compressed bgr8', b'\xff\xd8 not really a jpeg', 'could not decode'),
+    ('bgr8; jpeg compressed bgr8', b'\xff\xd8 not really a jpeg', 'no known image format'),
+    ('bgr8; jpeg compressed bgr8', b'\x89PNG\r\n\x1a\n', 'is png'),
     ('16UC1; compressedDepth png', b'x', 'unsupported compressed image format'),
     ('tiff', b'x', 'unsupported compressed image format'),
     ('bgra8; png compressed bgr8', b'x', 'unsupported image encoding'),
@@ -188,7 +191,7 @@ def test_bad_compressed_images_are_refused(fmt, payload, reason):
 def test_truncated_png_is_refused():
     msg = conv.image_to_compressed_msg(seeded_frame('bgr8'), 'bgr8', 'png')
     msg.data = bytes(msg.data[:len(msg.data) // 2])
-    with pytest.raises(ValueError, match='could not decode'):
+    with pytest.raises(ValueError, match='truncated PNG'):
         conv.compressed_msg_to_image(msg)
 
 
@@ -244,7 +247,9 @@ def test_damaged_feature_messages_raise_codec_errors(damage, reason):
     else:
         bad = np.zeros((16, 28, 28), np.float32)
         bad[3, 4, 5] = np.nan
-        msg = conv.payload_to_msg(bad.tobytes(), {'codec': 'raw', 'shape': (16, 28, 28),
-                                                  'dtype': 'float32'})
+        payload = bad.tobytes()
+        msg = conv.payload_to_msg(payload, {'codec': 'raw', 'shape': (16, 28, 28),
+                                            'dtype': 'float32', 'size': len(payload),
+                                            'crc32': f'{zlib.crc32(payload):08x}'})
     with pytest.raises(wire.CodecError, match=reason):
         conv.msg_to_features(msg)

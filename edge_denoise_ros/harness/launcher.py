@@ -43,12 +43,17 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
+from .procstat import cpu_ns
 from ..ros.bag_player import BagPlayer, PlayOptions
 from ..ros.common import sub_events
+from ..ros.dds import BUILTIN_ENV, PROFILE_ENV
 
-MODULES = {'host_node': 'edge_denoise_ros.ros.host_node',
-           'edge_node': 'edge_denoise_ros.ros.edge_node',
-           'edge_process': 'edge_denoise_ros.ros.edge_process'}
+MODULES = {'host_node': 'edge_denoise_ros.ros.entry host_node',   # signals handled from the start
+           'edge_node': 'edge_denoise_ros.ros.entry edge_node',
+           'edge_process': 'edge_denoise_ros.ros.entry edge_process',
+           # the H.264 peer (harness.video_peer): module, then its side
+           'video_edge': 'edge_denoise_ros.harness.video_peer edge',
+           'video_host': 'edge_denoise_ros.harness.video_peer host'}
 
 
 def ros_params(params: dict) -> list[str]:
@@ -103,7 +108,7 @@ def start_node(executable: str, params: dict, env: dict, log_dir: Path,
     log_dir.mkdir(parents=True, exist_ok=True)
     name = name or executable
     log = log_dir / f'{name}.log'
-    cmd = [*(prefix or []), sys.executable, '-u', '-m', MODULES[executable],
+    cmd = [*(prefix or []), sys.executable, '-u', '-m', *MODULES[executable].split(),
            *ros_params(params)]
     with open(log, 'w') as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -200,6 +205,7 @@ class RunResult:
     logs: dict = field(default_factory=dict)
     received: list = field(default_factory=list)
     window: tuple = (0, 0)
+    cpu_s: dict = field(default_factory=dict)   # process name -> CPU seconds in the window
 
 
 def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, env: dict,
@@ -207,7 +213,8 @@ def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, 
                   camera_topic: str = '/image_raw', start_timeout: float = 60.0,
                   drain_s: float = 2.0, drain_timeout: float = 30.0,
                   prefixes: dict | None = None, envs: dict | None = None,
-                  duration: float | None = None, during=None, progress=None) -> RunResult:
+                  duration: float | None = None, during=None, progress=None,
+                  executables: tuple[str, str] | None = None) -> RunResult:
     """
     Start host and edge processes, replay ``bag`` at ``rate``, collect, stop; return it all.
 
@@ -217,15 +224,21 @@ def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, 
     a thread once playback started; it may stop and start processes (append
     them to ``procs`` to have them stopped at the end). ``envs`` gives a
     process its own environment; ``duration`` loops the bag for that many
-    seconds (``window`` in the result: when playback started and stopped, ns).
+    seconds (``window`` in the result: when playback started and stopped, ns;
+    ``executables``: ``(edge, host)`` instead of the package's nodes, e.g.
+    ``('video_edge', 'video_host')``;
+    ``cpu_s``: each process's CPU time within it). This process takes the
+    ``env``'s Fast DDS settings (profile, builtin transports) only if it has
+    not created a DDS participant before.
     """
     t0 = time.monotonic()
     prefixes, envs = prefixes or {}, envs or {}
-    edge_exe = 'edge_process' if composed else 'edge_node'
+    edge_exe, host_exe = executables or ('edge_process' if composed else 'edge_node',
+                                         'host_node')
     procs = []
     context = Context()
     saved = {k: os.environ.get(k) for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
-                                            'ROS_STATIC_PEERS')}
+                                            'ROS_STATIC_PEERS', PROFILE_ENV, BUILTIN_ENV)}
     for key in saved:  # this process joins the same DDS domain as its children
         if env.get(key) is None:
             os.environ.pop(key, None)
@@ -235,8 +248,8 @@ def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, 
     executor = SingleThreadedExecutor(context=context)
     player = None
     try:
-        procs.append(start_node('host_node', host_params, envs.get('host_node', env), log_dir,
-                                prefixes.get('host_node')))
+        procs.append(start_node(host_exe, host_params, envs.get(host_exe, env), log_dir,
+                                prefixes.get(host_exe)))
         procs.append(start_node(edge_exe, edge_params, envs.get(edge_exe, env), log_dir,
                                 prefixes.get(edge_exe)))
         collector = Collector(context)
@@ -258,6 +271,7 @@ def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, 
         executor.add_node(player.node)
         player.start()
         started = time.time_ns()
+        cpu0 = _cpu(procs)
         side = _Side(during, collector, player, procs) if during is not None else None
         stop_at = None if duration is None else time.monotonic() + duration
         while not player.done.is_set() or (side is not None and side.running):
@@ -265,6 +279,8 @@ def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, 
             if stop_at is not None and time.monotonic() >= stop_at:
                 player.halt()
         window = (started, time.time_ns())
+        cpu = {name: round((ns - cpu0[name]) / 1e9, 3) for name, ns in _cpu(procs).items()
+               if name in cpu0}
         if side is not None:
             side.result()
         if player.error is not None:
@@ -302,4 +318,15 @@ def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, 
     return RunResult(played=played, records=records, statuses=statuses, report=report,
                      crashed=crashed, exit_codes=codes,
                      logs={p.name: str(p.log) for p in procs}, received=received,
-                     window=window)
+                     window=window, cpu_s=cpu)
+
+
+def _cpu(procs: list[NodeProcess]) -> dict[str, int]:
+    """Return the CPU time (ns) of each live process so far."""
+    out = {}
+    for p in procs:
+        try:
+            out[p.name] = cpu_ns(p.proc.pid)
+        except OSError:
+            continue
+    return out

@@ -26,13 +26,18 @@ Pieces every node of the package uses: declared parameters, statistics, hand-off
   item wins and every item pushed out is counted.
 - :func:`features_qos`, :func:`diagnostics_timer`: the features topic's QoS
   (edge and host alike) and the periodic ``diagnostics`` publisher.
-- :func:`run_nodes`: the ``main`` of every node executable; :func:`spin_until_done`
-  for tools (bag player, recorder) that may run inside another's rclpy.
+- :func:`run_nodes`: the ``main`` of every node executable (a start-up error of
+  any kind is one line and status 2; SIGINT or SIGTERM at any moment stops the
+  executor before the nodes and rclpy, so nothing publishes into a closed
+  context); :func:`spin_until_done` for tools (bag player, recorder) that may run
+  inside another's rclpy.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import sys
 import threading
 import time
@@ -49,15 +54,20 @@ from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
                              SingleThreadedExecutor)
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import get_default_context
 
 from .executor import PriorityExecutor
 from ..core.models import DEFAULT_MODEL
+from ..core.pipeline import check_device
 from ..core.scheduler import Scheduler, SchedulerConfig
 
 THROTTLE_S = 5.0
 RELIABILITY = ('reliable', 'best_effort')
 DIAG_PERIOD_S = 1.0
+DIAGNOSTICS_TOPIC = '/diagnostics'   # absolute, where diagnostic aggregators listen
+SPIN_PERIOD_S = 0.2                  # the main thread looks at signals at least this often
+START_ERROR_STATUS = 2
 
 
 @dataclass(frozen=True)
@@ -70,10 +80,22 @@ class ParamSpec:
     choices: Sequence[str] | None = None
     range: tuple[float, float] | None = None
     read_only: bool = False
+    validate: Callable[[Any], Any] | None = None   # raises ValueError with the reason
+
+    @property
+    def is_float(self) -> bool:
+        """Return whether the parameter holds a number (an integer is taken as well)."""
+        return isinstance(self.default, float)
 
     def descriptor(self) -> ParameterDescriptor:
-        """Return the ROS parameter descriptor: what ``ros2 param describe`` shows."""
-        d = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        """
+        Return the ROS parameter descriptor: what ``ros2 param describe`` shows.
+
+        A number parameter is declared with dynamic typing, so that ``ros2 param set
+        ... uplink_mbps 2`` (an integer) is taken; :meth:`check` keeps it a number.
+        """
+        d = ParameterDescriptor(description=self.description, read_only=self.read_only,
+                                dynamic_typing=self.is_float)
         if self.choices:
             d.additional_constraints = 'one of: ' + ', '.join(self.choices)
         if self.range is not None:
@@ -87,10 +109,17 @@ class ParamSpec:
 
     def check(self, value) -> str | None:
         """Return why ``value`` is refused, or None."""
+        if self.is_float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f'{self.name} must be a number, got {value!r}'
         if self.choices and value not in self.choices:
             return f'{self.name} must be one of {list(self.choices)}, got {value!r}'
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
             return f'{self.name} must lie in [{self.range[0]}, {self.range[1]}], got {value!r}'
+        if self.validate is not None:
+            try:
+                self.validate(value)
+            except ValueError as exc:
+                return f'{self.name}: {exc}'
         return None
 
 
@@ -100,8 +129,8 @@ TARGET_PARAMS = (
               '(edge and host must run the same: messages carry its hash)', read_only=True),
     ParamSpec('weights', '', 'weights file of the target ("" = the shipped weights)',
               read_only=True),
-    ParamSpec('device', 'cpu', 'torch device of this node\'s models: cpu or cuda[:N]',
-              read_only=True),
+    ParamSpec('device', 'cpu', 'torch device of this node\'s models, inputs and scheduler: '
+              'cpu or cuda[:N]', read_only=True, validate=check_device),
     ParamSpec('torch_threads', 1, 'torch intra-op threads of this process (1 suits batch-1 '
               'inference of small models; 0 = torch\'s default)', range=(0, 256),
               read_only=True),
@@ -128,9 +157,9 @@ def declare_parameters(node, specs: Sequence[ParamSpec],
     values = {}
     for spec in specs:
         value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
-        if isinstance(spec.default, float) and isinstance(value, int):
-            value = float(value)
         reason = spec.check(value)
+        if spec.is_float and not reason:
+            value = float(value)
         if reason:
             raise ValueError(f'parameter {reason}')
         values[spec.name] = value
@@ -142,13 +171,10 @@ def declare_parameters(node, specs: Sequence[ParamSpec],
             if spec is None:
                 continue
             value = p.value
-            if isinstance(spec.default, float) and isinstance(value, int) \
-                    and not isinstance(value, bool):
-                value = float(value)
             reason = spec.check(value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            changes[p.name] = value
+            changes[p.name] = float(value) if spec.is_float else value
         if changes and apply is not None:
             try:
                 apply(changes)
@@ -336,49 +362,138 @@ def features_qos(reliability: str, depth: int) -> QoSProfile:
 
 
 def diagnostics_timer(node, parts: list[tuple[str, NodeStats]]) -> None:
-    """Publish ``diagnostics`` (one status per part) every ``DIAG_PERIOD_S``."""
-    pub = node.create_publisher(DiagnosticArray, 'diagnostics', 10, event_callbacks=pub_events())
+    """
+    Publish ``/diagnostics`` (one status per part) every ``DIAG_PERIOD_S``.
+
+    The topic is absolute, where diagnostic aggregators listen, also for nodes in a
+    namespace (their status names then start with the namespace, so that robots
+    publishing side by side stay apart). It is remappable like any topic.
+    """
+    pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10,
+                                event_callbacks=pub_events())
+    ns = node.get_namespace().strip('/')
 
     def tick() -> None:
         msg = DiagnosticArray()
         msg.header.stamp = node.get_clock().now().to_msg()
-        msg.status = [stats.status(f'edge_denoise_ros: {name}', node.get_fully_qualified_name())
+        msg.status = [stats.status(f'edge_denoise_ros: {ns + "/" if ns else ""}{name}',
+                                   node.get_fully_qualified_name())
                       for name, stats in parts]
-        pub.publish(msg)
+        if node.context.ok():
+            pub.publish(msg)
     node.create_timer(DIAG_PERIOD_S, tick, callback_group=MutuallyExclusiveCallbackGroup())
 
 
-def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = True) -> int:
+class DeviceScheduler:
     """
-    Start rclpy, build the nodes, spin them until shutdown; return the exit status.
+    The process's one scheduler, made when the first node asks for it with its device.
 
-    ``nodes_factory(scheduler)`` returns the nodes. ``scheduled``: one
-    scheduler for their models and a ``PriorityExecutor``; otherwise no
-    scheduler (``None``) and rclpy's ``MultiThreadedExecutor``. A bad
-    parameter ends the process with status 2 and a one-line reason.
+    The nodes read their ``device`` parameter first and then ask
+    (``scheduler(device)``), so the scheduler moves the models to the device the
+    inputs go to; a second device in the same process is refused.
     """
-    rclpy.init(args=args)
-    scheduler = Scheduler(SchedulerConfig(workers=1)) if scheduled else None
-    executor = PriorityExecutor(scheduler=scheduler) if scheduled else MultiThreadedExecutor()
+
+    def __init__(self):
+        self.scheduler: Scheduler | None = None
+        self.device: str | None = None
+
+    def __call__(self, device: str) -> Scheduler:
+        """Return the scheduler for ``device``, made on the first call."""
+        if self.scheduler is None:
+            self.scheduler = Scheduler(SchedulerConfig(workers=1, device=device))
+            self.device = device
+        elif device != self.device:
+            raise ValueError(f'one device per process: the scheduler runs on {self.device}, '
+                             f'a node asked for {device}')
+        return self.scheduler
+
+    def close(self) -> None:
+        """Stop the scheduler, if one was made."""
+        if self.scheduler is not None:
+            self.scheduler.close(cancel_pending=True, timeout=5.0)
+
+
+def start_error(exc: BaseException) -> str:
+    """Return the one-line reason a node did not start."""
+    text = ' '.join(str(exc).split())
+    if not isinstance(exc, (ValueError, OSError)) or not text:
+        text = f'{type(exc).__name__}: {text}' if text else type(exc).__name__
+    return text[:400]
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _force_quit(signum, frame) -> None:
+    os._exit(128 + signum)   # a second signal while stopping: leave now
+
+
+def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = True,
+              executor_type: type | None = None) -> int:
+    """
+    Start rclpy, build the nodes, spin them until SIGINT/SIGTERM; return the exit status.
+
+    ``nodes_factory(scheduler)`` returns the nodes; with ``scheduled``,
+    ``scheduler`` is a :class:`DeviceScheduler` (call it with the device to get
+    the process's scheduler) and the executor a ``PriorityExecutor``; otherwise it
+    is None and the executor ``executor_type()`` (default rclpy's
+    ``MultiThreadedExecutor``; the host, whose inference has its own thread, takes the
+    ``SingleThreadedExecutor``: a quarter of the CPU per message). Any error while
+    the nodes are built (a bad parameter, a device that is not there, weights
+    that do not load) ends the process with one line on stderr and status 2.
+
+    rclpy's own signal handlers are not installed: SIGINT and SIGTERM interrupt
+    the main thread, which then stops the executor (running callbacks finish,
+    nothing else starts), destroys the nodes and only then shuts rclpy down, so
+    no callback ever publishes into a closed context.
+    """
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except KeyboardInterrupt:
+        return 0
+    schedulers = DeviceScheduler() if scheduled else None
+    executor = None
     nodes = []
     code = 0
     try:
-        nodes = nodes_factory(scheduler)
-        for node in nodes:
-            executor.add_node(node)
-        executor.spin()
+        try:
+            nodes = list(nodes_factory(schedulers))
+            # A signal while the executor is half built would leave rclpy an executor that
+            # fails in its destructor: it waits until the executor holds the nodes.
+            signal.pthread_sigmask(signal.SIG_BLOCK, tuple(handlers))
+            try:
+                if scheduled:
+                    executor = PriorityExecutor(scheduler=schedulers.scheduler)
+                else:
+                    executor = (executor_type or MultiThreadedExecutor)()
+                for node in nodes:
+                    executor.add_node(node)
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, tuple(handlers))
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as exc:  # noqa: B902 - every start-up error is one line
+            print(f'{name}: error: {start_error(exc)}', file=sys.stderr)
+            code = START_ERROR_STATUS
+        else:
+            while rclpy.ok():
+                executor.spin_once(timeout_sec=SPIN_PERIOD_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, FileNotFoundError) as exc:
-        print(f'{name}: error: {" ".join(str(exc).split())}', file=sys.stderr)
-        code = 2
     finally:
+        for sig in handlers:
+            signal.signal(sig, _force_quit)
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
         for node in nodes:
             node.destroy_node()
-        executor.shutdown(timeout_sec=5.0)
-        if scheduler is not None:
-            scheduler.close(cancel_pending=True, timeout=5.0)
+        if schedulers is not None:
+            schedulers.close()
         rclpy.try_shutdown()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return code
 
 

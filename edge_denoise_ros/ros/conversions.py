@@ -40,6 +40,9 @@ from sensor_msgs.msg import CompressedImage
 
 from ..core import codecs, wire
 from ..core.data import CHANNELS, check_frame, ENCODINGS
+from ..core.imageheaders import check_image
+from ..core.libwarnings import library_warnings
+from ..core.pipeline import MAX_FRAME_PIXELS
 
 # image_transport's compressed formats, and the names OpenCV writes them under.
 COMPRESSED_FORMATS = ('jpeg', 'png')
@@ -62,19 +65,23 @@ def _set_header(msg, header):
     return msg
 
 
-def check_image_msg(msg) -> None:
+def check_image_msg(msg, max_pixels: int = MAX_FRAME_PIXELS) -> None:
     """
     Raise ``ValueError`` unless ``msg`` is an Image this package can read safely.
 
     Checked: the encoding is one of ``bgr8``/``rgb8``/``mono8``; height and
-    width are positive; ``step >= width * channels``; ``len(data) ==
-    step * height``.
+    width are positive and at most ``max_pixels`` pixels; ``step >= width *
+    channels``; ``len(data) == step * height``.
     """
     encoding = msg.encoding
     if encoding not in CHANNELS:
-        raise ValueError(f'unsupported image encoding {encoding!r}; expected one of {ENCODINGS}')
+        raise ValueError(f'unsupported image encoding {encoding[:40]!r}; expected one of '
+                         f'{ENCODINGS}')
     if msg.height == 0 or msg.width == 0:
         raise ValueError(f'zero-size image: {msg.width}x{msg.height} {encoding}')
+    if msg.height * msg.width > max_pixels:
+        raise ValueError(f'image of {msg.width}x{msg.height} pixels is over the cap of '
+                         f'{max_pixels} pixels')
     row = msg.width * CHANNELS[encoding]
     if msg.step < row:
         raise ValueError(f'step {msg.step} is shorter than a row of {msg.width} {encoding} '
@@ -90,24 +97,22 @@ def image_to_msg(frame: np.ndarray, encoding: str = 'bgr8', header=None):
     return _set_header(bridge().cv2_to_imgmsg(frame, encoding=encoding), header)
 
 
-def msg_to_image(msg) -> tuple[np.ndarray, str]:
+def msg_to_image(msg, max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, str]:
     """
-    Convert a ``sensor_msgs/Image`` to ``(frame, encoding)``.
+    Convert a ``sensor_msgs/Image`` (or a :class:`.cdr.ImageView`) to ``(frame, encoding)``.
 
     The frame is ``(H, W)`` for ``mono8`` and ``(H, W, 3)`` otherwise, in the
-    message's own channel order; it shares memory with ``msg.data``. Bad
-    messages raise ``ValueError`` (see ``check_image_msg``).
+    message's own channel order; it shares memory with ``msg.data`` (rows padded
+    to ``step`` bytes are read correctly). Bad messages raise ``ValueError``
+    (see ``check_image_msg``).
     """
-    check_image_msg(msg)
+    check_image_msg(msg, max_pixels)
     channels = CHANNELS[msg.encoding]
     row = msg.width * channels
-    if msg.step == row:
-        frame = bridge().imgmsg_to_cv2(msg, desired_encoding='passthrough')
-    else:  # rows padded to ``step`` bytes: cv_bridge would misread them
-        rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-        frame = rows[:, :row].reshape(msg.height, msg.width, channels)
-        if channels == 1:
-            frame = frame[:, :, 0]
+    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+    frame = rows[:, :row].reshape(msg.height, msg.width, channels)
+    if channels == 1:
+        frame = frame[:, :, 0]
     return frame, msg.encoding
 
 
@@ -135,17 +140,17 @@ def parse_compressed_format(text: str) -> tuple[str | None, str]:
         encoding, rest = (part.strip() for part in text.split(';', 1))
         words = rest.split()
         if len(words) < 2 or words[1] != 'compressed':
-            raise ValueError(f'unsupported compressed image format {text!r}; expected '
+            raise ValueError(f'unsupported compressed image format {text[:80]!r}; expected '
                              f"'<encoding>; jpeg|png compressed <encoding>'")
         codec = words[0].lower()
     else:
         encoding, codec = None, text.lower()
     codec = 'jpeg' if codec == 'jpg' else codec
     if codec not in COMPRESSED_FORMATS:
-        raise ValueError(f'unsupported compressed image format {text!r}; expected jpeg or png '
-                         f"(e.g. 'bgr8; jpeg compressed bgr8')")
+        raise ValueError(f'unsupported compressed image format {text[:80]!r}; expected jpeg or '
+                         f"png (e.g. 'bgr8; jpeg compressed bgr8')")
     if encoding is not None and encoding not in CHANNELS:
-        raise ValueError(f'unsupported image encoding {encoding!r} in format {text!r}; '
+        raise ValueError(f'unsupported image encoding {encoding[:40]!r} in format {text[:80]!r}; '
                          f'expected one of {ENCODINGS}')
     return encoding, codec
 
@@ -177,42 +182,44 @@ def image_to_compressed_msg(frame: np.ndarray, encoding: str = 'bgr8', fmt: str 
     return _set_header(msg, header)
 
 
-def compressed_msg_to_image(msg) -> tuple[np.ndarray, str]:
+def compressed_msg_to_image(msg, max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, str]:
     """
-    Decode a ``sensor_msgs/CompressedImage`` to ``(frame, encoding)``.
+    Decode a ``sensor_msgs/CompressedImage`` (or a view of one) to ``(frame, encoding)``.
 
     The frame comes back in the encoding named by ``format`` (plain
-    ``jpeg``/``png``: ``bgr8`` for color, ``mono8`` for gray). Empty or
-    undecodable data and unsupported formats raise ``ValueError``.
+    ``jpeg``/``png``: ``bgr8`` for color, ``mono8`` for gray). Before decoding,
+    the payload's magic bytes must be the declared format's and its header must
+    declare 8 bits per sample, at most ``max_pixels`` pixels and no more than its
+    bytes can hold (:func:`core.imageheaders.check_image`); a decode the library
+    had to patch up (its warnings, caught off stderr) is refused. Every refusal
+    is a ``ValueError`` with a one-line reason.
     """
     encoding, codec = parse_compressed_format(msg.format)
-    if len(msg.data) == 0:
+    data = msg.data if isinstance(msg.data, (bytes, memoryview)) else memoryview(msg.data)
+    if len(data) == 0:
         raise ValueError(f'empty {codec} payload')
-    frame = bridge().compressed_imgmsg_to_cv2(msg, desired_encoding='passthrough')
-    if frame is None or frame.size == 0:
-        raise ValueError(f'could not decode the {len(msg.data)}-byte {codec} payload '
-                         f'(format {msg.format!r})')
-    if frame.dtype != np.uint8:
-        raise ValueError(f'decoded {codec} image is {frame.dtype}, expected 8 bits')
-    if frame.ndim == 3 and frame.shape[2] == 4:
-        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    gray = frame.ndim == 2
+    header = check_image(data, codec, max_pixels)
+    gray = encoding == 'mono8' or (encoding is None and header.channels == 1)
+    flag = (cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    with library_warnings() as caught:
+        frame = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if caught.lines:
+        raise ValueError(f'corrupt {codec} image: {caught.first}')
+    if frame is None or frame.shape[:2] != (header.height, header.width):
+        raise ValueError(f'could not decode the {len(data)}-byte {codec} payload '
+                         f'(format {msg.format[:80]!r})')
     if encoding is None:
         encoding = 'mono8' if gray else 'bgr8'
-    if encoding == 'mono8':
-        frame = frame if gray else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    elif encoding == 'rgb8':
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB if gray else cv2.COLOR_BGR2RGB)
-    elif gray:
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if encoding == 'rgb8':
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     return frame, encoding
 
 
-def camera_msg_to_image(msg) -> tuple[np.ndarray, str]:
+def camera_msg_to_image(msg, max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, str]:
     """Convert an Image or a CompressedImage (told apart by its ``format`` field)."""
     if hasattr(msg, 'format') and not hasattr(msg, 'encoding'):
-        return compressed_msg_to_image(msg)
-    return msg_to_image(msg)
+        return compressed_msg_to_image(msg, max_pixels)
+    return msg_to_image(msg, max_pixels)
 
 
 def payload_to_msg(payload: bytes, meta: dict, header=None):

@@ -197,15 +197,18 @@ class PriorityExecutor(Executor):
     # -------------------------------------------------------------------- spinning
 
     def _start_workers(self) -> None:
-        if self._workers:
-            return
-        for i in range(self._num_threads + self._spare_threads):
+        # Each worker is listed only once started: an interrupt (Ctrl-C) between the two
+        # must not leave shutdown() a thread to join that never started.
+        for i in range(len(self._workers), self._num_threads + self._spare_threads):
             spare = i >= self._num_threads
             t = threading.Thread(target=self._work, args=(spare,), daemon=True,
                                  name=f'{THREAD_PREFIX}-executor-{"spare" if spare else "w"}{i}')
-            self._workers.append(t)
-        for t in self._workers:
             t.start()
+            self._workers.append(t)
+
+    def use_scheduler(self, scheduler) -> None:
+        """Wrap prioritised callbacks in ``scheduler``'s sessions from now on (None: none)."""
+        self._scheduler = scheduler
 
     def _spin_once_impl(self, timeout_sec=None, wait_condition=lambda: False) -> None:
         try:
@@ -332,8 +335,9 @@ class PriorityExecutor(Executor):
             self._queued.clear()
             self._queued_entities.clear()
             self._cond.notify_all()
-        for t in self._workers:
-            t.join(None if timeout_sec is None or timeout_sec < 0 else timeout_sec)
+        for t in list(self._workers):
+            if t.ident is not None:
+                t.join(None if timeout_sec is None or timeout_sec < 0 else timeout_sec)
         for item in dropped:
             if not item.handler.done():
                 item.handler.cancel()

@@ -1,0 +1,137 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The node executables start and stop cleanly: a bad start-up is one line and status 2.
+
+Every kind of start-up error (a device that is not there or not a device, a weights
+file that does not load, a bad parameter) ends the process with one line on stderr
+and status 2; SIGINT at any moment after start ends it with status 0 and nothing on
+stderr but the nodes' own log lines (no traceback, no "context is invalid").
+"""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.ros
+MODULES = {'host_node': 'edge_denoise_ros.ros.entry host_node',
+           'edge_node': 'edge_denoise_ros.ros.entry edge_node',
+           'edge_process': 'edge_denoise_ros.ros.entry edge_process'}
+
+
+def _start(exe: str, *params: str) -> subprocess.Popen:
+    args = [sys.executable, '-u', '-m', *MODULES[exe].split(), '--ros-args']
+    for p in params:
+        args += ['-p', p]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=os.environ.copy())
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 60.0) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    return proc.returncode, out, err
+
+
+@pytest.fixture(scope='module')
+def garbage_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp('weights') / 'garbage.pt'
+    path.write_bytes(b'PK\x03\x04 this is not a torch file' * 10)
+    return str(path)
+
+
+def _bad_starts(garbage):
+    cases = [('host_node', 'device:=gpu'), ('edge_node', 'device:=gpu'),
+             ('host_node', f'weights:={garbage}'), ('edge_process', f'weights:={garbage}'),
+             ('edge_node', 'cut:=layer9'), ('host_node', 'top_k:=0')]
+    if not torch.cuda.is_available():
+        cases += [('host_node', 'device:=cuda'), ('edge_process', 'device:=cuda:0')]
+    return cases
+
+
+def test_every_start_up_error_is_one_line_and_status_2(ros_domain, garbage_weights):
+    cases = _bad_starts(garbage_weights)
+    procs = [(exe, param, _start(exe, param)) for exe, param in cases]   # all at once
+    for exe, param, proc in procs:
+        code, out, err = _finish(proc)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2, (exe, param, code, err[-2000:])
+        assert len(lines) == 1 and lines[0].startswith(f'{exe}: error: '), (exe, param, err)
+        assert 'Traceback' not in err
+
+
+def _wait_ready(proc: subprocess.Popen, word: str, timeout: float = 90.0) -> str:
+    """Read the node's stderr until a line says ``word`` (its nodes are up); return it all."""
+    seen, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+        if ready:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if word in line:
+                return ''.join(seen)
+    raise AssertionError(f'no {word!r} line: {"".join(seen)[-2000:]}')
+
+
+def _takes_sigterm(pid: int) -> bool:
+    """Return whether the process installed its SIGTERM handler (the entry point's first act)."""
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('SigCgt:'):
+                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+@pytest.mark.parametrize('exe,delays', [('edge_process', (0.0, 0.3, 2.0)), ('host_node', (1.0,)),
+                                        ('edge_node', (1.5,))])
+def test_sigint_during_start_up_exits_cleanly(ros_domain, exe, delays):
+    procs = [(delay, _start(exe)) for delay in delays]
+    end = time.monotonic() + 30.0      # a signal before Python runs any code kills it outright
+    while not all(_takes_sigterm(p.pid) for _, p in procs) and time.monotonic() < end:
+        time.sleep(0.005)
+    start = time.monotonic()
+    for delay, proc in procs:
+        time.sleep(max(0.0, start + delay - time.monotonic()))
+        os.killpg(proc.pid, signal.SIGINT)
+    for delay, proc in procs:
+        code, out, err = _finish(proc)
+        assert code == 0, (exe, delay, code, err[-3000:])
+        assert 'Traceback' not in err and 'context is invalid' not in err, (exe, delay, err)
+
+
+@pytest.mark.parametrize('exe,word,after', [('edge_process', 'target ready', 0.0),
+                                            ('edge_process', 'denoiser ready', 1.0),
+                                            ('edge_node', 'edge ready', 0.0),
+                                            ('host_node', 'host ready', 0.5)])
+def test_sigint_while_running_exits_cleanly(ros_domain, exe, word, after):
+    proc = _start(exe)
+    head = _wait_ready(proc, word)
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, out, err = _finish(proc)
+    err = head + err
+    assert code == 0, (exe, after, code, err[-3000:])
+    assert 'Traceback' not in err and 'context is invalid' not in err, (exe, after, err)
