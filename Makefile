@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/edge-denoise bench codecs --json | tail -n 1 > out/bench/codecs.json
 	$(BIN)/edge-denoise bench scheduler --json | tail -n 1 > out/bench/scheduler.json
 	$(BIN)/edge-denoise bench planner --json | tail -n 1 > out/bench/planner.json
+	$(BIN)/edge-denoise bench camera --json | tail -n 1 > out/bench/camera.json
 	@if [ "$$(id -u)" = 0 ]; then \
 	  $(BIN)/edge-denoise bench link --out out/bench/link --json | tail -n 1 > out/bench/link.json; \
 	else echo "bench link skipped: it needs root (network namespaces, tc)"; fi

@@ -52,7 +52,7 @@ def test_pair_is_removed_also_on_failure(can_make_namespaces):
 
 def test_split_jpeg_beats_raw_on_a_slow_link(can_make_namespaces, tmp_path):
     cfg = LinkBenchConfig(rates=(2.0,), strategies=('raw', 'split_jpeg'), duration=8.0,
-                          warmup=2.0, out=str(tmp_path))
+                          warmup=2.0, out=str(tmp_path), frame_size='224x224')
     result = run(cfg)
     rows = {r['strategy']: r for r in result['rows']}
     raw, split = rows['raw'], rows['split_jpeg']

@@ -47,6 +47,9 @@ def register(p) -> None:
     p.add_argument('--single-node', action='store_true',
                    help='run edge_node instead of edge_process (denoiser + target composed)')
     p.add_argument('--rate', type=positive_float, default=1.0, help='replay speed factor')
+    p.add_argument('--edge-cpus', type=positive_float, default=None,
+                   help='hold the edge process to this many cores with a cgroup CPU quota '
+                        '(0.25: a quarter core; needs root)')
     p.add_argument('--log-dir', default=None, help='node logs (default: a temporary folder)')
     p.set_defaults(func=run)
 
@@ -57,7 +60,10 @@ def register_make_demo(p) -> None:
     p.add_argument('-o', '--output', default=DEFAULT_DEMO_BAG, help='new bag directory')
     p.add_argument('--frames', type=positive_int, default=d.frames, help='camera frames')
     p.add_argument('--size', type=positive_int, default=d.size,
-                   help='frame side in pixels (a multiple of 28)')
+                   help='frame side in pixels (a multiple of 28); with --width the height')
+    p.add_argument('--width', type=int, default=d.width,
+                   help='frame width (even): frames of WIDTH x SIZE, the sample stretched; '
+                        '0 = square')
     p.add_argument('--encoding', choices=data.ENCODINGS, default=d.encoding,
                    help='image encoding')
     p.add_argument('--rate', type=positive_float, default=d.rate_hz, help='camera rate in Hz')
@@ -85,7 +91,7 @@ def run(args):
     """Run the demo and print its summary."""
     cfg = DemoConfig(bag=args.bag, defense=args.defense, cut=args.cut, codec=args.codec,
                      quality=args.quality, composed=not args.single_node, rate=args.rate,
-                     frames=args.frames, log_dir=args.log_dir)
+                     frames=args.frames, log_dir=args.log_dir, edge_cpus=args.edge_cpus)
     try:
         s = run_demo(cfg, progress=ProgressBar('replay'))
     except RuntimeError as exc:
@@ -109,6 +115,9 @@ def run(args):
         print(f"bytes per frame: {s['bytes_per_frame']:.0f} sent vs {s['raw_bytes_per_frame']} "
               f"raw ({s['raw_bytes_per_frame'] / s['bytes_per_frame']:.0f}x smaller); cut "
               f"{s['cut']}, codec {s['codec']} q{s['quality']}, {s['edge']}")
+    if s['edge_quota']:
+        print(f"edge held to {s['edge_quota']['cpus']:g} cores (cgroup "
+              f"{s['edge_quota']['cgroup']}); it used {s['edge_cpu']} cores")
     print(f"took {s['seconds']} s; node logs in {s['logs']}")
     failed = bool(s['crashed']) or any(c not in (0, None) for c in s['exit_codes'].values())
     if failed:
@@ -120,7 +129,8 @@ def run_make_demo(args) -> dict:
     """Write the demo bag; print its size and the undefended target's accuracy on it."""
     set_torch_threads(args.threads)
     cfg = DemoBagConfig(
-        frames=args.frames, size=args.size, encoding=args.encoding, rate_hz=args.rate,
+        frames=args.frames, size=args.size, width=args.width, encoding=args.encoding,
+        rate_hz=args.rate,
         adversarial_fraction=args.adversarial_fraction, eps=args.eps, steps=args.steps,
         step_size=args.step_size, seed=args.seed, storage=args.storage,
         compressed=args.compressed, jpeg_quality=args.jpeg_quality,
@@ -137,7 +147,8 @@ def run_make_demo(args) -> dict:
         {'frames': 'adversarial', 'n': result['adversarial'],
          'target accuracy': acc['adversarial']}]))
     print(f'wrote {result["bag"]} ({result["storage"]}, {result["bytes"] / 1e6:.1f} MB): '
-          f'{result["frames"]} {result["size"]}x{result["size"]} {result["encoding"]} frames '
+          f'{result["frames"]} {result["width"] or result["size"]}x{result["size"]} '
+          f'{result["encoding"]} frames '
           f'on {result["camera_topic"]} at {result["rate_hz"]:g} Hz, ground truth on '
           f'{result["truth_topic"]}, in {result["seconds"]:.1f} s')
     return result

@@ -33,13 +33,22 @@ def register(p) -> None:
                    help='seconds of camera replay per strategy and rate')
     p.add_argument('--warmup', type=float, default=d.warmup,
                    help='seconds at the start of each run left out of the figures')
+    p.add_argument('--edge-cpus', type=positive_float, default=d.edge_cpus,
+                   help='a really weak edge: hold the edge process to this many cores with a '
+                        'cgroup CPU quota (0.25: a quarter core); its planner profile is '
+                        'measured under the same quota')
     p.add_argument('--edge-slowdown', type=positive_float, default=d.edge_slowdown,
-                   help='emulate an edge k times slower than this machine (and plan for it)')
+                   help='what-if only: make every edge model stage k times slower by waiting '
+                        '(and plan for it); measured figures come from --edge-cpus')
+    p.add_argument('--frame-size', default=d.frame_size,
+                   help='camera frames WIDTHxHEIGHT of the bench bag (the demo frames '
+                        'stretched)')
     p.add_argument('--image-quality', type=positive_int, default=d.image_quality,
                    help='JPEG quality of the host-only jpeg strategy')
     p.add_argument('--feature-quality', type=positive_int, default=d.feature_quality,
                    help='JPEG quality of the split_jpeg and auto strategies')
-    p.add_argument('--bag', default=d.bag, help='camera bag (the demo bag, made if missing)')
+    p.add_argument('--bag', default=d.bag, help='camera bag (default: the demo bag at '
+                   '--frame-size, out/link_bag_<size>, made if missing)')
     p.add_argument('--out', default=None, help='folder for link.json and link.png')
     p.add_argument('--log-dir', default=None, help='node logs (default: a temporary folder)')
     p.set_defaults(func=run)
@@ -50,12 +59,18 @@ def run(args) -> dict:
     cfg = LinkBenchConfig(rates=tuple(args.rates), downlink=args.downlink,
                           strategies=tuple(args.strategies), duration=args.duration,
                           warmup=args.warmup, edge_slowdown=args.edge_slowdown,
+                          edge_cpus=args.edge_cpus, frame_size=args.frame_size,
                           image_quality=args.image_quality,
                           feature_quality=args.feature_quality, bag=args.bag, out=args.out,
                           log_dir=args.log_dir)
     result = run_bench(cfg, progress=ProgressBar('bench link'))
     print(format_table(result['rows'], ['rate_mbps', 'strategy', 'fps', 'p50_ms', 'p99_ms',
-                                        'bytes_per_frame', 'dropped', 'cut', 'codec']))
+                                        'bytes_per_frame', 'accuracy', 'edge_cpu', 'dropped',
+                                        'cut', 'codec']))
+    if result.get('edge_quota'):
+        q = result['edge_quota']
+        print(f"edge held to {q['cpus']:g} cores (cgroup {q['cgroup']}, {q['quota_us']} us per "
+              f"{q['period_us']} us); edge_cpu: cores the edge process used")
     by_rate = {}
     for r in result['rows']:
         by_rate.setdefault(r['rate_mbps'], {})[r['strategy']] = r['fps']

@@ -16,7 +16,9 @@
 The main job: replay the demo bag through real edge and host processes.
 
 :func:`run_demo` makes the demo bag if missing, starts ``host_node`` and
-``edge_process`` on a private localhost-only DDS domain, replays the bag,
+``edge_process`` on a private localhost-only DDS domain (with the shipped
+Fast DDS large-data profile; the edge optionally held to a CPU quota,
+``edge_cpus``), replays the bag,
 and accounts for every frame: played = classified + dropped (with reasons).
 Accuracy is split into clean and adversarial frames and compared with the
 same frames evaluated in this process (:func:`reference`), with the defense
@@ -30,13 +32,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cpuquota import CpuQuota
 from .demo_bag import (DEFAULT_DEMO_BAG, demo_metadata, DemoBagConfig, ensure_bag,
                        read_ground_truth, stamp_ns)
 from .isolation import lease_domain
 from .launcher import run_edge_host, RunResult
 from ..core import pipeline, tails
 from ..core.models import compute_threads
-from ..ros import conversions
+from ..ros import conversions, dds
 from ..ros.bag import read_messages
 
 
@@ -55,6 +58,7 @@ class DemoConfig:
     edge_params: dict = field(default_factory=dict)
     host_params: dict = field(default_factory=dict)
     log_dir: str | None = None
+    edge_cpus: float | None = None     # hold the edge process to this many cores (cgroup)
 
     def edge(self) -> dict:
         """Return the edge node parameters."""
@@ -139,7 +143,8 @@ def summarize_demo(cfg: DemoConfig, result: RunResult, truths: dict, ref: dict |
     frame_bytes = 224 * 224 * 3
     meta = demo_metadata(cfg.bag)
     if meta:
-        frame_bytes = meta['size'] * meta['size'] * (1 if meta['encoding'] == 'mono8' else 3)
+        frame_bytes = (meta['size'] * (meta.get('width') or meta['size'])
+                       * (1 if meta['encoding'] == 'mono8' else 3))
     classified = len(preds)
     summary = {
         'played': result.played, 'classified': classified,
@@ -176,9 +181,21 @@ def run_demo(cfg: DemoConfig, progress=None, with_reference: bool = True) -> dic
     truths = read_ground_truth(cfg.bag)
     log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix='edge_denoise_demo_'))
     start = time.monotonic()
-    with lease_domain() as lease:
-        result = run_edge_host(cfg.bag, cfg.edge(), cfg.host_params, lease.env(), log_dir,
-                               composed=cfg.composed, rate=cfg.rate)
+    edge_exe = 'edge_process' if cfg.composed else 'edge_node'
+    quota = CpuQuota(cfg.edge_cpus) if cfg.edge_cpus is not None else None
+    try:
+        prefixes = {}
+        if quota is not None:
+            quota.create()
+            prefixes[edge_exe] = quota.prefix()
+        with lease_domain() as lease:
+            result = run_edge_host(cfg.bag, cfg.edge(), cfg.host_params,
+                                   dds.profile_env(lease.env()), log_dir,
+                                   composed=cfg.composed, rate=cfg.rate, prefixes=prefixes)
+        edge_quota = None if quota is None else {**quota.describe(), **quota.throttled()}
+    finally:
+        if quota is not None:
+            quota.remove()
     ref = undefended = None
     if with_reference:
         target = pipeline.Target()
@@ -189,4 +206,8 @@ def run_demo(cfg: DemoConfig, progress=None, with_reference: bool = True) -> dic
     summary = summarize_demo(cfg, result, truths, ref, undefended)
     summary['seconds'] = round(time.monotonic() - start, 1)
     summary['logs'] = str(log_dir)
+    span = (result.window[1] - result.window[0]) / 1e9
+    cpu = result.cpu_s.get(edge_exe)
+    summary['edge_cpu'] = round(cpu / span, 3) if cpu is not None and span > 0 else None
+    summary['edge_quota'] = edge_quota
     return summary

@@ -30,6 +30,7 @@ import json
 from pathlib import Path
 import shutil
 
+import cv2
 import numpy as np
 from rosbags.rosbag2 import Writer
 from std_msgs.msg import Header, String
@@ -51,6 +52,7 @@ class DemoBagConfig:
 
     frames: int = 300                  # 10 s of camera at 30 Hz
     size: int = 224                    # frame side: a multiple of 28 (nearest-neighbour x8)
+    width: int = 0                     # 0: square frames; else size high, width wide (stretched)
     encoding: str = 'bgr8'
     rate_hz: float = 30.0
     adversarial_fraction: float = 0.5
@@ -71,7 +73,11 @@ class DemoBagConfig:
         """Raise ``ValueError`` for a bad setting."""
         if self.frames < 1:
             raise ValueError(f'frames must be >= 1, got {self.frames}')
-        if self.size < data.INPUT_SIZE or self.size % data.INPUT_SIZE:
+        if self.width and (min(self.width, self.size) < data.INPUT_SIZE
+                           or self.width % 2 or self.size % 2):
+            raise ValueError(f'width and height must be even and >= {data.INPUT_SIZE}, got '
+                             f'{self.width}x{self.size}')
+        if not self.width and (self.size < data.INPUT_SIZE or self.size % data.INPUT_SIZE):
             raise ValueError(f'size must be a multiple of {data.INPUT_SIZE}, got {self.size}')
         if self.encoding not in data.ENCODINGS:
             raise ValueError(f'encoding must be one of {data.ENCODINGS}, got {self.encoding!r}')
@@ -165,7 +171,11 @@ def demo_frame_msg(image, stamp: int, cfg: DemoBagConfig):
     """Build the camera message of one 28x28 sample (Image, or CompressedImage if asked)."""
     header = Header(frame_id=cfg.frame_id)
     header.stamp.sec, header.stamp.nanosec = stamp // 10**9, stamp % 10**9
-    frame = data.sample_to_frame(image, cfg.size, cfg.encoding)
+    if cfg.width:   # a camera's aspect: the sample stretched by nearest neighbour
+        big = cv2.resize(image, (cfg.width, cfg.size), interpolation=cv2.INTER_NEAREST)
+        frame = big if cfg.encoding == 'mono8' else np.repeat(big[:, :, None], 3, axis=2)
+    else:
+        frame = data.sample_to_frame(image, cfg.size, cfg.encoding)
     if cfg.compressed:
         return conversions.image_to_compressed_msg(frame, cfg.encoding, cfg.compressed,
                                                    quality=cfg.jpeg_quality, header=header)
@@ -239,20 +249,28 @@ def make_demo_bag(out=DEFAULT_DEMO_BAG, cfg: DemoBagConfig | None = None, model=
     return {'bag': str(out), 'storage': cfg.storage, 'frames': cfg.frames,
             'clean': int((~adv).sum()), 'adversarial': int(adv.sum()),
             'camera_topic': cfg.image_topic, 'camera_type': camera_cls,
-            'truth_topic': absolute(cfg.truth_topic), 'size': cfg.size,
+            'truth_topic': absolute(cfg.truth_topic), 'size': cfg.size, 'width': cfg.width,
             'encoding': cfg.encoding, 'rate_hz': cfg.rate_hz,
             'duration_s': round((cfg.frames - 1) / cfg.rate_hz, 6), 'bytes': size,
             'target_accuracy': {'clean': acc(~adv), 'adversarial': acc(adv)},
             'model_hash': record['model_hash'], 'seed': cfg.seed}
 
 
-def ensure_bag(path: str, frames: int, progress=None) -> dict:
-    """Make the demo bag if it is missing or was made with other weights; return its metadata."""
+def ensure_bag(path: str, frames: int, progress=None, width: int = 0,
+               height: int = DemoBagConfig.size) -> dict:
+    """
+    Make the demo bag if it is missing or was made otherwise; return its metadata.
+
+    Otherwise: with other weights, another frame count or (``width`` > 0:
+    ``width`` x ``height`` frames) another frame size.
+    """
     want = models.state_hash(models.build_model())
     p = Path(path)
     if p.exists():
         meta = demo_metadata(p)
-        if meta.get('model_hash') == want and meta.get('frames') == frames:
+        if (meta.get('model_hash') == want and meta.get('frames') == frames
+                and meta.get('width', 0) == width and (not width or meta.get('size') == height)):
             return meta
-    make_demo_bag(p, DemoBagConfig(frames=frames), overwrite=p.exists(), progress=progress)
+    cfg = DemoBagConfig(frames=frames, width=width, size=height if width else DemoBagConfig.size)
+    make_demo_bag(p, cfg, overwrite=p.exists(), progress=progress)
     return demo_metadata(p)

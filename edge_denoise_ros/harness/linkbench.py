@@ -18,15 +18,29 @@
 The edge (``edge_process``, the camera replay and the result collector) runs
 in one network namespace, ``host_node`` in another; the veth between them is
 shaped with ``tc tbf`` at each uplink rate (and the downlink rate the other
-way). Each strategy replays the demo bag at camera rate, looping, for
-``duration`` seconds and is measured at the robot: sustained frames/s of
-results received back, end-to-end latency (camera frame at the edge ->
-result back at the edge) p50/p99, bytes per frame, dropped frames.
+way). Each strategy replays the demo bag (640x480 camera frames by
+default) at camera rate, looping, for ``duration`` seconds and is measured
+at the robot: sustained frames/s of results received back, end-to-end
+latency (camera frame at the edge -> result back at the edge) p50/p99, bytes
+per frame, dropped frames, accuracy against the bag's ground truth on the
+frames classified, and the CPU the edge process used (cores).
 
 Strategies: ``raw``, ``jpeg``, ``deepn_jpeg`` (host-only: the camera frame
-goes up), ``edge`` (edge-only), ``split_lossless`` and ``split_jpeg`` (at
-the planner's cut for that codec and rate) and ``auto`` (the edge node plans
-at start-up from the declared rate: ``cut: auto``).
+goes up), ``h264`` (host-only as FogROS2 does it: an H.264 stream, the
+peer of :mod:`.video_peer`), ``edge`` (edge-only), ``split_lossless`` and
+``split_jpeg`` (at the planner's cut for that codec and rate) and ``auto``
+(the edge node plans at start-up from the declared rate: ``cut: auto``).
+
+A really weak edge: ``edge_cpus`` confines the edge process to that many
+cores with a cgroup CPU quota (:mod:`.cpuquota`); the split strategies'
+cuts are then planned from an edge profile measured under the same quota,
+and ``auto``'s edge measures its own at start-up, inside the quota, against
+a host profile measured outside it. ``edge_slowdown`` (each stage made k
+times slower by waiting) stays a what-if, never a headline.
+
+The edge side (camera replay and edge process) loads the shipped Fast DDS
+large-data profile, so camera frames reach the edge whole; the host side
+talks UDPv4 only, so everything between edge and host crosses the link.
 """
 
 from __future__ import annotations
@@ -40,15 +54,23 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .demo_bag import DEFAULT_DEMO_BAG, DemoBagConfig, ensure_bag
+from .camerabench import parse_size
+from .cpuquota import CpuQuota
+from .demo_bag import DemoBagConfig, ensure_bag, read_ground_truth
 from .isolation import lease_domain
 from .launcher import run_edge_host
 from .netns import LinkPair, unavailable
-from ..core import pipeline, planner, surgery
+from ..core import frames, pipeline, planner, profiling, surgery, video
+from ..core.models import set_torch_threads
+from ..ros import dds
 
-STRATEGIES = ('raw', 'jpeg', 'deepn_jpeg', 'edge', 'split_lossless', 'split_jpeg', 'auto')
+STRATEGIES = ('raw', 'jpeg', 'deepn_jpeg', 'h264', 'edge', 'split_lossless', 'split_jpeg',
+              'auto')
 FRAME_STRATEGIES = {'raw': 'raw', 'jpeg': 'jpeg', 'deepn_jpeg': 'deepn_jpeg'}
 SPLIT_STRATEGIES = {'split_lossless': 'lossless', 'split_jpeg': 'jpeg'}
+VIDEO_STRATEGIES = {'h264': ('video_edge', 'video_host')}
+FRAME_SIZE = '640x480'
+LINK_BAG = 'out/link_bag_{size}'   # the demo bag's frames at the bench's frame size
 
 
 @dataclass
@@ -60,8 +82,10 @@ class LinkBenchConfig:
     strategies: tuple = STRATEGIES
     duration: float = 20.0
     warmup: float = 3.0
-    edge_slowdown: float = 1.0
-    bag: str = DEFAULT_DEMO_BAG
+    edge_slowdown: float = 1.0        # what-if only: stages made k times slower by waiting
+    edge_cpus: float | None = None    # a real weak edge: a cgroup CPU quota of this many cores
+    frame_size: str = FRAME_SIZE      # camera frames WIDTHxHEIGHT of the bench's bag
+    bag: str = ''                     # '' = LINK_BAG at frame_size (made if missing)
     defense: str = pipeline.DEFAULT_DEFENSE
     image_quality: int = pipeline.DEFAULT_FRAME_QUALITY
     feature_quality: int = pipeline.DEFAULT_QUALITY
@@ -81,16 +105,32 @@ class LinkBenchConfig:
                              f'{self.warmup}')
         if self.edge_slowdown < 1:
             raise ValueError(f'edge slowdown must be >= 1, got {self.edge_slowdown}')
+        if self.edge_cpus is not None and not 0.01 <= self.edge_cpus <= 1024:
+            raise ValueError(f'edge CPUs must be in 0.01..1024, got {self.edge_cpus}')
+        parse_size(self.frame_size)
+
+    @property
+    def bag_path(self) -> str:
+        """Return the camera bag replayed (the default one at ``frame_size``)."""
+        return self.bag or LINK_BAG.format(size=self.frame_size)
 
 
-def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None) -> dict[str, str]:
-    """Return the planner's cut for each split strategy's codec at ``rate``."""
+def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
+                 profiles: dict | None = None) -> dict[str, str]:
+    """
+    Return the planner's cut for each split strategy's codec at ``rate``.
+
+    ``profiles``: ``{'edge': file, 'host': file}`` measured beforehand (the
+    edge's under its CPU quota); without them both sides are measured here.
+    """
     wanted = [s for s in cfg.strategies if s in SPLIT_STRATEGIES]
     if not wanted:
         return {}
     target = target or pipeline.Target()
+    profiles = profiles or {}
     online = planner.make_planner(
         target.model, target.input_shape, planner.Link(rate, cfg.downlink),
+        edge_profile=profiles.get('edge'), host_profile=profiles.get('host'),
         edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
         frame_codecs=[], model_name=target.name, quality=cfg.feature_quality)
     rows = online.plan().rows
@@ -103,8 +143,11 @@ def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None) -> dict[str, st
     return cuts
 
 
-def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict) -> dict:
+def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict,
+                profiles: dict | None = None) -> dict:
     """Return the edge node's parameters for one strategy at one rate."""
+    if strategy in VIDEO_STRATEGIES:
+        return {}
     p = {'defense': cfg.defense, 'emulate_slowdown': cfg.edge_slowdown,
          'edge_slowdown': cfg.edge_slowdown, 'uplink_mbps': rate,
          'downlink_mbps': cfg.downlink, 'quality': cfg.feature_quality,
@@ -117,11 +160,20 @@ def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict) ->
         p.update(cut=cuts[strategy], codec=SPLIT_STRATEGIES[strategy])
     else:
         p.update(cut='auto', codec='jpeg')
+        if profiles and profiles.get('host'):  # the edge measures itself, in its quota
+            p['host_profile'] = profiles['host']
     return p
 
 
-def measure(result, warmup: float) -> dict:
-    """Return frames/s, latency p50/p99, bytes/frame and drops of one run (at the robot)."""
+def measure(result, warmup: float, truths: dict | None = None,
+            edge: str = 'edge_process') -> dict:
+    """
+    Return one run's figures at the robot.
+
+    Frames/s, latency p50/p99, bytes/frame, drops; with ``truths`` (the bag's
+    ground truth by stamp) the accuracy on the frames classified; the CPU
+    the ``edge`` process used over the replay (cores).
+    """
     start, end = result.window
     lo = start + int(warmup * 1e9)
     inside = [(t, r) for t, r in result.received if lo <= t <= end]
@@ -133,7 +185,14 @@ def measure(result, warmup: float) -> dict:
         return round(lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))], 2) if lat else None
     cuts = sorted({r['cut'] for _, r in result.received})
     codecs = sorted({r['codec'] for _, r in result.received})
+    judged = [r['class_id'] == truths[s]['label'] for s, r in
+              ((x['stamp']['sec'] * 10**9 + x['stamp']['nanosec'], x)
+               for _, x in result.received) if s in (truths or {})]
+    wall = (end - start) / 1e9
+    cpu = result.cpu_s.get(edge)
     return {'fps': round(len(inside) / span, 2) if span > 0 else 0.0,
+            'accuracy': round(sum(judged) / len(judged), 4) if judged else None,
+            'edge_cpu': round(cpu / wall, 3) if cpu is not None and wall > 0 else None,
             'p50_ms': q(0.5), 'p99_ms': q(0.99),
             'bytes_per_frame': round(sum(sizes) / len(sizes), 1) if sizes else None,
             'played': result.played, 'classified': len(result.received),
@@ -143,29 +202,35 @@ def measure(result, warmup: float) -> dict:
 
 def driver(spec: dict) -> dict:
     """Run one strategy from inside the edge namespace (see :func:`run_strategy`)."""
+    edge, host = spec['executables']
     result = run_edge_host(spec['bag'], spec['edge_params'], spec['host_params'],
                            spec['edge_env'], Path(spec['log_dir']),
-                           envs={'host_node': spec['host_env']},
-                           prefixes={'host_node': spec['host_prefix']},
-                           duration=spec['duration'], start_timeout=120.0, drain_timeout=10.0)
-    row = measure(result, spec['warmup'])
+                           envs={host: spec['host_env']},
+                           prefixes={host: spec['host_prefix'], edge: spec['edge_prefix']},
+                           duration=spec['duration'], start_timeout=300.0, drain_timeout=10.0,
+                           executables=(edge, host))
+    row = measure(result, spec['warmup'], read_ground_truth(spec['bag']), edge)
     row['crashed'] = result.crashed
     return row
 
 
 def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenchConfig,
-                 cuts: dict, log_dir: Path) -> dict:
+                 cuts: dict, log_dir: Path, quota: CpuQuota | None = None,
+                 profiles: dict | None = None) -> dict:
     """Measure one strategy at one rate: a driver process in the edge namespace."""
     log = log_dir / f'{strategy}_{rate:g}'
-    spec = {'bag': str(Path(cfg.bag).resolve()),
-            'edge_params': edge_params(strategy, rate, cfg, cuts), 'host_params': {},
-            'edge_env': pair.dds_env('edge', domain_id),
+    executables = VIDEO_STRATEGIES.get(strategy, ('edge_process', 'host_node'))
+    spec = {'bag': str(Path(cfg.bag_path).resolve()), 'executables': executables,
+            'edge_params': edge_params(strategy, rate, cfg, cuts, profiles),
+            'host_params': {'defense': cfg.defense} if strategy in VIDEO_STRATEGIES else {},
+            'edge_env': dds.profile_env(pair.dds_env('edge', domain_id)),
             'host_env': pair.dds_env('host', domain_id), 'host_prefix': pair.prefix('host'),
+            'edge_prefix': quota.prefix() if quota is not None else [],
             'duration': cfg.duration, 'warmup': cfg.warmup, 'log_dir': str(log)}
     before = pair.stats()
     proc = subprocess.run([*pair.prefix('edge'), sys.executable, '-u', '-m', __name__,
                            '--driver'], input=json.dumps(spec), capture_output=True,
-                          text=True, env=spec['edge_env'], timeout=cfg.duration + 300)
+                          text=True, env=spec['edge_env'], timeout=cfg.duration + 600)
     if proc.returncode != 0 or not proc.stdout.strip():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise RuntimeError(f'{strategy} at {rate:g} Mbit/s failed: {" | ".join(tail)}')
@@ -174,7 +239,40 @@ def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenc
     row['link_up_bytes'] = after['up']['bytes'] - before['up']['bytes']
     row['link_dropped_packets'] = (after['up']['dropped_packets']
                                    - before['up']['dropped_packets'])
-    return {'rate_mbps': rate, 'strategy': strategy, **row}
+    return {'rate_mbps': rate, 'strategy': strategy, 'edge_cpus': cfg.edge_cpus, **row}
+
+
+def measure_profiles(cfg: LinkBenchConfig, folder: Path, quota: CpuQuota) -> dict:
+    """
+    Measure the host's profile here and the edge's under ``quota``; return their files.
+
+    Each in its own process (``--profile``), at the qualities the edge sends
+    and with a camera frame of the bench's size, so the edge's stage times
+    are what the quota makes of them.
+    """
+    out = {}
+    for side, prefix in (('host', []), ('edge', quota.prefix())):
+        spec = {'out': str(folder / f'{side}_profile.json'), 'frame_size': cfg.frame_size,
+                'quality': cfg.feature_quality, 'frame_quality': cfg.image_quality}
+        proc = subprocess.run([*prefix, sys.executable, '-u', '-m', __name__, '--profile'],
+                              input=json.dumps(spec), capture_output=True, text=True,
+                              timeout=1800)
+        if proc.returncode != 0:
+            tail = ' | '.join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+            raise RuntimeError(f'measuring the {side} profile failed: {tail}')
+        out[side] = spec['out']
+    return out
+
+
+def profile_main(spec: dict) -> None:
+    """Measure the default target's profile in this process and save it (``--profile``)."""
+    set_torch_threads(1)
+    target = pipeline.Target()
+    w, h = parse_size(spec['frame_size'])
+    frame = frames.example_frame((h, w), gray=target.input_shape[0] == 1)
+    profiling.measure_profile(target.model, frame, target.input_shape, target.name,
+                              quality=spec['quality'],
+                              frame_quality=spec['frame_quality']).save(spec['out'])
 
 
 def run(cfg: LinkBenchConfig, progress=None) -> dict:
@@ -183,23 +281,37 @@ def run(cfg: LinkBenchConfig, progress=None) -> dict:
     reason = unavailable()
     if reason:
         raise PermissionError(f'bench link {reason}')
-    ensure_bag(cfg.bag, DemoBagConfig.frames)
+    if not (cfg.bag and Path(cfg.bag).exists()):   # a bag of the user's is used as it is
+        width, height = parse_size(cfg.frame_size)
+        ensure_bag(cfg.bag_path, DemoBagConfig.frames, width=width, height=height)
     log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix='edge_denoise_link_'))
     rows = []
     total = len(cfg.rates) * len(cfg.strategies)
     target = pipeline.Target()
-    with lease_domain() as lease, LinkPair(f'{os.getpid() % 100000}',
-                                           index=lease.domain_id) as pair:
-        for rate in cfg.rates:
-            pair.shape(rate, cfg.downlink)
-            cuts = planned_cuts(cfg, rate, target)
-            for strategy in cfg.strategies:
-                rows.append(run_strategy(pair, lease.domain_id, strategy, rate, cfg, cuts,
-                                         log_dir))
-                if progress is not None:
-                    progress(len(rows), total, {'rate': rate, 'strategy': strategy})
+    quota = CpuQuota(cfg.edge_cpus) if cfg.edge_cpus is not None else None
+    profiles = None
+    try:
+        if quota is not None:
+            quota.create()
+            log_dir.mkdir(parents=True, exist_ok=True)
+            profiles = measure_profiles(cfg, log_dir, quota)
+        with lease_domain() as lease, LinkPair(f'{os.getpid() % 100000}',
+                                               index=lease.domain_id) as pair:
+            for rate in cfg.rates:
+                pair.shape(rate, cfg.downlink)
+                cuts = planned_cuts(cfg, rate, target, profiles)
+                for strategy in cfg.strategies:
+                    rows.append(run_strategy(pair, lease.domain_id, strategy, rate, cfg, cuts,
+                                             log_dir, quota, profiles))
+                    if progress is not None:
+                        progress(len(rows), total, {'rate': rate, 'strategy': strategy})
+        edge_quota = None if quota is None else {**quota.describe(), **quota.throttled()}
+    finally:
+        if quota is not None:
+            quota.remove()
     result = {'rows': rows, 'config': asdict(cfg), 'logs': str(log_dir),
-              'machine': machine()}
+              'machine': machine(), 'edge_quota': edge_quota, 'profiles': profiles,
+              'h264': asdict(video.H264Config())}
     if cfg.out:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -251,8 +363,11 @@ def plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def _driver_main() -> int:
+def _child_main(role: str) -> int:
     spec = json.loads(sys.stdin.read())
+    if role == '--profile':
+        profile_main(spec)
+        return 0
     try:
         row = driver(spec)
     except RuntimeError as exc:
@@ -262,5 +377,5 @@ def _driver_main() -> int:
     return 0
 
 
-if __name__ == '__main__' and sys.argv[1:] == ['--driver']:
-    sys.exit(_driver_main())
+if __name__ == '__main__' and sys.argv[1:] in (['--driver'], ['--profile']):
+    sys.exit(_child_main(sys.argv[1]))
