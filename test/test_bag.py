@@ -13,8 +13,7 @@
 # limitations under the License.
 
 """
-rosbag2 tooling (ros/bag*.py, harness/demo_bag.py): the demo bag, play, record, info, on
-real DDS.
+rosbag2 tooling (ros/bag*.py, harness/demo_bag.py) on real DDS: demo bag, play, record, info.
 
 Players and recorders run as separate OS processes on the test's private,
 localhost-only domain; the test receives with its own rclpy node.
