@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -45,7 +44,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
 
-from .launcher import MODULES, NodeProcess, ros_params
+from .launcher import MODULES, NodeProcess, ros_params, swap_environ, wait_for_graph
 from .procstat import cpu_ns
 from ..core import accounting, data, pipeline, wire
 from ..ros.common import sub_events
@@ -279,12 +278,7 @@ def run_fleet(hosts: dict[str, list[str]], messages: list[tuple[bytes, dict]], e
     robots = [r for served in hosts.values() for r in served]
     if len(set(robots)) != len(robots):
         raise ValueError(f'hosts must split the robots, got {hosts}')
-    saved = {k: os.environ.get(k) for k in _DDS_KEYS}
-    for key in _DDS_KEYS:
-        if env.get(key) is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = env[key]
+    saved = swap_environ({k: env.get(k) for k in _DDS_KEYS})
     context = Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
@@ -296,15 +290,7 @@ def run_fleet(hosts: dict[str, list[str]], messages: list[tuple[bytes, dict]], e
         executor.add_node(sim.node)
         spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
         spinner.start()
-        deadline = time.monotonic() + start_timeout
-        while not sim.graph_ready():
-            dead = [p for p in procs if not p.running]
-            if dead:
-                raise RuntimeError(f'{dead[0].name} exited ({dead[0].proc.returncode}) before '
-                                   f'the graph was up:\n{dead[0].tail()}')
-            if time.monotonic() > deadline:
-                raise RuntimeError(f'the fleet was not connected after {start_timeout:g} s')
-            time.sleep(0.1)
+        wait_for_graph(sim.graph_ready, procs, start_timeout, 'the fleet')
         timing = {'startup_s': round(time.monotonic() - t0, 2)}
         cpu = {p.name: cpu_ns(p.proc.pid) for p in procs}
         window = sim.play(duration_s)
@@ -325,11 +311,7 @@ def run_fleet(hosts: dict[str, list[str]], messages: list[tuple[bytes, dict]], e
         codes = {p.name: p.stop() for p in procs}
         executor.shutdown()
         rclpy.try_shutdown(context=context)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        swap_environ(saved)
     return FleetResult(accounts, figures, window, codes, {p.name: str(p.log) for p in procs},
                        statuses, timing, cpu)
 

@@ -100,6 +100,40 @@ class NodeProcess:
             return ''
 
 
+def swap_environ(values: dict) -> dict:
+    """
+    Set each environment variable of ``values`` (None unsets it); return the old values.
+
+    ``swap_environ(saved)`` with what it returned puts the environment back.
+    """
+    saved = {key: os.environ.get(key) for key in values}
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    return saved
+
+
+def wait_for_graph(ready, procs, timeout: float, what: str,
+                   poll=lambda: time.sleep(0.1)) -> None:
+    """
+    Call ``poll()`` until ``ready()`` (the nodes' topics are matched).
+
+    Raises RuntimeError when one of ``procs`` (:class:`NodeProcess`) exits
+    first, or after ``timeout`` seconds (``what`` names the graph).
+    """
+    deadline = time.monotonic() + timeout
+    while not ready():
+        dead = [p for p in procs if not p.running]
+        if dead:
+            raise RuntimeError(f'{dead[0].name} exited ({dead[0].proc.returncode}) before '
+                               f'the graph was up:\n{dead[0].tail()}')
+        if time.monotonic() > deadline:
+            raise RuntimeError(f'{what}: not connected after {timeout:g} s')
+        poll()
+
+
 def start_node(executable: str, params: dict, env: dict, log_dir: Path,
                prefix: list[str] | None = None, name: str | None = None) -> NodeProcess:
     """Start a node executable of this package with parameters; stdout/stderr to a log."""
@@ -237,13 +271,9 @@ def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, 
                                          'host_node')
     procs = []
     context = Context()
-    saved = {k: os.environ.get(k) for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
-                                            'ROS_STATIC_PEERS', PROFILE_ENV, BUILTIN_ENV)}
-    for key in saved:  # this process joins the same DDS domain as its children
-        if env.get(key) is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = env[key]
+    # this process joins the same DDS domain as its children
+    saved = swap_environ({k: env.get(k) for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
+                                                  'ROS_STATIC_PEERS', PROFILE_ENV, BUILTIN_ENV)})
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
     player = None
@@ -254,15 +284,8 @@ def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, 
                                 prefixes.get(edge_exe)))
         collector = Collector(context)
         executor.add_node(collector.node)
-        deadline = time.monotonic() + start_timeout
-        while not collector.graph_ready(camera_topic):
-            executor.spin_once(timeout_sec=0.1)
-            dead = [p for p in procs if not p.running]
-            if dead:
-                raise RuntimeError(f'{dead[0].name} exited ({dead[0].proc.returncode}) before '
-                                   f'the graph was up:\n{dead[0].tail()}')
-            if time.monotonic() > deadline:
-                raise RuntimeError(f'the nodes were not connected after {start_timeout:g} s')
+        wait_for_graph(lambda: collector.graph_ready(camera_topic), procs, start_timeout,
+                       'the nodes', lambda: executor.spin_once(timeout_sec=0.1))
         timing = {'startup_s': round(time.monotonic() - t0, 2)}
         options = PlayOptions(rate=rate, topics=(camera_topic,), wait_for_subscribers=5.0,
                               loop=duration is not None)
@@ -310,11 +333,7 @@ def run_edge_host(bag: str | os.PathLike, edge_params: dict, host_params: dict, 
         codes = {p.name: p.stop() for p in procs}
         executor.shutdown()
         rclpy.try_shutdown(context=context)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        swap_environ(saved)
     return RunResult(played=played, records=records, statuses=statuses, report=report,
                      crashed=crashed, exit_codes=codes,
                      logs={p.name: str(p.log) for p in procs}, received=received,

@@ -52,7 +52,7 @@ from std_msgs.msg import String
 from . import procstat
 from .fuzz_cases import image_fields, sample_frames
 from .isolation import lease_domain
-from .launcher import start_node
+from .launcher import start_node, wait_for_graph
 from ..ros.common import status_count, status_values, sub_events
 
 DIAGNOSTICS = '/diagnostics'
@@ -214,18 +214,11 @@ def run_soak(cfg: SoakConfig, progress=None) -> dict:
 
 
 def _wait_connected(camera: _Camera, procs: dict, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
     node = camera.node
-    while not (camera.pub.get_subscription_count() > 0 and
-               node.count_publishers('classification') > 0 and
-               node.count_subscribers('features') > 0):
-        dead = [n for n, p in procs.items() if not p.running]
-        if dead:
-            raise RuntimeError(f'{dead[0]} exited before the graph was up:\n'
-                               f'{procs[dead[0]].tail()}')
-        if time.monotonic() > deadline:
-            raise RuntimeError(f'the nodes were not connected after {timeout:g} s')
-        time.sleep(0.1)
+    wait_for_graph(lambda: (camera.pub.get_subscription_count() > 0 and
+                            node.count_publishers('classification') > 0 and
+                            node.count_subscribers('features') > 0),
+                   list(procs.values()), timeout, 'the nodes')
     time.sleep(1.0)   # let discovery settle both ways (features: edge -> host)
 
 
