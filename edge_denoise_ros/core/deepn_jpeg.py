@@ -48,6 +48,7 @@ from torch import nn
 from . import codecs
 from .data import to_tensor
 from .evaluation import accuracy
+from .wire import QUALITY_RANGE
 
 # The IJG luminance table (JPEG Annex K), row-major; quality 50 uses it as is.
 STANDARD_LUMA = np.array([
@@ -134,7 +135,7 @@ def scale_table(table, scale: float) -> np.ndarray:
 
 def standard_table(quality: int) -> np.ndarray:
     """Return the IJG luminance table at a quality, as libjpeg scales it (1..255)."""
-    quality = max(1, min(100, int(quality)))
+    quality = min(max(int(quality), QUALITY_RANGE[0]), QUALITY_RANGE[1])
     s = 5000 / quality if quality < 50 else 200 - 2 * quality
     return np.clip((STANDARD_LUMA * s + 50) // 100, 1, 255).astype(np.int64)
 
