@@ -34,7 +34,8 @@ def generate_launch_description():
     device = LaunchConfiguration('device')
     composed = LaunchConfiguration('composed')
     share = FindPackageShare('edge_denoise_ros')
-    remappings = [('image_raw', camera), ('image_raw/compressed', [camera, '/compressed'])]
+    remappings = [('image_raw', camera), ('image_raw/compressed', [camera, '/compressed']),
+                  ('features', LaunchConfiguration('features_topic'))]
     common = dict(package='edge_denoise_ros', namespace=namespace, output='screen',
                   parameters=[params, {'device': device}], remappings=remappings)
     return LaunchDescription([
@@ -43,6 +44,9 @@ def generate_launch_description():
         DeclareLaunchArgument('camera_topic', default_value='image_raw',
                               description='camera topic (sensor_msgs/Image); its /compressed '
                                           'sibling is used with input_transport: compressed'),
+        DeclareLaunchArgument('features_topic', default_value='features',
+                              description='topic of the encoded features (the host\'s '
+                                          'features_topic must name the same)'),
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution(
             [share, 'config', 'edge.yaml']),
             description='YAML parameters of the edge nodes'),

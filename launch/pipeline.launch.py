@@ -34,6 +34,7 @@ def generate_launch_description():
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, 'launch', 'edge.launch.py'])),
         launch_arguments={'namespace': namespace, 'device': device,
                           'camera_topic': LaunchConfiguration('camera_topic'),
+                          'features_topic': LaunchConfiguration('features_topic'),
                           'params_file': LaunchConfiguration('edge_params_file'),
                           'composed': LaunchConfiguration('composed'),
                           'fastdds_profile': LaunchConfiguration('fastdds_profile')}.items())
@@ -41,12 +42,16 @@ def generate_launch_description():
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, 'launch', 'host.launch.py'])),
         launch_arguments={'namespace': namespace, 'device': device,
                           'params_file': LaunchConfiguration('host_params_file'),
+                          'features_topic': LaunchConfiguration('features_topic'),
                           'fastdds_profile': LaunchConfiguration('fastdds_profile')}.items())
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of every node and topic'),
         DeclareLaunchArgument('camera_topic', default_value='image_raw',
                               description='camera topic (sensor_msgs/Image)'),
+        DeclareLaunchArgument('features_topic', default_value='features',
+                              description='topic of the encoded features, edge to host (both '
+                                          'are remapped to it)'),
         DeclareLaunchArgument('edge_params_file', default_value=PathJoinSubstitution(
             [share, 'config', 'edge.yaml']), description='YAML parameters of the edge'),
         DeclareLaunchArgument('host_params_file', default_value=PathJoinSubstitution(

@@ -46,6 +46,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
 
+from . import cdr
 from .common import (declare_parameters, diagnostics_timer, features_qos,
                      FEATURES_QOS_PARAMS, log_error, NodeStats, ParamSpec, pub_events, run_nodes,
                      sub_events, TARGET_PARAMS)
@@ -171,10 +172,12 @@ class HostNode(Node):
                 String, _join(ns, 'classification'), 10,
                 event_callbacks=pub_events())
             p = self.params
+            # Raw: the message is read in place (ros/cdr.py), so one over max_payload_bytes
+            # is refused after reading its length, before any copy or deserialization.
             robot.sub = self.create_subscription(
-                CompressedImage, topic, lambda msg, r=robot: self._on_features(r, msg),
+                CompressedImage, topic, lambda raw, r=robot: self._on_features(r, raw),
                 features_qos(p['features_reliability'], p['features_depth']),
-                event_callbacks=sub_events())
+                event_callbacks=sub_events(), raw=True)
             self.robots[topic] = robot
             self.parts.append((self.get_name() if self.single else
                                f'{self.get_name()}/{label or "."}', robot.stats))
@@ -190,10 +193,15 @@ class HostNode(Node):
 
     # ------------------------------------------------------------------ intake
 
-    def _on_features(self, robot: Robot, msg: CompressedImage) -> None:
+    def _on_features(self, robot: Robot, raw: bytes) -> None:
         """Account for one message, check it, queue it: no inference here."""
         received_ns = time.time_ns()
         robot.stats.count('received')
+        try:
+            msg = cdr.read_compressed_image(raw, self.params['max_payload_bytes'])
+        except cdr.CdrError as exc:
+            self._error(robot, 'codec', exc)
+            return
         epoch, seq = wire_fields(msg.format)
         verdict = None
         if seq is None:
