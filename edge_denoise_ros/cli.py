@@ -78,6 +78,14 @@ COMMANDS = {
         'codecs:register_bench_codecs',
         'ratio, accuracy and speed of every feature codec at every cut, and DeepN-JPEG vs '
         'JPEG at equal accuracy'),
+    ('bench', 'fuzz'): (
+        'robustness:register_fuzz',
+        'hostile messages by class of fault against a running host_node or edge, each '
+        'followed by a valid one: crashes, counting, worst CPU and memory per message'),
+    ('bench', 'soak'): (
+        'robustness:register_soak',
+        'a long camera stream through edge_process and host_node: every frame classified '
+        'or dropped with a reason, memory growth per node, p99 latency first vs last'),
     ('bench', 'link'): (
         'link:register',
         'edge and host in two network namespaces joined by a tc-shaped veth; frames/s, '
