@@ -38,7 +38,7 @@ from std_msgs.msg import String
 from torch import nn
 import torch
 
-from ..core import pipeline, video
+from ..core import defenses, pipeline, video
 from ..core.models import set_torch_threads
 from ..ros import conversions, dds
 from ..ros.common import (declare_parameters, diagnostics_timer, features_qos, log_error,
@@ -58,7 +58,7 @@ VIDEO_EDGE_PARAMS = (
 )
 VIDEO_HOST_PARAMS = (
     ParamSpec('defense', pipeline.DEFAULT_DEFENSE, 'input defense the host runs before the '
-              'target', choices=('none', 'dunet', 'dunet_d', 'jpeg'), read_only=True),
+              'target', choices=defenses.defense_names(), read_only=True),
     ParamSpec('torch_threads', 1, 'torch intra-op threads', range=(0, 256), read_only=True),
 )
 STREAM_QOS = ('reliable', 30)   # as the edge's features (features_reliability, features_depth)
