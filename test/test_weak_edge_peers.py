@@ -48,6 +48,21 @@ def test_cpu_quota_holds_a_busy_child_to_its_share_and_cleans_up():
     assert groups and not any(g.exists() for g in groups)
 
 
+@pytest.mark.skipif(cpuquota.unavailable() is not None,
+                    reason=f'CPU quota: {cpuquota.unavailable()}')
+def test_cpu_quota_reaches_into_a_network_namespace():
+    """``ip netns exec`` hides /sys/fs/cgroup; the prefix still moves the child in."""
+    from edge_denoise_ros.harness import netns
+
+    if netns.unavailable():
+        pytest.skip(f'network namespaces: {netns.unavailable()}')
+    with netns.LinkPair('tquota', index=253) as pair, cpuquota.CpuQuota(0.5) as quota:
+        out = subprocess.run([*pair.prefix('edge'), *quota.prefix(), 'sh', '-c',
+                              'cat /proc/self/cgroup'], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+    assert quota.name in out, out
+
+
 def test_cpu_quota_refuses_bad_shares_and_says_why_it_cannot_run():
     with pytest.raises(ValueError):
         cpuquota.CpuQuota(0)

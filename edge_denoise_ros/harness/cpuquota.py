@@ -19,7 +19,8 @@ A really weak edge: a child process held to a fraction of a CPU core by a cgroup
 ``cpu.max`` where the unified hierarchy has the cpu controller, else the v1
 cpu controller's ``cpu.cfs_quota_us``), gives a command prefix that moves the
 child into it before it starts (``sh -c 'echo $$ > cgroup.procs; exec ...'``,
-so it composes with ``ip netns exec``), reports the group's CPU time and
+so it composes with ``ip netns exec``, which hides ``/sys/fs/cgroup``: the
+group is reached through ``/proc/<pid>/root``), reports the group's CPU time and
 throttling, and removes the group on exit (also on failure). Needs root.
 """
 
@@ -118,10 +119,17 @@ class CpuQuota:
             raise PermissionError(f'cannot set a CPU quota under {self.root}: {exc}') from None
 
     def prefix(self) -> list[str]:
-        """Return a command prefix that runs a program inside the group."""
+        """
+        Return a command prefix that runs a program inside the group.
+
+        The group is named through this process's root (``/proc/<pid>/root``):
+        ``ip netns exec`` mounts a fresh ``/sys`` without the cgroup file
+        systems, so a prefix inside it cannot reach ``/sys/fs/cgroup`` directly.
+        """
         if not self.groups:
             raise RuntimeError('create the CPU quota first')
-        moves = ' && '.join(f'echo $$ > {g / "cgroup.procs"}' for g in self.groups)
+        here = f'/proc/{os.getpid()}/root'
+        moves = ' && '.join(f'echo $$ > {here}{g / "cgroup.procs"}' for g in self.groups)
         return ['sh', '-c', f'{moves} && exec "$@"', 'edge_denoise_cpu_quota']
 
     def pids(self) -> list[int]:
