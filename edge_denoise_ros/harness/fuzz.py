@@ -248,6 +248,9 @@ class _Session:
         self.params = dict(cfg.node_params)
         if cfg.target == 'edge':
             self.params.setdefault('input_transport', transport)
+            # A reliable camera subscription: a probe lost by best-effort delivery would
+            # stall the run for the probe timeout and read as a frame the edge never served.
+            self.params.setdefault('camera_qos', 'reliable')
         self.transport = transport
         self.starts = 0
         self.proc: NodeProcess | None = None
@@ -291,6 +294,7 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
         maker = EdgeCases(transport, seed=cfg.seed + (transport == 'compressed'),
                           huge=cfg.huge_frames)
     stream = _Stream() if cfg.target == 'host' else None
+    missed: list[tuple[int, str]] = []        # probes not served in time, and the case before
     out = {'cases': 0, 'crashes': 0, 'crash_kinds': [], 'probes': 0, 'probes_served': 0,
            'valid_sent': 0, 'valid_served': 0, 'worst_ms': 0.0, 'worst_mb': 0.0,
            'by_kind': {}, 'sent': 0}
@@ -349,6 +353,8 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
                 out['valid_served'] += got_case
             if served:
                 out['probes_served'] += 1
+            else:
+                missed.append((probe_stamp, case.kind))
             if alive:
                 k['worst_ms'] = round(max(k['worst_ms'], cost_ms), 3)
                 k['worst_mb'] = round(max(k['worst_mb'], cost_mb), 3)
@@ -362,6 +368,12 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
             if progress is not None:
                 progress(i + 1, n_cases, {'crashes': out['crashes']})
         statuses = driver.wait_diagnostics(2)
+        with driver.lock:     # a probe served late still counts as served; how late is noted
+            late = [kind for stamp, kind in missed if stamp in driver.seen]
+            out['probes_unserved_after'] = sorted(kind for stamp, kind in missed
+                                                  if stamp not in driver.seen)
+        out['probes_served'] += len(late)
+        out['probes_late_after'] = sorted(late)
         values = _intake_status(statuses, cfg.target, cfg.composed)
         rss_end = procstat.rss_bytes(session.pid)
         out['rss_growth_pct'] = round(100.0 * (rss_end - rss_start) / rss_start, 3)
@@ -426,6 +438,9 @@ def summarize(cfg: FuzzConfig, parts: dict, seconds: float) -> dict:
         'received': received, 'sent': sum(p['sent'] for p in parts.values()),
         'probe_ms': {t: p['probe_ms'] for t, p in parts.items()},
         'crash_kinds': [k for p in parts.values() for k in p['crash_kinds']],
+        'probes_late_after': [k for p in parts.values() for k in p['probes_late_after']],
+        'probes_unserved_after': [k for p in parts.values()
+                                  for k in p['probes_unserved_after']],
         'exit_codes': {t: p['exit_codes'] for t, p in parts.items()},
         'by_kind': dict(sorted(by_kind.items())),
         'seed': cfg.seed, 'seconds': round(seconds, 1),

@@ -1,0 +1,60 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+A bounded subset of ``bench fuzz`` and ``bench soak`` against the real node processes.
+
+The bars are the issue's, on fewer cases: no crash, every message that reached a
+callback counted, no bad message above 50 ms of the node's CPU or 50 MB above its
+memory, every valid message classified; a short soak classifies or explains every frame.
+"""
+
+import pytest
+
+from edge_denoise_ros.harness.fuzz import FuzzConfig, run_fuzz
+from edge_denoise_ros.harness.soak import run_soak, SoakConfig
+
+pytestmark = pytest.mark.ros
+WORST_MS = 50.0
+WORST_MB = 50.0
+
+
+def _check(result: dict) -> None:
+    brief = {k: v for k, v in result.items() if k != 'by_kind'}
+    assert result['crashes'] == 0, brief
+    assert result['uncounted'] == 0, brief
+    assert result['worst_ms'] <= WORST_MS, (brief, result['by_kind'])
+    assert result['worst_mb'] <= WORST_MB, (brief, result['by_kind'])
+    assert result['valid_classified_fraction'] == 1.0, (brief, result['by_kind'])
+    assert all(c == 0 for codes in result['exit_codes'].values() for c in codes), brief
+
+
+def test_fuzz_host(tmp_path):
+    _check(run_fuzz(FuzzConfig(target='host', cases=200, seed=11, warmup=20,
+                               log_dir=str(tmp_path))))
+
+
+def test_fuzz_edge(tmp_path):
+    result = run_fuzz(FuzzConfig(target='edge', cases=80, seed=12, warmup=10,
+                                 huge_frames=False, log_dir=str(tmp_path)))
+    _check(result)
+    assert result['received'] == result['sent'], result     # paced: nothing lost on loopback
+
+
+def test_soak_accounts_for_every_frame(tmp_path):
+    result = run_soak(SoakConfig(frames=240, warmup=60, window=60, log_dir=str(tmp_path)))
+    assert not result['crashed'] and set(result['exit_codes'].values()) == {0}, result
+    assert 'unaccounted' not in result['dropped_by_reason'], result
+    assert result['classified'] + sum(result['dropped_by_reason'].values()) == result['frames']
+    assert result['classified'] >= result['frames'] * 0.8, result
