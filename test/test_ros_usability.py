@@ -13,9 +13,11 @@
 # limitations under the License.
 
 """
-What a ROS user meets: integers for number parameters, one features topic for both
-sides, diagnostics where aggregators listen, every node named in the README, and the
-device reaching every model, input and the scheduler.
+What a ROS user meets, checked.
+
+Integers for number parameters, one features topic for both sides, diagnostics where
+aggregators listen, every node named in the README, and the device reaching every model,
+input and the scheduler.
 """
 
 import ast
