@@ -62,7 +62,8 @@ def _check(result, hosts, want):
             assert a['status'] == f'edge_denoise_ros: {host}/{robot}', a
             assert a['played'] >= 30, a
             assert a['played'] == a['classified'] + a['dropped'], a
-            assert a['unaccounted'] == 0 and a['host_frames'] == a['classified'], a
+            assert a['unaccounted'] == 0 and a['result_lost'] == 0, a
+            assert a['host_frames'] == a['classified'] and a['host_received'] <= a['played'], a
             assert a['duplicates'] == 0 and a['foreign'] == 0, a
             assert a['classified'] >= 0.8 * a['played'], a
     for name in result.statuses:  # no host reports a robot it does not serve

@@ -39,7 +39,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -260,11 +260,12 @@ class Outcome:
 
 @dataclass
 class BatchTimes:
-    """Where a batch's time went (seconds): decoding and the tail's forward pass."""
+    """Where the batches' time went (seconds): decoding and the tail's forward passes."""
 
     decode_s: float = 0.0
     tail_s: float = 0.0
-    sizes: list = field(default_factory=list)
+    batches: int = 0
+    samples: int = 0       # messages that reached the tail
 
 
 @torch.no_grad()
@@ -304,5 +305,6 @@ def infer_batch(stage: HostStage, items: Sequence[Pending],
     if times is not None:
         times.decode_s += t1 - t0
         times.tail_s += time.perf_counter() - t1
-        times.sizes.append(len(ready))
+        times.batches += 1
+        times.samples += len(ready)
     return outcomes

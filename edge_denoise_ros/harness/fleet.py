@@ -21,7 +21,8 @@ that plays them as N robots (``/<robot>/features``, each with its own epoch and 
 ``rate_hz`` each, phases spread evenly) and collects every robot's ``classification``
 and the hosts' ``diagnostics``. :func:`run_fleet` starts one ``host_node`` process per
 host with its ``robots`` list, plays, drains, stops, and accounts per robot: played =
-classified + dropped with a reason (from the serving host's diagnostics), exactly.
+classified + dropped with a reason (from the serving host's diagnostics) + results the
+host served that never came back (``result_lost``), exactly.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from ..ros.common import sub_events
 
 DEFAULT_RATE_HZ = 30.0
 STATUS_PREFIX = 'edge_denoise_ros: '
+RESULT_GRACE_S = 2.0   # how long a result the host served may still be on its way
 _DDS_KEYS = ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_STATIC_PEERS')
 
 
@@ -103,6 +105,7 @@ class FleetSim:
         self.messages = messages
         self.lock = threading.Lock()
         self.statuses: dict[str, dict] = {}
+        self.callback_lag_ns: collections.deque = collections.deque(maxlen=10000)
         period = 1.0 / rate_hz
         self.robots = {}
         results_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
@@ -113,14 +116,17 @@ class FleetSim:
                                                    features_qos)
             self.node.create_subscription(
                 String, f'/{name}/classification',
-                lambda msg, r=robot: self._on_result(r, msg), results_qos,
+                lambda msg, info, r=robot: self._on_result(r, msg, info), results_qos,
                 event_callbacks=sub_events())
             self.robots[name] = robot
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 100,
                                       event_callbacks=sub_events())
 
-    def _on_result(self, robot: SimRobot, msg) -> None:
-        robot.arrived.append((time.time_ns(), msg.data))   # parsed later: a cheap callback
+    def _on_result(self, robot: SimRobot, msg, info) -> None:
+        # When DDS received it (this process's callbacks may run later when it is busy), on
+        # the same wall clock as the send times; parsed later: a cheap callback.
+        robot.arrived.append((info.get('received_timestamp') or time.time_ns(), msg.data))
+        self.callback_lag_ns.append(time.time_ns() - robot.arrived[-1][0])
 
     def parse(self) -> None:
         """Move the results that arrived into ``results`` (call with ``lock`` held)."""
@@ -142,10 +148,18 @@ class FleetSim:
                 self.statuses[status.name] = {kv.key: kv.value for kv in status.values}
 
     def graph_ready(self) -> bool:
-        """Return whether every robot's features have a host and its results a publisher."""
+        """
+        Return whether every robot is connected to its host and the host is fully up.
+
+        Its features have a subscriber, its results a publisher, and the host's status
+        for it arrived: the host built its node seconds after this one's readers
+        existed, so its result writers had the time to match them (a result published
+        before would be lost on the way back, counted ``result_lost``).
+        """
         n = self.node
         return all(n.count_subscribers(f'/{r}/features') > 0
-                   and n.count_publishers(f'/{r}/classification') > 0 for r in self.robots)
+                   and n.count_publishers(f'/{r}/classification') > 0
+                   and self.host_status(r)[0] is not None for r in self.robots)
 
     def send(self, robot: SimRobot) -> None:
         """Publish the robot's next recorded message with its epoch, seq and send time."""
@@ -197,17 +211,33 @@ class FleetSim:
             self.parse()
             played, classified = len(r.sent), len(r.results)
         dropped = sum(reasons.values())
+        host_frames = int(values.get('frames', 0))
+        lost = max(0, host_frames - classified)   # served by the host, never arrived here
         return {'robot': robot, 'status': status, 'played': played, 'classified': classified,
-                'dropped': dropped, 'drop_reasons': reasons,
-                'host_frames': int(values.get('frames', 0)),
-                'unaccounted': played - classified - dropped,
+                'dropped': dropped, 'drop_reasons': reasons, 'host_frames': host_frames,
+                'host_received': int(values.get('received', 0)), 'result_lost': lost,
+                'unaccounted': played - classified - dropped - lost,
                 'duplicates': r.duplicates, 'foreign': r.foreign}
 
-    def accounted(self) -> bool:
-        """Return whether every robot's frames are all classified or dropped with a reason."""
-        accounts = [self.account(r) for r in self.robots]
-        return all(a['unaccounted'] == 0 and a['host_frames'] == a['classified']
-                   for a in accounts)
+    def drain(self, timeout: float, grace: float = RESULT_GRACE_S) -> None:
+        """
+        Wait until the hosts accounted for every frame played and its results arrived.
+
+        Results the hosts served that still have not arrived ``grace`` seconds after
+        everything else was accounted stay ``result_lost``.
+        """
+        end, results_due = time.monotonic() + timeout, None
+        while time.monotonic() < end:
+            accounts = [self.account(r) for r in self.robots]
+            # the hosts' latest diagnostics count at least what arrived here: not stale
+            if all(a['unaccounted'] == 0 and a['host_frames'] >= a['classified']
+                   for a in accounts):
+                if all(a['result_lost'] == 0 for a in accounts):
+                    return
+                results_due = results_due or time.monotonic() + grace
+                if time.monotonic() >= results_due:
+                    return
+            time.sleep(0.1)
 
     def latencies(self, window: tuple[int, int], warmup_s: float = 0.0) -> dict:
         """Return frames/s and send->result latency p50/p99 over the window (after warmup)."""
@@ -222,8 +252,10 @@ class FleetSim:
                         served += 1
                         lat.append((arrival - sent) / 1e6)
         lat.sort()
+        lag = sorted(v / 1e6 for v in self.callback_lag_ns)
         span = (hi - lo) / 1e9
         return {'frames_per_s': round(served / span, 2) if span > 0 else 0.0,
+                'robot_callback_lag_p99_ms': _quantile(lag, 0.99),
                 'p50_ms': _quantile(lat, 0.5), 'p99_ms': _quantile(lat, 0.99),
                 'served_in_window': served}
 
@@ -295,9 +327,7 @@ def run_fleet(hosts: dict[str, list[str]], messages: list[tuple[bytes, dict]], e
         cpu = {p.name: cpu_ns(p.proc.pid) for p in procs}
         window = sim.play(duration_s)
         timing['play_s'] = round(time.monotonic() - t0 - timing['startup_s'], 2)
-        end = time.monotonic() + drain_timeout
-        while time.monotonic() < end and not sim.accounted():
-            time.sleep(0.1)
+        sim.drain(drain_timeout)
         cpu = {p.name: round((cpu_ns(p.proc.pid) - cpu[p.name]) / 1e9, 3) for p in procs}
         timing['total_s'] = round(time.monotonic() - t0, 2)
         figures = sim.latencies(window, warmup_s)

@@ -99,6 +99,9 @@ def measure_point(n: int, batched: bool, cfg: HostBenchConfig, messages, env: di
             'classified': sum(a['classified'] for a in result.robots),
             'drop_reasons': reasons,
             'unaccounted': sum(a['unaccounted'] for a in result.robots),
+            'result_lost': sum(a['result_lost'] for a in result.robots),
+            'robot_callback_lag_p99_ms': result.figures['robot_callback_lag_p99_ms'],
+            'host_received': sum(a['host_received'] for a in result.robots),
             'mean_batch': round(frames / batches, 2) if batches else None,
             'host_cpu_ms_per_frame': round(1000 * sum(result.host_cpu_s.values()) / frames, 3)
             if frames else None,
