@@ -337,6 +337,64 @@ def render_link(results: Results) -> str:
     return text
 
 
+CAMERA_RUNS = ('camera', 'camera_no_profile', 'camera_reliable_no_profile')
+
+
+def _fastdds(run: dict) -> str:
+    path = run['fastdds'].get('FASTDDS_DEFAULT_PROFILES_FILE')
+    return f'`{Path(path).name}`' if path else 'default transports'
+
+
+def render_camera(results: Results) -> str:
+    """Render camera frames sent and received between two processes, per size and setting."""
+    runs = [(n, _file(results, n)) for n in CAMERA_RUNS if n in results or n == 'camera']
+    lines = ['| frames (rgb8) | Fast DDS | camera QoS | received of sent | p50 ms | p99 ms |',
+             '|---|---|---|---|---|---|']
+    for _, run in runs:
+        qos = f'{run["config"]["reliability"]}, depth {run["config"]["depth"]}'
+        for r in run['rows']:
+            lines.append(f'| {r["size"].replace("x", "×")} | {_fastdds(run)} | {qos} | '
+                         f'{r["received"]} / {r["sent"]} ({r["received_pct"]:.1f} %) | '
+                         f'{_one(r["p50_ms"])} | {_one(r["p99_ms"])} |')
+    cfg = _file(results, 'camera')['config']
+    return (f'**Camera frames between two processes** '
+            f'({_sources(results, *(n for n, _ in runs))}): a camera process publishes '
+            f'{cfg["frames"]} frames per size at {cfg["rate"]:g} Hz on `image_raw`, a second '
+            f'process subscribes as the edge does; latency from publish to the subscriber\'s '
+            f'callback.\n\n' + '\n'.join(lines))
+
+
+def _weak_row(r: dict) -> str:
+    size = '–' if r['bytes_per_frame'] is None else _int(r['bytes_per_frame'])
+    acc = '–' if r.get('accuracy') is None else f'{_pct(r["accuracy"], 1)} %'
+    cpu = '–' if r.get('edge_cpu') is None else f'{r["edge_cpu"]:.2f}'
+    return (f'| {r["rate_mbps"]:g} Mbit/s | {r["strategy"]} | {r["fps"]:.1f} | '
+            f'{_one(r["p50_ms"])} | {_one(r["p99_ms"])} | {size} | {acc} | {cpu} | '
+            f'{r["cut"] or "–"} / {r["codec"] or "–"} |')
+
+
+def render_link_weak_edge(results: Results) -> str:
+    """Render the strategies and the H.264 peer with the edge held to a CPU quota."""
+    link = _file(results, 'link_weak_edge')
+    cfg, quota, h264 = link['config'], link['edge_quota'], link['h264']
+    table = '\n'.join(
+        ['| uplink | strategy | frames/s | p50 ms | p99 ms | bytes/frame | accuracy | edge CPU '
+         '(cores) | cut / codec |', '|---|---|---|---|---|---|---|---|---|']
+        + [_weak_row(r) for r in link['rows']])
+    w, h = cfg['frame_size'].split('x')
+    return (f'**A really weak edge, and the H.264 peer** ({_source(results, "link_weak_edge")}, '
+            f'as root): the same shaped link, {w}×{h} camera frames, the edge process held to '
+            f'{quota["cpus"]:g} of a core by a cgroup {quota["cgroup"]} CPU quota '
+            f'({quota["quota_us"]} µs per {quota["period_us"]} µs), {cfg["duration"]:g} s per '
+            f'strategy and rate. `h264` is what FogROS2-style offloading sends: an H.264 stream '
+            f'(libx264 `{h264["preset"]}`/`{h264["tune"]}`, crf {h264["crf"]}, '
+            f'{"intra refresh" if h264["intra_refresh"] else "a key frame"} every '
+            f'{h264["gop"]} frames) decoded '
+            f'on the host, which runs the whole defended model. Accuracy is against the bag\'s '
+            f'ground truth on the frames classified (half of them PGD-attacked); edge CPU is '
+            f'what the edge process used over the replay.\n\n{table}')
+
+
 BLOCKS: dict[str, Callable[[Results], str]] = {
     'machine': render_machine,
     'denoiser': render_denoiser,
@@ -344,6 +402,8 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     'codecs': render_codecs,
     'scheduler': render_scheduler,
     'link': render_link,
+    'camera': render_camera,
+    'link-weak-edge': render_link_weak_edge,
 }
 
 
