@@ -395,6 +395,61 @@ def render_link_weak_edge(results: Results) -> str:
             f'what the edge process used over the replay.\n\n{table}')
 
 
+HOSTS_RUNS = ('hosts', 'hosts_saturated')
+
+
+def _hosts_cell(r: dict) -> str:
+    missing = [f'{_int(r[k])} {k.replace("_", " ")}' for k in ('result_lost', 'unaccounted')
+               if r.get(k)]
+    return (f'{r["frames_per_s"]:.1f} | {_one(r["p50_ms"])} | {_one(r["p99_ms"])} | '
+            f'{_int(r["dropped"])} / {_int(r["played"])}'
+            + (f' ({", ".join(missing)})' if missing else ''))
+
+
+def _hosts_point(p: dict) -> str:
+    verdict = 'met' if p['met'] else 'not met'
+    return (f'{p["robots"]} robots: {_times(p["ratio"])} the frames/s, p99 '
+            f'{_one(p["p99_batched_ms"])} vs {_one(p["p99_unbatched_ms"])} ms ({verdict})')
+
+
+def render_hosts(results: Results) -> str:
+    """Render one host serving 1..N robots, one by one and batched, and the bar."""
+    runs = [(name, _file(results, name)) for name in HOSTS_RUNS
+            if name in results or name == 'hosts']
+    cfg = runs[0][1]['config']
+    lines = ['| file | robots | offered/s | one by one: frames/s | p50 ms | p99 ms | dropped of '
+             'played | batched: frames/s | p50 ms | p99 ms | dropped of played | mean batch '
+             '| host CPU ms/frame (one by one / batched) | load |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    for name, run in runs:
+        for n in sorted({r['robots'] for r in run['rows']}):
+            one, many = (next(r for r in run['rows'] if r['robots'] == n and r['batched'] == b)
+                         for b in (False, True))
+            lines.append(f'| `{name}` | {n} | {one["offered_per_s"]:g} | {_hosts_cell(one)} | '
+                         f'{_hosts_cell(many)} | {many["mean_batch"]:.1f} | '
+                         f'{one["host_cpu_ms_per_frame"]:.2f} / '
+                         f'{many["host_cpu_ms_per_frame"]:.2f} | '
+                         f'{max(one["load_1min"] + many["load_1min"]):.1f} |')
+    points = [p for _, run in runs for p in run['bar']['points']]
+    settings = runs[0][1]['settings']
+    text = (
+        f'**One host, many robots** ({_sources(results, *(n for n, _ in runs))}): N simulated '
+        f'robots replay feature messages encoded by the edge stage ({settings["cut"]}, '
+        f'{settings["codec"]} q{settings["quality"]}, {_int(runs[0][1]["message_bytes"])} bytes '
+        f'a message) at {cfg["rate_hz"]:g} Hz each into one fresh `host_node` per row, one by one '
+        f'(`max_batch: 1`) and batched (`max_batch: {cfg["max_batch"]}`, '
+        f'`max_batch_delay_ms: {cfg["max_batch_delay_ms"]:g}`) side by side on the same '
+        f'messages, {cfg["duration"]:g} s each; frames/s and send → classification latency at '
+        f'the robots after {cfg["warmup"]:g} s; every frame played is classified or dropped '
+        f'with the host\'s reason. The last column is the 1-minute load average of this shared '
+        f'machine during the row (other engineers\' jobs).\n\n' + '\n'.join(lines))
+    if points:
+        text += (f'\n\nWhere one by one falls behind the offered frames (the bar: batched ≥ '
+                 f'{_times(runs[0][1]["bar"]["ratio_needed"])} the frames/s, p99 no worse): '
+                 + '; '.join(_hosts_point(p) for p in points) + '.')
+    return text
+
+
 BLOCKS: dict[str, Callable[[Results], str]] = {
     'machine': render_machine,
     'denoiser': render_denoiser,
@@ -404,6 +459,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     'link': render_link,
     'camera': render_camera,
     'link-weak-edge': render_link_weak_edge,
+    'hosts': render_hosts,
 }
 
 
