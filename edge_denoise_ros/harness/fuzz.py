@@ -324,12 +324,18 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
         for i in range(n_cases):
             case = maker.case()
             pid = session.pid
+            if cfg.target == 'edge':
+                _wait_idle(pid)    # what the last case left (a large frame's DDS work) is its own
             rss0 = procstat.rss_bytes(pid)
             procstat.reset_peak(pid)
             c0 = procstat.cpu_ns(pid)
             stamp = send(case)
             if cfg.target == 'edge':
-                _wait_idle(pid)
+                # The edge keeps only the newest frame: the probe must not push the case out.
+                # A valid case shows its own result; any other, an idle node.
+                if not (case.valid and driver.wait_for(stamp, cfg.probe_timeout_s,
+                                                       lambda: session.proc.running)):
+                    _wait_idle(pid)
             probe_stamp = send(maker.probe(i))
             served = driver.wait_for(probe_stamp, cfg.probe_timeout_s,
                                      lambda: session.proc.running)

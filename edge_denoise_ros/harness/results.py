@@ -337,6 +337,67 @@ def render_link(results: Results) -> str:
     return text
 
 
+FUZZ_BAR_MS = 50.0      # the issue's bar: the worst bad message's CPU and memory
+FUZZ_BAR_MB = 50.0
+SOAK_BAR_PCT = 2.0      # RSS growth per node after warm-up
+BIG_MESSAGE_CLASSES = {'oversize', 'raw_huge'}   # fuzz classes that are large on the wire
+
+
+def _worst(run: dict, field: str) -> str:
+    kind, k = max(run['by_kind'].items(), key=lambda kv: kv[1][field])
+    return f'{k[field]:.1f} ({kind})'
+
+
+def _fuzz_row(name: str, run: dict) -> str:
+    return (f'| `{name}` | {_int(run["cases"])} | {run["crashes"]} | {_int(run["counted"])} / '
+            f'{run["uncounted"]} | {_worst(run, "worst_ms")} | {_worst(run, "worst_mb")} | '
+            f'{_pct(run["valid_classified_fraction"])} % | {run["rss_growth_pct"]:.1f} % |')
+
+
+def _over(run: dict, field: str, bar: float) -> str:
+    over = sorted(k for k, v in run['by_kind'].items() if v[field] > bar)
+    return _and([f'`{k}` ({run["by_kind"][k][field]:.0f})' for k in over])
+
+
+def render_robustness(results: Results) -> str:
+    """Render bench fuzz (host, edge) and bench soak against the issue's bars."""
+    runs = [(n, _file(results, n)) for n in ('fuzz_host', 'fuzz_edge')]
+    soak = _file(results, 'soak')
+    table = '\n'.join(
+        ['| file | cases | crashes | counted / uncounted | worst CPU ms (class) | worst MB '
+         '(class) | valid classified | RSS growth |', '|---|---|---|---|---|---|---|---|'] +
+        [_fuzz_row(n, r) for n, r in runs])
+    text = (f'**Hostile messages** ({_sources(results, "fuzz_host", "fuzz_edge")}): every '
+            f'case followed by a valid message, the node\'s own CPU time and peak memory per '
+            f'case from `/proc` (less a valid message\'s median cost).\n\n{table}')
+    for name, run in runs:
+        slow, big = _over(run, 'worst_ms', FUZZ_BAR_MS), _over(run, 'worst_mb', FUZZ_BAR_MB)
+        if slow or big:
+            over = {k for k, v in run['by_kind'].items()
+                    if v['worst_ms'] > FUZZ_BAR_MS or v['worst_mb'] > FUZZ_BAR_MB}
+            text += (f'\n\n`{name}`: over the {FUZZ_BAR_MS:g} ms / {FUZZ_BAR_MB:g} MB bar: '
+                     f'{_and([x for x in (slow and "CPU " + slow, big and "memory " + big) if x])}'
+                     f'; every other class within it.')
+            if over <= BIG_MESSAGE_CLASSES:
+                text += (' Those are messages larger than the caps (a 4K camera frame, a '
+                         'feature message over `max_payload_bytes`): the nodes take them raw and '
+                         'refuse them after reading their length, so the cost is the middleware '
+                         'receiving them, which holds the serialized message about three times '
+                         'before any callback runs. The bar is not met for them.')
+    growth = soak['rss_growth_pct_by_node']
+    drops = soak['dropped_by_reason']
+    text += (
+        f'\n\n**Soak** ({_source(results, "soak")}): {_int(soak["frames"])} camera frames at '
+        f'{soak["rate_hz"]:g} Hz through `edge_process` and `host_node`: '
+        f'{_int(soak["classified"])} classified, '
+        f'{_and([f"{_int(v)} {k}" for k, v in drops.items()]) or "none"} dropped; RSS growth '
+        f'after {_int(soak["warmup"])} frames of warm-up '
+        f'{_and([f"{n} {v:.2f} %" for n, v in growth.items()])} (bar {SOAK_BAR_PCT:g} %); p99 '
+        f'latency {_one(soak["p99_first_ms"])} ms over the first {_int(soak["window"])} frames '
+        f'after warm-up, {_one(soak["p99_last_ms"])} ms over the last.')
+    return text
+
+
 CAMERA_RUNS = ('camera', 'camera_no_profile', 'camera_reliable_no_profile')
 
 
@@ -459,6 +520,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     'link': render_link,
     'camera': render_camera,
     'link-weak-edge': render_link_weak_edge,
+    'robustness': render_robustness,
     'hosts': render_hosts,
 }
 
