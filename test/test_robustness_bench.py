@@ -41,19 +41,19 @@ def _check(result: dict) -> None:
 
 
 def test_fuzz_host(tmp_path):
-    _check(run_fuzz(FuzzConfig(target='host', cases=200, seed=11, warmup=20,
+    _check(run_fuzz(FuzzConfig(target='host', cases=150, seed=11, warmup=10,
                                log_dir=str(tmp_path))))
 
 
 def test_fuzz_edge(tmp_path):
-    result = run_fuzz(FuzzConfig(target='edge', cases=80, seed=12, warmup=10,
+    result = run_fuzz(FuzzConfig(target='edge', cases=50, seed=12, warmup=6,
                                  huge_frames=False, log_dir=str(tmp_path)))
     _check(result)
     assert result['received'] == result['sent'], result     # paced: nothing lost on loopback
 
 
 def test_soak_accounts_for_every_frame(tmp_path):
-    result = run_soak(SoakConfig(frames=240, warmup=60, window=60, log_dir=str(tmp_path)))
+    result = run_soak(SoakConfig(frames=150, warmup=30, window=40, log_dir=str(tmp_path)))
     assert not result['crashed'] and set(result['exit_codes'].values()) == {0}, result
     assert 'unaccounted' not in result['dropped_by_reason'], result
     assert result['classified'] + sum(result['dropped_by_reason'].values()) == result['frames']

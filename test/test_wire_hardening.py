@@ -52,7 +52,7 @@ def test_hostile_cases_are_refused_cheaply_and_valid_ones_classified(host):
     cases = HostCases(host.target, seed=5, frames=2)
     outcomes, worst = {}, {}
     with compute_threads(1):
-        for _ in range(600):
+        for _ in range(400):
             case = cases.case()
             start = time.process_time()
             try:
