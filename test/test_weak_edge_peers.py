@@ -147,20 +147,25 @@ def test_link_bench_rows_carry_accuracy_and_edge_cpu():
 
 
 @pytest.mark.ros
-def test_h264_peer_classifies_640x480_frames_end_to_end(tmp_path, ros_domain):
-    """video_edge -> H.264 on features -> video_host -> classification, every frame counted."""
+def test_h264_peer_classifies_camera_frames_end_to_end(tmp_path, ros_domain):
+    """
+    video_edge -> H.264 on features -> video_host -> classification, every frame counted.
+
+    320x240 frames: the player runs in this process, whose Fast DDS transports were set by
+    whichever test made the first participant; frames this size cross with any of them.
+    """
     from edge_denoise_ros.harness.demo_bag import DemoBagConfig, make_demo_bag, \
         read_ground_truth
     from edge_denoise_ros.harness.launcher import run_edge_host
     from edge_denoise_ros.ros import dds
 
     bag = tmp_path / 'bag'
-    make_demo_bag(bag, DemoBagConfig(frames=45, size=480, width=640, adversarial_fraction=0.0))
+    make_demo_bag(bag, DemoBagConfig(frames=45, size=240, width=320, adversarial_fraction=0.0))
     result = run_edge_host(bag, {}, {'defense': 'none'}, dds.profile_env(ros_domain.env()),
                            tmp_path / 'logs', executables=('video_edge', 'video_host'),
                            start_timeout=90.0, drain_s=10.0)
     row = linkbench.measure(result, 0.0, read_ground_truth(bag), 'video_edge')
     assert result.played == 45 and not result.crashed
     assert row['classified'] >= 40, row            # the newest frame wins at the edge
-    assert row['codec'] == 'h264' and row['bytes_per_frame'] < 640 * 480 * 3 / 20
+    assert row['codec'] == 'h264' and row['bytes_per_frame'] < 320 * 240 * 3 / 20
     assert row['accuracy'] >= 0.7 and row['edge_cpu'] is not None
