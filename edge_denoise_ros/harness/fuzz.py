@@ -324,8 +324,7 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
         for i in range(n_cases):
             case = maker.case()
             pid = session.pid
-            if cfg.target == 'edge':
-                _wait_idle(pid)    # what the last case left (a large frame's DDS work) is its own
+            _wait_idle(pid)    # what the last case left (a large message's DDS work) is its own
             rss0 = procstat.rss_bytes(pid)
             procstat.reset_peak(pid)
             c0 = procstat.cpu_ns(pid)
