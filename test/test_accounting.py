@@ -118,3 +118,24 @@ def test_new_epochs_are_valid_and_distinct():
     assert len(epochs) == 100
     for epoch in epochs:
         StreamAccount().check(epoch, 1, now=0.0)
+
+
+def test_one_forged_epoch_cannot_lock_out_the_honest_edge():
+    """A message with a new valid epoch counts as one restart; the real edge goes on."""
+    acc = StreamAccount()
+    for seq in range(1, 10_001):
+        acc.check(A, seq, now=seq / 30)
+    forged = acc.check(B, 5, now=334.0)
+    assert forged.restart and forged.before_join == 4
+    honest = acc.check(A, 10_001, now=334.01)
+    assert (honest.lost, honest.restart) == (0, False)
+    assert acc.refused == {} and acc.drops['lost_in_transit'] == 0
+    with pytest.raises(StreamError):                 # the forged epoch's own replays stay refused
+        acc.check(B, 5, now=334.02)
+
+
+def test_epochs_remembered_are_bounded():
+    acc = StreamAccount()
+    for i in range(20):
+        acc.check(f'{i:016x}', 1, now=float(i))
+    assert len(acc.recent) <= 4

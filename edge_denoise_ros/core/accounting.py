@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 EPOCH_PATTERN = re.compile(r'[0-9a-f]{8,32}\Z')
@@ -47,6 +47,7 @@ MAX_SEQ = (1 << 53) - 1                # what a JSON number / float64 still hold
 DEFAULT_MAX_RATE_HZ = 1000.0           # no camera + edge sends faster than this
 GAP_SLACK = 64                         # frames a burst may add beyond the rate bound
 LATENCY_WINDOW_S = (-1.0, 600.0)       # clock skew allowed below 0; older is not a latency
+RECENT_EPOCHS = 4                      # epochs remembered, so one forged epoch cannot evict
 
 DROP_REASONS = ('lost_in_transit', 'before_join')
 REFUSALS = ('bad_seq', 'bad_epoch', 'seq_jump', 'replayed')
@@ -127,6 +128,7 @@ class StreamAccount:
     drops: Counter = field(default_factory=Counter)
     refused: Counter = field(default_factory=Counter)
     accepted: int = 0
+    recent: OrderedDict = field(default_factory=OrderedDict)   # epoch -> (last seq, last seen)
 
     def check(self, epoch, seq, now: float | None = None) -> Verdict:
         """
@@ -142,12 +144,21 @@ class StreamAccount:
             self.refused[exc.kind] += 1
             raise
         self.epoch, self.last_seq, self.last_seen = verdict.epoch, verdict.seq, now
+        self.recent[verdict.epoch] = (verdict.seq, now)
+        self.recent.move_to_end(verdict.epoch)
+        while len(self.recent) > RECENT_EPOCHS:
+            self.recent.popitem(last=False)
         self.accepted += 1
         self.drops['lost_in_transit'] += verdict.lost
         self.drops['before_join'] += verdict.before_join
         return verdict
 
     def _judge(self, epoch: str, seq: int, now: float) -> Verdict:
+        if epoch != self.epoch and epoch in self.recent:
+            # An epoch seen lately goes on from its own state: a message of another epoch
+            # in between (a forged one, or a duplicate edge) does not make it a restart.
+            last_seq, last_seen = self.recent[epoch]
+            return self._next(epoch, seq, last_seq, last_seen, now)
         if epoch != self.epoch:
             # A stream joined now, or an edge that restarted: a new epoch counts from 1.
             # Every frame of the new epoch was sent after the last message of the old one.
@@ -155,11 +166,14 @@ class StreamAccount:
             self._check_jump(seq - 1, self.last_seen, now)
             self.epochs_seen += 1
             return Verdict(seq, epoch, before_join=seq - 1, restart=restart)
-        if seq <= self.last_seq:
-            raise StreamError('replayed', f'seq {seq} is not after {self.last_seq} in epoch '
-                                          f'{epoch}')
-        gap = seq - self.last_seq - 1
-        self._check_jump(gap, self.last_seen, now)
+        return self._next(epoch, seq, self.last_seq, self.last_seen, now)
+
+    def _next(self, epoch: str, seq: int, last_seq: int, last_seen: float, now: float):
+        """Judge ``seq`` as the successor of ``last_seq`` in a known epoch."""
+        if seq <= last_seq:
+            raise StreamError('replayed', f'seq {seq} is not after {last_seq} in epoch {epoch}')
+        gap = seq - last_seq - 1
+        self._check_jump(gap, last_seen, now)
         return Verdict(seq, epoch, lost=gap)
 
     def _check_jump(self, gap: int, since: float | None, now: float) -> None:
