@@ -121,7 +121,7 @@ def test_colcon_build_install_and_test(workspace, ros_domain, processes):
     assert NODE in executables
     for name in executables:
         assert os.access(prefix / 'lib' / PACKAGE / name, os.X_OK), f'{name} not installed'
-    for folder, pattern in (('launch', '*.launch.py'), ('config', '*.yaml'), ('weights', '*')):
+    for folder, pattern in (('launch', '*.launch.py'), ('config', '*'), ('weights', '*')):
         shipped = sorted(p.name for p in (src / folder).glob(pattern))
         assert shipped, f'no {folder} files in the source'
         assert sorted(p.name for p in (share / folder).iterdir()) == shipped, folder
