@@ -170,4 +170,5 @@ def test_h264_peer_classifies_camera_frames_end_to_end(tmp_path, ros_domain):
     # to this test (40-45 alone, 11 under a loaded CI run); that the stream works does not.
     assert row['classified'] >= 5, row
     assert row['codec'] == 'h264' and row['bytes_per_frame'] < 320 * 240 * 3 / 20
-    assert row['accuracy'] >= 0.5 and row['edge_cpu'] is not None   # ~0.9; 0.1 if frames were garbled
+    assert row['accuracy'] >= 0.5, row             # ~0.9; about 0.1 if frames were garbled
+    assert row['edge_cpu'] is not None
