@@ -72,9 +72,14 @@ def _bad_starts(garbage):
 
 def test_every_start_up_error_is_one_line_and_status_2(ros_domain, garbage_weights):
     cases = _bad_starts(garbage_weights)
-    procs = [(exe, param, _start(exe, param)) for exe, param in cases]   # all at once
-    for exe, param, proc in procs:
-        code, out, err = _finish(proc)
+    # A few at a time: eight processes importing torch at once on two cores ran past the
+    # timeout in a loaded CI run; what is tested is each one's exit, not how fast they start.
+    width = max(2, os.cpu_count() or 2)
+    finished = []
+    for i in range(0, len(cases), width):
+        procs = [(exe, param, _start(exe, param)) for exe, param in cases[i:i + width]]
+        finished += [(exe, param, *_finish(proc, timeout=180.0)) for exe, param, proc in procs]
+    for exe, param, code, out, err in finished:
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 2, (exe, param, code, err[-2000:])
         assert len(lines) == 1 and lines[0].startswith(f'{exe}: error: '), (exe, param, err)
