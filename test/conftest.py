@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -27,6 +28,16 @@ from edge_denoise_ros.harness.isolation import lease_domain
 # The whole run, and every process it starts, stays on one private domain on loopback.
 _SESSION_LEASE = lease_domain()
 os.environ.update(_SESSION_LEASE.env())
+
+
+def wait_for(condition, timeout: float = 20.0) -> bool:
+    """Poll ``condition()`` every 20 ms until it holds (True) or ``timeout`` s pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from edge_denoise_ros.core.models import compute_threads
 from edge_denoise_ros.harness.fleet import record_features, run_fleet
 from edge_denoise_ros.ros.common import features_qos
 from edge_denoise_ros.ros.host_node import HostNode
+from conftest import wait_for
 
 pytestmark = pytest.mark.ros
 MESSAGES = 16
@@ -127,12 +128,7 @@ class Robots:
         self.thread.start()
 
     def wait(self, condition, timeout=20.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                return True
-            time.sleep(0.02)
-        return False
+        return wait_for(condition, timeout)
 
     def send(self, name, message, **fields):
         payload, meta = message

@@ -16,7 +16,6 @@
 
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -31,6 +30,7 @@ from edge_denoise_ros.ros import conversions
 from edge_denoise_ros.ros.common import features_qos, status_values
 from edge_denoise_ros.ros.edge_node import EdgeNode
 from edge_denoise_ros.ros.host_node import HostNode
+from conftest import wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -63,12 +63,7 @@ class Harness:
             self.diags[status.name] = status_values(status)
 
     def wait(self, condition, timeout=20.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                return True
-            time.sleep(0.02)
-        return False
+        return wait_for(condition, timeout)
 
     def connected(self, pub, n=1):
         assert self.wait(lambda: pub.get_subscription_count() >= n), 'no subscriber'

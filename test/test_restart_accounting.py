@@ -39,6 +39,7 @@ from edge_denoise_ros.core.models import compute_threads
 from edge_denoise_ros.harness.demo_bag import DemoBagConfig, make_demo_bag
 from edge_denoise_ros.harness.launcher import run_edge_host, start_node
 from edge_denoise_ros.ros.common import status_count
+from conftest import wait_for
 
 pytestmark = pytest.mark.ros
 FRAMES = 540
@@ -52,15 +53,6 @@ def bag(tmp_path_factory):
     with compute_threads(1):
         make_demo_bag(path, DemoBagConfig(frames=FRAMES, seed=4, adversarial_fraction=0.0))
     return str(path)
-
-
-def _wait(condition, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _status(statuses: dict, name: str) -> dict:
@@ -86,14 +78,14 @@ def test_host_killed_mid_replay(bag, ros_domain, tmp_path):
     marks = {}
 
     def kill_host(collector, player, procs):
-        assert _wait(lambda: collector.count() >= 40, 60), 'nothing classified before the kill'
+        assert wait_for(lambda: collector.count() >= 40, 60), 'nothing classified before the kill'
         with collector.lock:
             marks['first_host'] = dict(_status(collector.statuses, 'host_node'))
         _kill(next(p for p in procs if p.name == 'host_node'))
         marks['killed'] = time.time_ns()
         time.sleep(1.0)
         procs.append(start_node('host_node', {}, env, tmp_path, name='host_node_2'))
-        assert _wait(lambda: collector.node.count_subscribers('features') > 0, 60)
+        assert wait_for(lambda: collector.node.count_subscribers('features') > 0, 60)
         marks['left'] = FRAMES - player.report().total
 
     result = run_edge_host(bag, EDGE, {}, env, tmp_path, during=kill_host)
@@ -136,7 +128,7 @@ def test_edge_killed_mid_replay(bag, ros_domain, tmp_path):
     marks = {}
 
     def kill_edge(collector, player, procs):
-        assert _wait(lambda: collector.count() >= 40, 60), 'nothing classified before the kill'
+        assert wait_for(lambda: collector.count() >= 40, 60), 'nothing classified before the kill'
         _kill(next(p for p in procs if p.name == 'edge_process'))
         marks['killed'] = time.time_ns()
         marks['played_at_kill'] = player.report().total
