@@ -36,6 +36,7 @@ from .commands.provenance import provenance
 GROUPS = {
     'train': ('train and ship weights (seeded)', None),
     'bench': ('benchmarks; ratios measured side by side in one run', None),
+    'data': ('make data sets', None),
     'bag': ('rosbag2: play, record, info, make-demo',
             'rosbag2 bags (sqlite3 or MCAP) without rosbag2_py: play, record, info, make-demo'),
 }
@@ -60,6 +61,10 @@ COMMANDS = {
     ('train', 'deepn-jpeg-table'): (
         'codecs:register_deepn_table',
         'compute the DeepN-JPEG quantization table from the train split'),
+    ('data', 'scenes'): (
+        'datasets:register_scenes',
+        'write the realistic profile: Fashion-MNIST items over real photographs at random '
+        'scale, position, rotation, colour and lighting, as train/test ImageFolders'),
     ('bench', 'denoiser'): (
         'denoiser:register_bench_denoiser',
         'wall time of DUNET vs DUNET_D, measured side by side in one run'),

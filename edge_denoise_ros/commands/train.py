@@ -24,20 +24,9 @@ from pathlib import Path
 
 import torch
 
-from .common import add_schedule_args, positive_int, ProgressBar
-from ..core import data, evaluation, models, training
+from .common import add_schedule_args, CliError, parse_list, positive_int, ProgressBar
+from ..core import bundle, data, datasets, evaluation, frames, models, training
 from ..core.models import set_torch_threads
-
-
-def register_target(p) -> None:
-    """Add ``train target``'s arguments."""
-    add_schedule_args(p, 15, 128, 0.1, 'peak one-cycle learning rate')
-    p.add_argument('--limit', type=positive_int, default=None,
-                   help='train on the first N training images only (quick runs)')
-    p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
-    p.add_argument('--out', default=None,
-                   help=f'weights file; default: the shipped weights/{models.DEFAULT_WEIGHTS}')
-    p.set_defaults(func=train_target)
 
 
 def write_provenance(path: Path, record: dict) -> Path:
@@ -49,13 +38,120 @@ def write_provenance(path: Path, record: dict) -> Path:
     return meta
 
 
+def register_target(p) -> None:
+    """Add ``train target``'s arguments."""
+    add_schedule_args(p, 15, 128, 0.1, 'peak one-cycle learning rate')
+    add_model_args(p)
+    p.add_argument('--limit', type=positive_int, default=None,
+                   help='train on N training images only (a seeded subset; quick runs)')
+    p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+    p.add_argument('--label-smoothing', type=float, default=0.0, help='cross-entropy smoothing')
+    p.add_argument('--out', default=None,
+                   help='a bundle folder (written with --data or a non-default --model), or a '
+                        f'weights file; default: the shipped weights/{models.DEFAULT_WEIGHTS}')
+    p.set_defaults(func=train_target)
+
+
+def add_model_args(p) -> None:
+    """Add the arguments naming a user's model, data and frame preparation."""
+    p.add_argument('--model', default=models.DEFAULT_MODEL,
+                   help='registry name (small_resnet, a torchvision classifier) or a .pt2 file')
+    p.add_argument('--weights', default=None,
+                   help='state dict to start from (torchvision names; nothing is downloaded)')
+    p.add_argument('--data', default=None,
+                   help='training data: an ImageFolder (ROOT/<class>/<image>); default: '
+                        'Fashion-MNIST from the Debian package')
+    p.add_argument('--test-data', default=None,
+                   help='held-out ImageFolder; default: DATA/../test when DATA ends in /train')
+    p.add_argument('--input', default=None, help='model input CxHxW (default: the model\'s own)')
+    p.add_argument('--resize', choices=frames.RESIZE_POLICIES, default='stretch',
+                   help='how a frame of another size becomes the input')
+    p.add_argument('--channel-order', choices=frames.CHANNEL_ORDERS, default='rgb',
+                   help="the model's channel order")
+    p.add_argument('--mean', type=lambda t: tuple(parse_list(t, float)),
+                   default=frames.IMAGENET_MEAN, help='per-channel mean of [0, 1] pixels')
+    p.add_argument('--std', type=lambda t: tuple(parse_list(t, float)),
+                   default=frames.IMAGENET_STD, help='per-channel std of [0, 1] pixels')
+
+
+def test_folder(args) -> Path:
+    """Return the held-out ImageFolder of ``--data`` (``--test-data`` or the sibling ``test``)."""
+    if args.test_data:
+        return Path(args.test_data)
+    data_dir = Path(args.data)
+    sibling = data_dir.parent / 'test'
+    if data_dir.name == 'train' and sibling.is_dir():
+        return sibling
+    raise CliError(f'no held-out data: pass --test-data (no {sibling} beside {data_dir})')
+
+
+def load_user_data(args, shape, prep, limit=None):
+    """Return ``(train, test)`` :class:`datasets.ImageSet` of ``--data``, prepared for ``shape``."""
+    def prepare(img, s):
+        return frames.prepare_pixels(img, s, prep)
+
+    train = datasets.load_image_folder(args.data, shape, prepare, limit=limit, seed=args.seed)
+    test = datasets.load_image_folder(test_folder(args), shape, prepare)
+    if test.classes != train.classes:
+        raise CliError(f'train and test classes differ: {train.classes} vs {test.classes}')
+    return train, test
+
+
 def train_target(args) -> dict:
-    """Train the default target, save it, report test accuracy."""
+    """Train a target (the default, or a user's model on their data), save it, report accuracy."""
     set_torch_threads(args.threads)
+    cfg = training.TargetTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                     lr=args.lr, seed=args.seed,
+                                     label_smoothing=args.label_smoothing)
+    if args.data is None and args.model == models.DEFAULT_MODEL and \
+            not (args.out and Path(args.out).suffix == ''):
+        return train_default_target(args, cfg)
+    if args.data is None:
+        raise CliError('a user\'s model needs --data (an ImageFolder)')
+    if str(args.model).endswith('.pt2'):
+        raise CliError('train target trains registry models; a .pt2 is already trained '
+                       '(use it with --model in host-finetune, denoiser, eval)')
+    shape = datasets.parse_input(args.input) if args.input else models.input_shape(args.model)
+    prep = frames.Preparation(args.resize, args.channel_order, args.mean, args.std
+                              ).channels(shape[0])
+    if not args.out:
+        raise CliError('--out BUNDLE is required with --data')
+    out = Path(args.out)
+    train, test = load_user_data(args, shape, prep, args.limit)
+    training.seed_everything(cfg.seed)  # the initial weights too
+    target = models.build_target(args.model, args.weights, len(train.classes), prep.mean,
+                                 prep.std, pretrained=False)
+    start = time.monotonic()
+    training.train_target(target, train.x, train.y, cfg, progress=ProgressBar('train target'),
+                          checkpoint=training.Checkpoint(out / 'checkpoints' / 'target.ckpt'))
+    seconds = time.monotonic() - start
+    acc = evaluation.accuracy(target, test.x, test.y, batch_size=250)
+    b = bundle.Bundle.open_or_create(out)
+    models.save_state_dict(models.user_module(target), b.path(bundle.TARGET))
+    datasets.write_labels(b.path(bundle.LABELS), train.classes)
+    b.card['target'] = {'model': args.model, 'weights': bundle.TARGET,
+                        'num_classes': len(train.classes), 'input': list(shape),
+                        'preparation': prep.as_dict(),
+                        'normalize_in_model': models.has_own_normalize(args.model)}
+    b.card['labels'] = bundle.LABELS
+    b.card['data'] = {'train': str(args.data), 'test': str(test_folder(args)),
+                      'n_train': len(train), 'n_test': len(test)}
+    b.record_file(bundle.TARGET, seed=cfg.seed, test_accuracy=acc, n_test=len(test),
+                  seconds=round(seconds, 1), epochs=cfg.epochs, lr=cfg.lr,
+                  batch_size=cfg.batch_size, torch=torch.__version__,
+                  threads=torch.get_num_threads())
+    b.record_file(bundle.LABELS)
+    b.save()
+    print(f'test accuracy {acc:.4f} on {len(test)} images; bundle {out} '
+          f'(target {b.path(bundle.TARGET).stat().st_size / 1e6:.1f} MB) in {seconds:.0f} s')
+    return {'bundle': str(out), 'test_accuracy': acc, 'n_test': len(test),
+            'seconds': round(seconds, 1)}
+
+
+def train_default_target(args, cfg) -> dict:
+    """Train the default target on Fashion-MNIST, save it beside its provenance."""
     x, y = data.load_split_tensors('train', args.limit)
     xt, yt = data.load_split_tensors('test')
-    cfg = training.TargetTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                     lr=args.lr, seed=args.seed)
     training.seed_everything(cfg.seed)  # the initial weights too
     model = models.SmallResNet()
     start = time.monotonic()

@@ -42,11 +42,18 @@ def top1_hits(logits: torch.Tensor, y: torch.Tensor) -> int:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Top-1 accuracy of ``model`` (put in eval mode) on ``(x, y)``; ``x`` a tensor or array."""
+    """
+    Top-1 accuracy of ``model`` (put in eval mode) on ``(x, y)``; ``x`` a tensor or array.
+
+    uint8 images are taken as pixels (divided by 255), one batch at a time.
+    """
     model.eval()
     hits = 0
     for i in range(0, len(x), batch_size):
-        hits += top1_hits(model(torch.as_tensor(x[i:i + batch_size])), y[i:i + batch_size])
+        xb = torch.as_tensor(x[i:i + batch_size])
+        if xb.dtype == torch.uint8:
+            xb = xb.float().div_(255.0)
+        hits += top1_hits(model(xb), y[i:i + batch_size])
     return hits / max(len(x), 1)
 
 

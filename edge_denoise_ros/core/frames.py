@@ -26,6 +26,7 @@ ImageNet's mean and std.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
@@ -39,6 +40,117 @@ def opencv_image(frame: np.ndarray, encoding: str) -> np.ndarray:
     """Return a checked camera frame as OpenCV holds it: ``(H, W)`` gray or ``(H, W, 3)`` BGR."""
     frame = data.check_frame(frame, encoding)
     return np.ascontiguousarray(frame[:, :, ::-1] if encoding == 'rgb8' else frame)
+
+
+RESIZE_POLICIES = ('stretch', 'crop', 'letterbox')
+CHANNEL_ORDERS = ('rgb', 'bgr')
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """
+    How a camera frame becomes a model input: the documented parameter set.
+
+    ``resize``: ``stretch`` (to the model size, aspect ignored), ``crop``
+    (scale the short side, cut the centre) or ``letterbox`` (scale the long
+    side, pad with black); area interpolation down, linear up.
+    ``channel_order``: the model's 3-channel order (frames are converted from
+    their encoding); 1-channel models get BT.601 gray. Pixels go to [0, 1];
+    ``mean``/``std`` (per channel, on [0, 1] pixels) are the target's first
+    step, so denoisers and attacks work in pixel space.
+    """
+
+    resize: str = 'stretch'
+    channel_order: str = 'rgb'
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self):
+        if self.resize not in RESIZE_POLICIES:
+            raise ValueError(f'resize must be one of {RESIZE_POLICIES}, got {self.resize!r}')
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f'channel_order must be one of {CHANNEL_ORDERS}, '
+                             f'got {self.channel_order!r}')
+        if len(self.mean) != len(self.std) or len(self.mean) not in (1, 3) \
+                or min(self.std) <= 0:
+            raise ValueError(f'mean and std need 1 or 3 values each, std > 0; got '
+                             f'{self.mean} and {self.std}')
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'Preparation':
+        """Build from a bundle card's ``preparation`` (unknown keys are an error)."""
+        unknown = set(d) - {'resize', 'channel_order', 'mean', 'std'}
+        if unknown:
+            raise ValueError(f'unknown preparation keys {sorted(unknown)}')
+        d = dict(d)
+        for k in ('mean', 'std'):
+            if k in d:
+                d[k] = tuple(float(v) for v in d[k])
+        return cls(**d)
+
+    def as_dict(self) -> dict:
+        """Return the parameter set as a JSON-able dict."""
+        return {'resize': self.resize, 'channel_order': self.channel_order,
+                'mean': list(self.mean), 'std': list(self.std)}
+
+    def channels(self, c: int) -> 'Preparation':
+        """Return this preparation with mean/std for a ``c``-channel model."""
+        if len(self.mean) == c:
+            return self
+        if c == 1:
+            return Preparation(self.resize, self.channel_order, (sum(self.mean) / len(self.mean),),
+                               (sum(self.std) / len(self.std),))
+        return Preparation(self.resize, self.channel_order, self.mean * 3, self.std * 3)
+
+
+def fit_size(img: np.ndarray, h: int, w: int, policy: str) -> np.ndarray:
+    """Resize an image to ``(h, w)`` by a policy of :data:`RESIZE_POLICIES`."""
+    ih, iw = img.shape[:2]
+    if (ih, iw) == (h, w):
+        return img
+
+    def resize(a, size):
+        shrink = size[0] < a.shape[1] or size[1] < a.shape[0]
+        return cv2.resize(a, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+    if policy == 'stretch':
+        return resize(img, (w, h))
+    scale = (max if policy == 'crop' else min)(h / ih, w / iw)
+    sh, sw = max(1, round(ih * scale)), max(1, round(iw * scale))
+    scaled = resize(img, (sw, sh))
+    if policy == 'crop':
+        y0, x0 = (sh - h) // 2, (sw - w) // 2
+        return np.ascontiguousarray(scaled[y0:y0 + h, x0:x0 + w])
+    out = np.zeros((h, w) + img.shape[2:], img.dtype)
+    y0, x0 = (h - sh) // 2, (w - sw) // 2
+    out[y0:y0 + sh, x0:x0 + sw] = scaled
+    return out
+
+
+def prepare_pixels(img: np.ndarray, input_shape: Sequence[int],
+                   prep: 'Preparation' = None) -> np.ndarray:
+    """
+    Turn an OpenCV image (``(H, W)`` gray or ``(H, W, 3)`` BGR) into uint8 ``(C, h, w)``.
+
+    The one place frame geometry and channel order are decided (camera frames
+    go through :func:`opencv_image` first; image files come as OpenCV reads them).
+    """
+    prep = prep or Preparation()
+    c, h, w = (int(d) for d in input_shape[-3:])
+    if c == 1:
+        if img.ndim == 3:
+            img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2GRAY)
+        return fit_size(img, h, w, prep.resize)[None]
+    if c != 3:
+        raise ValueError(f'expected a 1- or 3-channel input shape, got {tuple(input_shape)}')
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    img = fit_size(img, h, w, prep.resize)
+    if prep.channel_order == 'rgb':
+        img = img[:, :, ::-1]
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
 
 
 def preprocess(frame: np.ndarray, input_shape: Sequence[int],

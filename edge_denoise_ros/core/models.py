@@ -131,6 +131,18 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class Prepared(nn.Module):
+    """A user's model behind its input normalisation: takes pixels in [0, 1] (``net`` is theirs)."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
     """3x3 convolution with padding 1 and no bias (a BatchNorm follows)."""
     return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
@@ -259,6 +271,31 @@ def build_model(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None = N
     if weights:
         model.load_state_dict(load_state_dict(weights))
     return model.eval()
+
+
+def has_own_normalize(name: str) -> bool:
+    """Return whether a model normalises its input itself (the default target does)."""
+    return name == DEFAULT_MODEL
+
+
+def build_target(name: str, weights: str | os.PathLike | None, num_classes: int | None,
+                 mean: tuple[float, ...], std: tuple[float, ...],
+                 pretrained: bool | None = None) -> nn.Module:
+    """
+    Build a target that takes pixels in [0, 1]: the model behind ``mean``/``std``.
+
+    The default target normalises itself and is returned as built; any other
+    model is wrapped in :class:`Prepared` (its weights live in ``.net``).
+    """
+    model = build_model(name, weights, pretrained=pretrained, num_classes=num_classes)
+    if has_own_normalize(name):
+        return model
+    return Prepared(model, mean, std).eval()
+
+
+def user_module(target: nn.Module) -> nn.Module:
+    """Return the user's model inside a target (the part whose weights a bundle stores)."""
+    return target.net if isinstance(target, Prepared) else target
 
 
 def input_shape(name: str) -> tuple[int, int, int]:

@@ -22,6 +22,7 @@ Every loop is seeded and reports progress through an optional callback
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -41,25 +42,63 @@ def seed_everything(seed: int) -> torch.Generator:
     return g
 
 
-def augment(x: torch.Tensor, g: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels and random horizontal flips."""
-    b, _, h, w = x.shape
+def as_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Return images as floats in [0, 1]: uint8 images are divided by 255, floats kept."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
+def augment(x: torch.Tensor, g: torch.Generator, pad: int | None = None) -> torch.Tensor:
+    """
+    Random translation by up to ``pad`` pixels and random horizontal flips.
+
+    ``pad`` defaults to a 14th of the image side (2 at 28x28); any channel count.
+    """
+    x = as_pixels(x)
+    b, c, h, w = x.shape
+    pad = max(1, round(h / 14)) if pad is None else pad
     padded = F.pad(x, (pad, pad, pad, pad))
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=g)
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
     rows = (dy[:, None] + torch.arange(h)[None, :])                      # (B, H)
     cols = (dx[:, None] + torch.arange(w)[None, :])                      # (B, W)
-    idx = torch.arange(b)[:, None, None]
-    out = padded[:, 0][idx, rows[:, :, None], cols[:, None, :]][:, None]  # (B, 1, H, W)
+    idx = torch.arange(b)[:, None, None, None]
+    chans = torch.arange(c)[None, :, None, None]
+    out = padded[idx, chans, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
     flip = torch.rand(b, generator=g) < 0.5
     out[flip] = out[flip].flip(-1)
     return out
 
 
+@dataclass
+class Checkpoint:
+    """
+    Where a run saves its state after every epoch, so that it can resume.
+
+    The file holds the module, the optimizer, the schedule and the shuffling
+    generator; it is loaded with ``weights_only=True``. A run resumed from
+    epoch ``k`` gives the same weights as one that never stopped.
+    """
+
+    path: Path
+
+    def load(self) -> dict | None:
+        """Return the saved state, or None when there is none yet."""
+        if not self.path.is_file():
+            return None
+        return torch.load(self.path, map_location='cpu', weights_only=True)
+
+    def save(self, state: dict) -> None:
+        """Write the state atomically (a stopped run never leaves half a file)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix('.tmp')
+        torch.save(state, tmp)
+        tmp.replace(self.path)
+
+
 def fit(module: nn.Module, n: int, cfg: Schedule, g: torch.Generator, opt: torch.optim.Optimizer,
         make_sched: Callable[[torch.optim.Optimizer, int], object],
         batch_loss: Callable[[torch.Tensor], torch.Tensor],
-        progress: Progress | None = None) -> nn.Module:
+        progress: Progress | None = None, checkpoint: Checkpoint | None = None) -> nn.Module:
     """
     Run the loop every trainer here shares; return ``module`` in eval mode.
 
@@ -67,12 +106,26 @@ def fit(module: nn.Module, n: int, cfg: Schedule, g: torch.Generator, opt: torch
     from ``g`` and takes one step per whole batch of ``cfg.batch_size`` (at
     least one): ``batch_loss(indices)``, backward, ``opt`` and the schedule
     ``make_sched(opt, total_steps)``; ``module`` trains in train mode.
+    With a ``checkpoint``, the state is saved after every epoch and a run
+    starts from the saved epoch (a batch's randomness comes from ``g`` only,
+    so resuming changes nothing).
     """
     steps_per_epoch = max(1, n // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = make_sched(opt, total)
-    step = 0
-    for epoch in range(cfg.epochs):
+    first_epoch = 0
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        if state['total'] != total:
+            raise ValueError(f'{checkpoint.path}: made for {state["total"]} steps, this run has '
+                             f'{total}; delete it or use the same settings')
+        module.load_state_dict(state['module'])
+        opt.load_state_dict(state['opt'])
+        sched.load_state_dict(state['sched'])
+        g.set_state(state['generator'])
+        first_epoch = int(state['epoch'])
+    step = first_epoch * steps_per_epoch
+    for epoch in range(first_epoch, cfg.epochs):
         module.train()
         order = torch.randperm(n, generator=g)
         for i in range(steps_per_epoch):
@@ -84,6 +137,10 @@ def fit(module: nn.Module, n: int, cfg: Schedule, g: torch.Generator, opt: torch
             step += 1
             if progress is not None:
                 progress(step, total, {'epoch': epoch + 1, 'loss': loss.item()})
+        if checkpoint is not None:
+            checkpoint.save({'module': module.state_dict(), 'opt': opt.state_dict(),
+                             'sched': sched.state_dict(), 'generator': g.get_state(),
+                             'epoch': epoch + 1, 'total': total})
     return module.eval()
 
 
@@ -130,9 +187,10 @@ class TargetTrainConfig(SGDSchedule):
 
 def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  cfg: TargetTrainConfig = TargetTrainConfig(),
-                 progress: Progress | None = None) -> nn.Module:
+                 progress: Progress | None = None,
+                 checkpoint: Checkpoint | None = None) -> nn.Module:
     """
-    Train a classifier on ``(x, y)`` (pixels in [0, 1]) with augmentation.
+    Train a classifier on ``(x, y)`` (pixels in [0, 1], or uint8) with augmentation.
 
     Returns the model in eval mode. Deterministic for a given seed and thread
     count on the CPU.
@@ -145,7 +203,7 @@ def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                                label_smoothing=cfg.label_smoothing)
 
     return fit(model, len(x), cfg, g, opt, lambda o, total: torch.optim.lr_scheduler.OneCycleLR(
-        o, max_lr=cfg.lr, total_steps=total, pct_start=0.15), batch_loss, progress)
+        o, max_lr=cfg.lr, total_steps=total, pct_start=0.15), batch_loss, progress, checkpoint)
 
 
 # --- HGD guided denoiser training (helper A, issue 3) ----------------------------------------
