@@ -156,7 +156,7 @@ def _codec_times(feats, codec: str, opts: dict, repeats: int) -> tuple[float, fl
 def bench_codecs(args) -> dict:
     """Run the codec benchmark and print its tables."""
     set_torch_threads(args.threads)
-    model = models.build_model(args.model)
+    model = models.build_target(args.model)
     if args.model != models.DEFAULT_MODEL:
         raise CliError('bench codecs uses the Fashion-MNIST test split: only the default '
                        f'model {models.DEFAULT_MODEL!r} fits it')
@@ -378,7 +378,7 @@ def train_host_finetune(args) -> dict:
     if args.codec == 'jpeg' and args.quality is None:
         raise CliError('--codec jpeg needs --quality')
     quality = codecs.codec_quality(args.codec, args.quality)
-    model = models.build_model(args.model)
+    model = models.build_target(args.model)
     x, y = data.load_split_tensors('train', args.limit)
     xt, yt = data.load_split_tensors('test', args.test_limit)
     traced = surgery.trace(model, xt[:1])
@@ -428,7 +428,7 @@ def train_deepn_table(args) -> dict:
         stats = stats[:args.limit]
     record = deepn_jpeg.compute_table(stats)
     if args.calibrate:
-        model = models.build_model(args.model)
+        model = models.build_target(args.model)
         scale, sweep = deepn_jpeg.calibrate_scale(record['plm_table'], images[held],
                                                   labels[held], model, args.drop_pts)
         table = deepn_jpeg.scale_table(record['plm_table'], scale)

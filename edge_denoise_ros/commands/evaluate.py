@@ -44,7 +44,7 @@ def run(args) -> dict:
     unknown = [a for a in names_a if a not in known_attacks]
     if unknown:
         raise ValueError(f'unknown attack {unknown[0]!r}; expected one of {tuple(known_attacks)}')
-    model = models.build_model(args.model)
+    model = models.build_target(args.model)
     built = {d: defenses.build_defense(d) for d in names_d}
     x, y = data.load_split_tensors('test', args.limit)
     acc = evaluation.evaluate(model, x, y, built, {a: known_attacks[a] for a in names_a},

@@ -156,7 +156,7 @@ def _load(args):
     if str(args.model).endswith('.pt2') and args.input is None:
         raise CliError('a .pt2 model needs --input CxHxW')
     torch.manual_seed(0)  # models without weights files: the same features, run to run
-    model = models.build_model(args.model, weights=args.weights)
+    model = models.build_target(args.model, weights=args.weights)
     shape = args.input or models.input_shape(args.model)
     if len(shape) == 2:
         shape = (1 if args.model == models.DEFAULT_MODEL else 3,) + tuple(shape)
@@ -286,7 +286,7 @@ def bench_planner(args) -> tuple[dict, int]:
     cv2.setNumThreads(args.threads)
     reports, ok = [], True
     for name in args.models:
-        model = models.build_model(name)
+        model = models.build_target(name)
         shape = models.input_shape(name)
         repeats = args.repeats or (16 if profiling.is_fast(model, torch.rand(1, *shape)) else 5)
         res = validation.validate(model, shape, args.uplinks, edge_slowdown=args.edge_slowdown,

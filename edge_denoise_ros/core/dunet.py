@@ -84,6 +84,43 @@ class DUNetConfig:
         """Return the natural ``(C, H, W)`` input."""
         return (self.in_channels, self.input_size, self.input_size)
 
+    @classmethod
+    def scaled(cls, in_channels: int, input_size: int, width: float,
+               rank_rule: str = 'paper') -> 'DUNetConfig':
+        """
+        Return HGD's DUNET topology with every width times ``width`` (1.0: HGD's full widths).
+
+        Any channel count and input size (the network is fully convolutional;
+        ``input_size`` is the side MACs are counted at).
+        """
+        if not 0 < width <= 1:
+            raise ValueError(f'width must be in (0, 1] (1 is HGD\'s full DUNET), got {width}')
+        full = cls()
+
+        def w(c):
+            return max(4, round(c * width))
+
+        return cls(in_channels=in_channels, input_size=input_size,
+                   fwd_out=tuple(w(c) for c in full.fwd_out), num_fwd=full.num_fwd,
+                   back_out=tuple(w(c) for c in full.back_out), num_back=full.num_back,
+                   rank_rule=rank_rule)
+
+    def as_dict(self) -> dict:
+        """Return the config as a JSON-able dict (a bundle card's ``config``)."""
+        return {'in_channels': self.in_channels, 'input_size': self.input_size,
+                'fwd_out': list(self.fwd_out), 'num_fwd': list(self.num_fwd),
+                'back_out': list(self.back_out), 'num_back': list(self.num_back),
+                'rank_rule': self.rank_rule, 'rank_energy': self.rank_energy}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'DUNetConfig':
+        """Build a config from :meth:`as_dict`'s output."""
+        known = set(cls().as_dict())
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f'unknown DUNET config keys {sorted(unknown)}')
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 CONFIGS = {
     # HGD's DUNET for Inception-v3 inputs.
@@ -235,20 +272,26 @@ def default_weights(kind: str, config: str = DEFAULT_CONFIG) -> Path:
     return weights_path(f'{kind}_{config}.pt')
 
 
-def load_denoiser(kind: str = 'dunet', config: str = DEFAULT_CONFIG,
+def load_denoiser(kind: str = 'dunet', config: str | DUNetConfig = DEFAULT_CONFIG,
                   weights: str | os.PathLike | None = None) -> nn.Module:
     """
     Load a trained DUNET or DUNET_D in eval mode (the shipped weights by default).
 
-    DUNET_D's ranks are read from the shapes in its state dict.
+    ``config`` is a config name or a :class:`DUNetConfig` (then ``weights``
+    is required). DUNET_D's ranks are read from the shapes in its state dict.
     """
     if kind not in KINDS:
         raise ValueError(f'unknown denoiser {kind!r}; expected one of {KINDS}')
-    if config not in CONFIGS:
+    if isinstance(config, DUNetConfig):
+        if not weights:
+            raise ValueError('a DUNET config object needs its weights file')
+        cfg, path = config, Path(weights)
+    elif config not in CONFIGS:
         raise ValueError(f'unknown DUNET config {config!r}; expected one of {tuple(CONFIGS)}')
-    path = Path(weights) if weights else default_weights(kind, config)
+    else:
+        cfg = CONFIGS[config]
+        path = Path(weights) if weights else default_weights(kind, config)
     state = load_state_dict(path)
-    cfg = CONFIGS[config]
     if kind == 'dunet':
         model = DUNet(cfg)
     else:

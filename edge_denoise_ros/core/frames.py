@@ -154,31 +154,23 @@ def prepare_pixels(img: np.ndarray, input_shape: Sequence[int],
 
 
 def preprocess(frame: np.ndarray, input_shape: Sequence[int],
-               encoding: str = 'bgr8') -> torch.Tensor:
+               encoding: str = 'bgr8', prep: Preparation | None = None) -> torch.Tensor:
     """
-    Turn a camera frame into a model input ``(1, C, h, w)``.
+    Turn a camera frame into a model input ``(1, C, h, w)`` of pixels in [0, 1].
 
-    One channel: :func:`data.preprocess_frame` (gray, area resize, [0, 1]);
-    three channels: area resize, BGR to RGB, [0, 1], ImageNet mean/std (a
-    gray frame repeated in all three).
+    One channel: :func:`data.preprocess_frame` (BT.601 gray, area resize) for
+    square inputs under the default preparation; otherwise
+    :func:`prepare_pixels` with ``prep`` (default: :class:`Preparation`'s
+    stretch, RGB). Mean/std are not applied here: they are the target's first
+    step (:class:`models.Prepared`), so defenses and attacks see pixels.
     """
     c, h, w = (int(d) for d in input_shape[-3:])
-    if c == 1:
-        if h != w:
-            raise ValueError(f'gray inputs must be square, got {h}x{w}')
+    if c == 1 and h == w and (prep is None or prep.resize == 'stretch'):
         return data.preprocess_frame(frame, encoding, size=h)
-    if c != 3:
+    if c not in (1, 3):
         raise ValueError(f'expected a 1- or 3-channel input shape, got {tuple(input_shape)}')
-    frame = opencv_image(frame, encoding)
-    if frame.ndim == 2:
-        frame = np.repeat(frame[:, :, None], 3, axis=2)
-    if frame.shape[:2] != (h, w):
-        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-    rgb = np.ascontiguousarray(frame[:, :, ::-1], dtype=np.float32) / 255.0
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]             # (1, 3, h, w)
-    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
+    pixels = prepare_pixels(opencv_image(frame, encoding), (c, h, w), prep)
+    return torch.from_numpy(pixels.astype(np.float32) / 255.0)[None]
 
 
 def default_frame_size(input_shape: Sequence[int]) -> tuple[int, int]:

@@ -33,7 +33,7 @@ import cv2
 import torch
 from torch import nn
 
-from . import data
+from . import data, frames
 
 DEFAULT_MODEL = 'small_resnet'
 DEFAULT_WEIGHTS = 'target_small_resnet.pt'
@@ -278,19 +278,22 @@ def has_own_normalize(name: str) -> bool:
     return name == DEFAULT_MODEL
 
 
-def build_target(name: str, weights: str | os.PathLike | None, num_classes: int | None,
-                 mean: tuple[float, ...], std: tuple[float, ...],
+def build_target(name: str = DEFAULT_MODEL, weights: str | os.PathLike | None = None,
+                 num_classes: int | None = None, mean: tuple[float, ...] | None = None,
+                 std: tuple[float, ...] | None = None,
                  pretrained: bool | None = None) -> nn.Module:
     """
     Build a target that takes pixels in [0, 1]: the model behind ``mean``/``std``.
 
     The default target normalises itself and is returned as built; any other
-    model is wrapped in :class:`Prepared` (its weights live in ``.net``).
+    model is wrapped in :class:`Prepared` (its weights live in ``.net``);
+    ``mean``/``std`` default to ImageNet's (:class:`frames.Preparation`).
     """
     model = build_model(name, weights, pretrained=pretrained, num_classes=num_classes)
     if has_own_normalize(name):
         return model
-    return Prepared(model, mean, std).eval()
+    prep = frames.Preparation()
+    return Prepared(model, mean or prep.mean, std or prep.std).eval()
 
 
 def user_module(target: nn.Module) -> nn.Module:

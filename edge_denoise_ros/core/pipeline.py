@@ -44,7 +44,9 @@ import torch
 from torch import nn
 
 from . import codecs, data, defenses, models, surgery, wire
-from .frames import opencv_image, preprocess
+from .bundle import Bundle
+from .datasets import read_labels
+from .frames import opencv_image, Preparation, preprocess
 
 FRAME_CUT = 'frame'
 OUTPUT_CUT = 'output'
@@ -109,18 +111,50 @@ class Target:
     """
 
     def __init__(self, name: str = models.DEFAULT_MODEL, weights: str | None = None,
-                 device: str = 'cpu'):
+                 device: str = 'cpu', bundle: str | None = None, labels: str | None = None,
+                 preparation: Preparation | None = None, num_classes: int | None = None):
+        """
+        Load a target by name (registry or ``.pt2``) and weights, or from a ``bundle`` folder.
+
+        A bundle names the model, its weights (hash-checked), class count, input
+        shape, frame preparation and labels; ``labels`` (a file, one per line)
+        overrides the bundle's or the default target's class names.
+        """
+        self.bundle = Bundle.load(bundle) if bundle else None
+        if self.bundle is not None:
+            spec = self.bundle.target
+            name = spec['model']
+            if name.endswith('.pt2'):
+                name = str(self.bundle.check_file(name))
+            weights = str(self.bundle.check_file(spec['weights'])) if spec.get('weights') \
+                else None
+            num_classes = spec.get('num_classes')
+            preparation = Preparation.from_dict(spec.get('preparation', {}))
+            shape = tuple(int(d) for d in spec['input'])
+        else:
+            shape = tuple(models.input_shape(name))
         self.name = name
         self.device = check_device(device)
-        self.model = models.build_model(name, weights or None).to(self.device).eval()
-        self.input_shape = tuple(models.input_shape(name))
+        self.input_shape = shape
+        self.preparation = (preparation or Preparation()).channels(shape[0])
+        self.model = models.build_target(name, weights or None, num_classes,
+                                         self.preparation.mean, self.preparation.std)
+        self.model = self.model.to(self.device).eval()
         self.hash = models.state_hash(self.model)
         example = torch.zeros(1, *self.input_shape, device=self.device)
         self.traced = surgery.trace(self.model, example)
         self.cuts = {(c.label or c.name): c for c in self.traced.cuts}  # by label: layer1
         self._halves: dict[str, tuple[nn.Module, nn.Module]] = {}
         self._lock = threading.Lock()
-        self.labels = data.CLASSES if name == models.DEFAULT_MODEL else None
+        if labels:
+            self.labels = tuple(read_labels(labels))
+        elif self.bundle is not None:
+            self.labels = tuple(self.bundle.labels() or ()) or None
+        else:
+            self.labels = data.CLASSES if name == models.DEFAULT_MODEL else None
+        n_out = int(self.traced.output_shape[-1])
+        if self.labels is not None and len(self.labels) != n_out:
+            raise ValueError(f'{len(self.labels)} labels for a model with {n_out} classes')
 
     def wire_cuts(self) -> tuple[str, ...]:
         """Return every cut a message may name: frame, the model's cuts, output."""
@@ -162,7 +196,7 @@ class Target:
     def preprocess(self, frame: np.ndarray, encoding: str) -> torch.Tensor:
         """Turn a camera frame into the model input ``(1, C, H, W)``."""
         try:
-            x = preprocess(frame, self.input_shape, encoding)
+            x = preprocess(frame, self.input_shape, encoding, self.preparation)
         except ValueError as exc:
             raise PipelineError('bad_image', str(exc)) from None
         return x.to(self.device)

@@ -150,7 +150,7 @@ def demo_samples(cfg: DemoBagConfig, model=None, progress: Progress | None = Non
     adv = np.zeros(cfg.frames, dtype=bool)
     adv[rng.choice(cfg.frames, size=n_adv, replace=False)] = True
     if n_adv:
-        model = model if model is not None else models.build_model(cfg.model)
+        model = model if model is not None else models.build_target(cfg.model)
         model.eval()
         generator = torch.Generator().manual_seed(cfg.seed)
         where = np.flatnonzero(adv)
@@ -203,7 +203,7 @@ def make_demo_bag(out=DEFAULT_DEMO_BAG, cfg: DemoBagConfig | None = None, model=
             raise ValueError(f'{out} exists and is not a rosbag2 directory; not replacing it')
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = model if model is not None else models.build_model(cfg.model)
+    model = model if model is not None else models.build_target(cfg.model)
     model.eval()
     images, labels, indices, adv = demo_samples(cfg, model, progress)
 
