@@ -28,29 +28,50 @@ warm-up excluded): one measured here and declared ``k`` times slower, or one
 measured on the robot itself (``edge-denoise profile``). The DADS min-cut over
 all node sets, which may cut across branches, is :mod:`.mincut`.
 
+The accuracy guard (:func:`screen`): given an accuracy profile (``cut/codec/q``
+-> held-out accuracy and its drop from the unsplit target, as
+:meth:`.bundle.Bundle.accuracy_profile` returns it), the planner never picks a
+lossy candidate whose measured drop exceeds ``max_accuracy_drop`` percentage
+points, nor a lossy one without a measurement; lossless codecs and edge-only
+are always allowed. A ``codec`` asked for (the node's ``codec`` parameter) and a
+``codecs`` allow-list narrow the choice further. Every excluded candidate stays
+in the plan's rows with its reason.
+
 Typical use on an edge node::
 
     p = planner.make_planner(model, (1, 28, 28), planner.Link(uplink_mbps=45),
-                             edge_profile='edge.json')  # or edge_slowdown=10
+                             edge_profile='edge.json',   # or edge_slowdown=10
+                             accuracy_profile=bundle.accuracy_profile())
     choice = p.choice                       # Candidate: .kind .cut .codec .total_ms(link)
     head, _ = surgery.split(model, choice.cut, x)       # when choice.kind == 'split'
     choice = p.update(uplink_mbps=estimate)             # re-plan, with hysteresis
+    choice = p.configure(codec='lossless')              # what it may pick (or ValueError)
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from torch import nn
 
+from .bundle import key as accuracy_key
+from .codecs import codec_quality, DEFAULT_QUALITY
+from .pipeline import FRAME_CUT
 from .profiling import check_codecs, load_profile, measure_profile, Profile
 from .surgery import EDGE_ONLY, HOST_ONLY, SPLIT
 
 # The seed's classification result: 25 bytes for ResNet50.
 RESULT_BYTES = 25
+# Held-out accuracy (percentage points) a lossy (cut, codec, quality) may cost at most.
+DEFAULT_MAX_ACCURACY_DROP = 1.0
+# Codecs that deliver exactly what the edge computed (core.codecs: float32 raw and lossless
+# features, a raw camera frame): they cost no accuracy and are never screened for it.
+LOSSLESS_CODECS = ('raw', 'lossless')
+EDGE_ONLY_CODEC = 'raw'     # edge-only sends its logits raw (pipeline: the output cut)
 
 
 @dataclass(frozen=True)
@@ -82,10 +103,13 @@ class Candidate:
     One way to run the model: ``kind`` is 'split', 'host_only' or 'edge_only'.
 
     ``cut`` is the cut's node name (what :func:`.surgery.split` takes; None unless
-    split), ``codec`` the feature codec (split) or frame codec (host-only);
+    split), ``label`` its wire name, ``codec`` the feature codec (split) or frame
+    codec (host-only), ``quality`` the JPEG quality it sends (``jpeg`` only);
     ``bytes`` go up the link. ``edge_ms`` is everything on the edge
     (preprocess, head, encode), ``host_ms`` everything on the host (decode,
-    [preprocess,] tail), both already scaled to their machines.
+    [preprocess,] tail), both already scaled to their machines. ``excluded``
+    says why the planner may not pick it ('' = it may; see :func:`screen`),
+    ``drop_pt`` its measured accuracy drop where the accuracy profile has one.
     """
 
     name: str
@@ -99,6 +123,9 @@ class Candidate:
     encode_ms: float = 0.0
     decode_ms: float = 0.0
     label: str = ''
+    quality: int | None = None
+    excluded: str = ''
+    drop_pt: float | None = None
 
     def uses_link(self) -> bool:
         """Return True unless the candidate is edge-only."""
@@ -145,19 +172,31 @@ def _match_profiles(edge: Profile, host: Profile) -> None:
 
 def build_candidates(edge: Profile, host: Profile | None = None, edge_slowdown: float = 1.0,
                      host_slowdown: float = 1.0, codecs: Sequence[str] | None = None,
-                     frame_codecs: Sequence[str] | None = None) -> list[Candidate]:
+                     frame_codecs: Sequence[str] | None = None,
+                     accuracy_profile: Mapping[str, dict] | None = None,
+                     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+                     allowed: Sequence[str] | None = None, codec: str | None = None,
+                     quality: int | None = None,
+                     frame_quality: int | None = None) -> list[Candidate]:
     """
     Return every candidate: edge-only, host-only per frame codec, each cut x codec.
 
     Edge times come from ``edge`` times ``edge_slowdown``, host times from
     ``host`` (default: the same profile) times ``host_slowdown``; payload
-    bytes from the edge profile (the edge encodes).
+    bytes from the edge profile (the edge encodes). ``quality`` and
+    ``frame_quality``: the JPEG qualities the edge sends with the ``jpeg``
+    feature and frame codecs (default: those the edge profile was measured
+    at, else the codec's own). ``accuracy_profile``, ``max_accuracy_drop``,
+    ``allowed`` and ``codec`` mark what the planner may not pick (:func:`screen`;
+    no accuracy profile: latency alone).
     """
     if not (edge_slowdown > 0 and host_slowdown > 0):
         raise ValueError(f'slowdowns must be > 0, got edge {edge_slowdown}, host {host_slowdown}')
     host = host or edge
     _match_profiles(edge, host)
     ke, kh = float(edge_slowdown), float(host_slowdown)
+    q_features = _quality(quality, edge.machine.get('jpeg_quality'))
+    q_frames = _quality(frame_quality, edge.machine.get('frame_jpeg_quality'))
     have = tuple(dict.fromkeys(f['codec'] for f in edge.features))
     codecs = check_codecs(codecs, have, 'feature (profiled)')
     have_images = tuple(i['codec'] for i in edge.images)
@@ -178,7 +217,8 @@ def build_candidates(edge: Profile, host: Profile | None = None, edge_slowdown: 
             shape=tuple(edge.frame_shape), bytes=int(img['bytes']),
             edge_ms=ke * _either(img.get('edge_ms'), img['encode_ms']),
             host_ms=kh * _either(himg.get('host_ms'), himg['decode_ms'] + host.preprocess_ms
-                                 + host.full_ms), encode_ms=enc, decode_ms=dec))
+                                 + host.full_ms), encode_ms=enc, decode_ms=dec,
+            quality=codec_quality(img['codec'], q_frames)))
     cut_of = {c['name']: c for c in edge.cuts}
     for f in edge.features:
         if f['codec'] not in codecs:
@@ -194,17 +234,126 @@ def build_candidates(edge: Profile, host: Profile | None = None, edge_slowdown: 
             name=f"{c.get('label') or c['name']}/{f['codec']}", kind=SPLIT, cut=c['name'],
             codec=f['codec'], shape=tuple(c['shape']), bytes=int(f['bytes']),
             edge_ms=ke * edge_side, host_ms=kh * host_side, encode_ms=enc, decode_ms=dec,
-            label=c.get('label', '')))
-    return out
+            label=c.get('label', ''), quality=codec_quality(f['codec'], q_features)))
+    return screen(out, accuracy_profile, max_accuracy_drop, allowed, codec)
 
 
 def _either(measured, composed) -> float:
     return composed if measured is None else measured
 
 
+def _quality(asked: int | None, measured: int | None) -> int:
+    """Return the JPEG quality the edge sends: asked, else the profile's, else the codec's own."""
+    return int(next(q for q in (asked, measured, DEFAULT_QUALITY) if q is not None))
+
+
+# ----------------------------------------------------------------------- accuracy guard
+
+def accuracy_entry(profile: Mapping[str, dict], candidate: Candidate) -> dict | None:
+    """
+    Return the accuracy profile's entry of a candidate's (cut, codec, quality), or None.
+
+    Entries are keyed ``cut/codec/q`` (:func:`.bundle.key`): a split candidate
+    matches by its cut's label (the wire name, ``layer1``) or node name, a
+    host-only one by the ``frame`` cut.
+    """
+    if candidate.kind == EDGE_ONLY:
+        return None
+    q = codec_quality(candidate.codec, candidate.quality)
+    cuts = (FRAME_CUT,) if candidate.kind == HOST_ONLY else (candidate.label, candidate.cut)
+    for cut in dict.fromkeys(c for c in cuts if c):
+        entry = profile.get(accuracy_key(cut, candidate.codec, q))
+        if entry is not None:
+            return entry
+    return None
+
+
+def accuracy_drop(entry: Mapping) -> float | None:
+    """Return an entry's drop in percentage points (``drop_pt``, else from its fractions)."""
+    drop = entry.get('drop_pt')
+    if drop is None and entry.get('reference') is not None and entry.get('accuracy') is not None:
+        drop = 100.0 * (float(entry['reference']) - float(entry['accuracy']))
+    try:
+        drop = float(drop)
+    except (TypeError, ValueError):
+        return None
+    return drop if math.isfinite(drop) else None
+
+
+def _sends(c: Candidate) -> str | None:
+    return EDGE_ONLY_CODEC if c.kind == EDGE_ONLY else c.codec
+
+
+def screen(candidates: Sequence[Candidate], accuracy_profile: Mapping[str, dict] | None = None,
+           max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+           allowed: Sequence[str] | None = None, codec: str | None = None) -> list[Candidate]:
+    """
+    Return the candidates with ``excluded`` set to why the planner may not pick each.
+
+    - ``codec`` (a codec asked for): only candidates that send it (edge-only
+      sends raw logits);
+    - ``allowed`` (an allow-list of codecs; None or empty: all): edge-only is
+      always allowed;
+    - ``accuracy_profile`` (None: accuracy is not weighed): a lossy candidate
+      is excluded when its measured drop exceeds ``max_accuracy_drop``
+      (percentage points) or when it has no measurement; lossless codecs
+      (``LOSSLESS_CODECS``) and edge-only are always allowed.
+
+    A candidate already excluded keeps its reason. A ``codec`` outside the
+    allow-list raises ValueError.
+    """
+    if not max_accuracy_drop >= 0:
+        raise ValueError(f'max_accuracy_drop must be >= 0 percentage points, got '
+                         f'{max_accuracy_drop}')
+    allowed = tuple(allowed) if allowed else None
+    if codec is not None and allowed is not None and codec not in allowed:
+        raise ValueError(f'codec {codec} is not in the codecs allow-list '
+                         f'({", ".join(allowed)})')
+    out = []
+    for c in candidates:
+        entry = None if accuracy_profile is None else accuracy_entry(accuracy_profile, c)
+        drop = None if entry is None else accuracy_drop(entry)
+        why = c.excluded or _exclusion(c, accuracy_profile, entry, drop,
+                                       float(max_accuracy_drop), allowed, codec)
+        out.append(replace(c, excluded=why, drop_pt=drop if drop is not None else c.drop_pt))
+    return out
+
+
+def _exclusion(c: Candidate, profile, entry, drop, max_drop, allowed, codec) -> str:
+    if codec is not None and _sends(c) != codec:
+        return f'not codec {codec} (asked for)'
+    if allowed is not None and c.kind != EDGE_ONLY and c.codec not in allowed:
+        return f'codec {c.codec} not in the codecs allow-list'
+    if profile is None or c.kind == EDGE_ONLY or c.codec in LOSSLESS_CODECS:
+        return ''
+    if entry is None:
+        return 'no accuracy measurement'
+    if drop is None:
+        return 'accuracy measurement without a drop'
+    if drop > max_drop:
+        return f'accuracy drop {drop:.2f} pt > {max_drop}'
+    return ''
+
+
+def none_allowed(candidates: Sequence[Candidate], codec: str | None = None) -> str:
+    """Return why no candidate may be picked (those of ``codec`` where one was asked for)."""
+    own = [c for c in candidates if codec is None or _sends(c) == codec]
+    if not own:
+        return f'codec {codec}: no candidate sends it'
+    by_reason: dict[str, list[str]] = {}
+    for c in own:
+        by_reason.setdefault(c.excluded, []).append(c.name)
+    parts = []
+    for why, names in by_reason.items():
+        more = f' and {len(names) - 3} more' if len(names) > 3 else ''
+        parts.append(f'{", ".join(names[:3])}{more}: {why}')
+    what = f'codec {codec} is allowed at no cut' if codec else 'no candidate may be picked'
+    return f'{what} ({"; ".join(parts)})'
+
+
 @dataclass
 class Plan:
-    """The candidates costed over one link, and the one of least total time."""
+    """The candidates costed over one link, and the allowed one of least total time."""
 
     link: Link
     rows: list[dict]
@@ -217,34 +366,50 @@ class Plan:
                 return r
         raise ValueError(f'no candidate named {name!r}')
 
+    @property
+    def excluded(self) -> int:
+        """Return how many candidates the planner may not pick."""
+        return sum(1 for r in self.rows if r['excluded'])
+
     def as_dict(self) -> dict:
-        """Return ``{'candidates': rows, 'choice': name, 'link': ...}`` (JSON-able)."""
-        return {'candidates': self.rows, 'choice': self.choice.name, 'link': asdict(self.link)}
+        """Return ``{'candidates': rows, 'choice': name, 'link': ..., 'excluded': n}``."""
+        return {'candidates': self.rows, 'choice': self.choice.name, 'link': asdict(self.link),
+                'considered': len(self.rows), 'excluded': self.excluded}
 
 
-def plan(candidates: Sequence[Candidate], link: Link = Link()) -> Plan:
+def plan(candidates: Sequence[Candidate], link: Link = Link(),
+         accuracy_profile: Mapping[str, dict] | None = None,
+         max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP) -> Plan:
     """
-    Cost every candidate over ``link`` and pick the one of least total time.
+    Cost every candidate over ``link`` and pick the allowed one of least total time.
 
-    Each row has ``name, kind, cut, codec, shape, bytes, edge_ms,
-    transfer_ms, host_ms, total_ms, min_uplink_mbps`` (``transfer_ms`` is
-    uplink + result downlink + round trip; ``total_ms`` their sum with the
-    edge and host times).
+    Each row has ``name, kind, cut, codec, quality, shape, bytes, edge_ms,
+    transfer_ms, host_ms, total_ms, min_uplink_mbps, drop_pt, excluded``
+    (``transfer_ms`` is uplink + result downlink + round trip; ``total_ms``
+    their sum with the edge and host times; ``excluded`` why the candidate
+    may not be picked, '' if it may). An ``accuracy_profile`` screens the
+    candidates first (:func:`screen`). Raises ValueError when none is allowed.
     """
     if not candidates:
         raise ValueError('no candidates to plan with')
+    if accuracy_profile is not None:
+        candidates = screen(candidates, accuracy_profile, max_accuracy_drop)
     edge_only = next((c for c in candidates if c.kind == EDGE_ONLY), None)
     rows = []
     for c in candidates:
         rows.append({
             'name': c.name, 'kind': c.kind, 'cut': c.cut, 'codec': c.codec,
-            'shape': list(c.shape), 'bytes': c.bytes, 'edge_ms': c.edge_ms,
-            'transfer_ms': c.link_ms(link), 'host_ms': c.host_ms,
+            'quality': c.quality, 'shape': list(c.shape), 'bytes': c.bytes,
+            'edge_ms': c.edge_ms, 'transfer_ms': c.link_ms(link), 'host_ms': c.host_ms,
             'total_ms': c.total_ms(link),
             'min_uplink_mbps': (c.min_uplink_mbps(link, edge_only.edge_ms)
                                 if edge_only is not None else None),
-            'encode_ms': c.encode_ms, 'decode_ms': c.decode_ms})
-    best = min(range(len(rows)), key=lambda i: rows[i]['total_ms'])
+            'encode_ms': c.encode_ms, 'decode_ms': c.decode_ms, 'drop_pt': c.drop_pt,
+            'excluded': c.excluded})
+    allowed = [i for i, c in enumerate(candidates) if not c.excluded]
+    if not allowed:
+        raise ValueError(none_allowed(candidates))
+    best = min(allowed, key=lambda i: rows[i]['total_ms'])
     return Plan(link=link, rows=rows, choice=candidates[best])
 
 
@@ -255,13 +420,14 @@ def choose(candidates: Sequence[Candidate], link: Link, current: str | None = No
 
     The current candidate is kept while the best beats it by no more than
     ``hysteresis`` (a fraction of the current total) and ``min_gain_ms``, so
-    a noisy link estimate does not flip between two near-equal cuts.
+    a noisy link estimate does not flip between two near-equal cuts. Only
+    allowed candidates (``excluded`` empty) are picked or kept.
     """
     if not 0 <= hysteresis < 1 or min_gain_ms < 0:
         raise ValueError(f'need 0 <= hysteresis < 1 and min_gain_ms >= 0, got {hysteresis}, '
                          f'{min_gain_ms}')
     best = plan(candidates, link).choice
-    keep = next((c for c in candidates if c.name == current), None)
+    keep = next((c for c in candidates if c.name == current and not c.excluded), None)
     if keep is None or keep is best:
         return best
     now, gain = keep.total_ms(link), keep.total_ms(link) - best.total_ms(link)
@@ -270,19 +436,31 @@ def choose(candidates: Sequence[Candidate], link: Link, current: str | None = No
 
 class Planner:
     """
-    Online planner for an edge node: the chosen candidate, re-planned on link changes.
+    Online planner for an edge node: the chosen candidate, re-planned on changes.
 
-    A thin wrapper of :func:`plan` and :func:`choose` that remembers the link
-    and the current choice.
+    A thin wrapper of :func:`screen`, :func:`plan` and :func:`choose` that
+    remembers the link, the rules of what it may pick (``rules``: accuracy
+    profile, max accuracy drop, codec allow-list, codec asked for) and the
+    current choice. ``candidates`` are the screened ones; a candidate excluded
+    before it came here stays excluded.
     """
 
     def __init__(self, candidates: Sequence[Candidate], link: Link = Link(),
-                 hysteresis: float = 0.1, min_gain_ms: float = 0.0):
-        self.candidates = list(candidates)
+                 hysteresis: float = 0.1, min_gain_ms: float = 0.0,
+                 accuracy_profile: Mapping[str, dict] | None = None,
+                 max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+                 allowed: Sequence[str] | None = None, codec: str | None = None):
+        self.base = list(candidates)
         self.link = link
         self.hysteresis = hysteresis
         self.min_gain_ms = min_gain_ms
         self.switches = 0
+        self.rules = {'accuracy_profile': accuracy_profile,
+                      'max_accuracy_drop': max_accuracy_drop, 'allowed': allowed,
+                      'codec': codec}
+        self.candidates = screen(self.base, **self.rules)
+        if all(c.excluded for c in self.candidates):
+            raise ValueError(none_allowed(self.candidates, codec))
         self.choice = choose(self.candidates, link, None, hysteresis, min_gain_ms)
 
     @classmethod
@@ -290,10 +468,41 @@ class Planner:
                       edge_slowdown: float = 1.0, host_slowdown: float = 1.0,
                       link: Link = Link(), codecs: Sequence[str] | None = None,
                       frame_codecs: Sequence[str] | None = None,
-                      hysteresis: float = 0.1, min_gain_ms: float = 0.0) -> Planner:
-        """Build a planner from an edge profile (and a host profile)."""
+                      hysteresis: float = 0.1, min_gain_ms: float = 0.0,
+                      accuracy_profile: Mapping[str, dict] | None = None,
+                      max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+                      allowed: Sequence[str] | None = None, codec: str | None = None,
+                      quality: int | None = None, frame_quality: int | None = None) -> Planner:
+        """Build a planner from an edge profile (and a host profile); see :func:`screen`."""
         return cls(build_candidates(edge, host, edge_slowdown, host_slowdown, codecs,
-                                    frame_codecs), link, hysteresis, min_gain_ms)
+                                    frame_codecs, quality=quality, frame_quality=frame_quality),
+                   link, hysteresis, min_gain_ms, accuracy_profile, max_accuracy_drop,
+                   allowed, codec)
+
+    def configure(self, **rules) -> Candidate:
+        """
+        Change what the planner may pick and re-plan; return the candidate to use now.
+
+        ``rules``: any of ``accuracy_profile``, ``max_accuracy_drop``, ``allowed``,
+        ``codec`` (None: any). Raises ValueError with the reason, changing
+        nothing, when the new rules leave no candidate (a codec asked for that
+        is not allowed, or excluded by accuracy at every cut).
+        """
+        unknown = sorted(set(rules) - set(self.rules))
+        if unknown:
+            raise ValueError(f'unknown planner rule {unknown[0]!r}; expected one of '
+                             f'{tuple(self.rules)}')
+        new = {**self.rules, **rules}
+        candidates = screen(self.base, **new)
+        if all(c.excluded for c in candidates):
+            raise ValueError(none_allowed(candidates, new['codec']))
+        choice = choose(candidates, self.link, self.choice.name, self.hysteresis,
+                        self.min_gain_ms)
+        self.rules, self.candidates = new, candidates
+        if choice.name != self.choice.name:
+            self.switches += 1
+        self.choice = choice
+        return choice
 
     def plan(self, link: Link | None = None) -> Plan:
         """Cost every candidate over ``link`` (default: the current link)."""
@@ -329,7 +538,10 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                  warmup: int = 1, hysteresis: float = 0.1, min_gain_ms: float = 0.0,
                  clock: str = 'wall', stat: str = 'median', model_name: str = '',
                  progress=None, quality: int | None = None,
-                 frame_quality: int | None = None) -> Planner:
+                 frame_quality: int | None = None,
+                 accuracy_profile: Mapping[str, dict] | None = None,
+                 max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+                 allowed: Sequence[str] | None = None, codec: str | None = None) -> Planner:
     """
     Build the planner an edge node (or ``edge-denoise plan``) starts with.
 
@@ -338,7 +550,9 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
     here (once, shared by both sides) and scaled by its slowdown. The
     planner's ``edge_profile`` and ``host_profile`` attributes hold what was
     used. ``quality`` / ``frame_quality``: the JPEG qualities the edge sends
-    (see :func:`measure_profile`).
+    (see :func:`measure_profile`). ``accuracy_profile``,
+    ``max_accuracy_drop``, ``allowed`` and ``codec``: what it may pick
+    (:func:`screen`).
     """
     edge, host = _as_profile(edge_profile), _as_profile(host_profile)
     shape = [int(d) for d in input_shape[-3:]]
@@ -352,6 +566,7 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                                quality=quality, frame_quality=frame_quality)
         edge, host = edge or here, host or here
     planner = Planner.from_profiles(edge, host, edge_slowdown, host_slowdown, link, codecs,
-                                    frame_codecs, hysteresis, min_gain_ms)
+                                    frame_codecs, hysteresis, min_gain_ms, accuracy_profile,
+                                    max_accuracy_drop, allowed, codec, quality, frame_quality)
     planner.edge_profile, planner.host_profile = edge, host
     return planner

@@ -34,6 +34,7 @@ from pathlib import Path
 from torch import nn
 
 from . import models
+from .bundle import key
 from .codecs import codec_quality
 from .pipeline import TailLookup, Target
 from .surgery import Cut, split_traced, Traced
@@ -145,3 +146,33 @@ def shipped_settings(target: Target) -> tuple[tuple[str, str, int | None], ...]:
             except ValueError:   # a card with a bad quality ships nothing
                 continue
     return tuple(found)
+
+
+def shipped_accuracy_profile(target: Target) -> dict[str, dict]:
+    """
+    Return the accuracy measured for this very target's shipped tails, by ``cut/codec/q``.
+
+    Each shipped tail's card records the target's held-out accuracy through the
+    split with that tail (``accuracy_after``), unsplit (``accuracy_uncompressed``),
+    and the test set's size: entries as :meth:`.bundle.Bundle.accuracy_profile`
+    gives them, measured with the fine-tuned tail the host serves them with
+    (host parameter ``finetuned_tails``). Nothing is computed here.
+    """
+    found = {}
+    for card in sorted(models.weights_dir().glob(f'host_tail_{target.name}_*.json')):
+        try:
+            record = json.loads(card.read_text())
+            cut, codec = record['cut'], record['codec']
+            quality = codec_quality(codec, record.get('quality'))
+            accuracy, reference = float(record['accuracy_after']), \
+                float(record['accuracy_uncompressed'])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if record.get('base_hash') != target.hash or not isinstance(cut, str) or \
+                cut not in target.cuts or not card.with_suffix('.pt').is_file():
+            continue
+        found[key(cut, codec, quality)] = {
+            'cut': cut, 'codec': codec, 'quality': quality, 'accuracy': accuracy,
+            'reference': reference, 'drop_pt': round(100.0 * (reference - accuracy), 4),
+            'n': record.get('n_test'), 'source': card.name}
+    return found
