@@ -64,7 +64,8 @@ def garbage_weights(tmp_path_factory):
 def _bad_starts(garbage):
     cases = [('host_node', 'device:=gpu'), ('edge_node', 'device:=gpu'),
              ('host_node', f'weights:={garbage}'), ('edge_process', f'weights:={garbage}'),
-             ('edge_node', 'cut:=layer9'), ('host_node', 'top_k:=0')]
+             ('edge_node', 'cut:=layer9'), ('host_node', 'top_k:=0'),
+             ('edge_node', 'codecs:=[lossless]')]   # cut layer1 sends jpeg: not allowed
     if not torch.cuda.is_available():
         cases += [('host_node', 'device:=cuda'), ('edge_process', 'device:=cuda:0')]
     return cases

@@ -60,7 +60,10 @@ def test_edge_and_host_share_one_spec_of_their_common_parameters():
 
 def test_node_parameters_take_choices_defaults_and_ranges_from_the_core():
     assert _spec(TARGET_PARAMS, 'model').default == models.DEFAULT_MODEL
-    assert tuple(_spec(EDGE_PARAMS, 'codec').choices) == wire.CODECS
+    assert tuple(_spec(EDGE_PARAMS, 'codec').choices) == wire.CODECS + (edge_common.AUTO,)
+    assert tuple(_spec(EDGE_PARAMS, 'codecs').choices) == wire.CODECS
+    assert _spec(EDGE_PARAMS, 'codecs').default == list(wire.CODECS)
+    assert _spec(EDGE_PARAMS, 'max_accuracy_drop').default == planner.DEFAULT_MAX_ACCURACY_DROP
     assert tuple(_spec(EDGE_PARAMS, 'defense').choices) == defenses.defense_names()
     for name in ('uplink_mbps', 'downlink_mbps', 'rtt_ms'):
         assert _spec(EDGE_PARAMS, name).default == getattr(LINK, name)

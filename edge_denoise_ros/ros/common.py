@@ -87,17 +87,25 @@ class ParamSpec:
         """Return whether the parameter holds a number (an integer is taken as well)."""
         return isinstance(self.default, float)
 
+    @property
+    def is_list(self) -> bool:
+        """Return whether the parameter holds a list of strings (each one of ``choices``)."""
+        return isinstance(self.default, list)
+
     def descriptor(self) -> ParameterDescriptor:
         """
         Return the ROS parameter descriptor: what ``ros2 param describe`` shows.
 
         A number parameter is declared with dynamic typing, so that ``ros2 param set
         ... uplink_mbps 2`` (an integer) is taken; :meth:`check` keeps it a number.
+        So is a list, so that an empty one (which ROS types as no list of strings) is
+        taken; :meth:`check` keeps it a list of strings.
         """
         d = ParameterDescriptor(description=self.description, read_only=self.read_only,
-                                dynamic_typing=self.is_float)
+                                dynamic_typing=self.is_float or self.is_list)
         if self.choices:
-            d.additional_constraints = 'one of: ' + ', '.join(self.choices)
+            d.additional_constraints = ('each ' if self.is_list else '') + 'one of: ' + \
+                ', '.join(self.choices)
         if self.range is not None:
             lo, hi = self.range
             if isinstance(self.default, int) and not isinstance(self.default, bool):
@@ -111,7 +119,14 @@ class ParamSpec:
         """Return why ``value`` is refused, or None."""
         if self.is_float and (isinstance(value, bool) or not isinstance(value, (int, float))):
             return f'{self.name} must be a number, got {value!r}'
-        if self.choices and value not in self.choices:
+        if self.is_list:
+            if not isinstance(value, (list, tuple)) or \
+                    not all(isinstance(v, str) for v in value):
+                return f'{self.name} must be a list of strings, got {value!r}'
+            bad = [v for v in value if self.choices and v not in self.choices]
+            if bad:
+                return f'{self.name}: {bad[0]!r} is not one of {list(self.choices)}'
+        elif self.choices and value not in self.choices:
             return f'{self.name} must be one of {list(self.choices)}, got {value!r}'
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
             return f'{self.name} must lie in [{self.range[0]}, {self.range[1]}], got {value!r}'
@@ -200,6 +215,7 @@ class NodeStats:
         self._times = collections.deque(maxlen=window)
         self._started = time.monotonic()
         self._logged: dict[str, float] = {}
+        self.notes: dict[str, str] = {}
 
     def frame(self, nbytes: int = 0, latency_ms: float | None = None) -> None:
         """Count one served frame."""
@@ -232,6 +248,11 @@ class NodeStats:
             with self._lock:
                 self.counts[key] += n
 
+    def note(self, **values) -> None:
+        """Set values the status reports as text (e.g. the cut and codec in use)."""
+        with self._lock:
+            self.notes.update({k: str(v) for k, v in values.items()})
+
     def snapshot(self) -> dict:
         """Return the figures: frames/s over the last 5 s, latency p50/p99, totals."""
         with self._lock:
@@ -248,6 +269,7 @@ class NodeStats:
                 'errors': dict(self.errors),
                 'drops': dict(self.drops),
                 'counts': dict(self.counts),
+                'notes': dict(self.notes),
             }
 
     def status(self, name: str, hardware_id: str = '') -> DiagnosticStatus:
@@ -261,6 +283,7 @@ class NodeStats:
         values += [(f'errors.{k}', v) for k, v in sorted(s['errors'].items())]
         values += [(f'dropped.{k}', v) for k, v in sorted(s['drops'].items())]
         values += sorted(s['counts'].items())
+        values += sorted(s['notes'].items())
         bad = sum(s['errors'].values()) + sum(s['drops'].values())
         return DiagnosticStatus(
             level=DiagnosticStatus.WARN if bad else DiagnosticStatus.OK, name=name,

@@ -19,7 +19,9 @@ The edge's pieces, shared by ``edge_node`` and ``edge_process``'s two nodes.
   cut, codec, link, features QoS): ``edge_node`` declares both,
   ``edge_process`` gives each to its own node.
 - :class:`HeadControl`: the head/encoder parameters and the
-  :class:`core.pipeline.EdgeStage` settings they mean (``cut: auto`` plans).
+  :class:`core.pipeline.EdgeStage` settings they mean (``cut: auto`` plans,
+  within the accuracy profile's bounds); the cut, codec and quality in use are
+  published on ``~/plan`` (latched) and in the node's diagnostics.
 - :class:`CameraInput`: the camera subscription (QoS from ``camera_qos``, ``camera_qos_depth``)
   only stores the newest frame and wakes the inference callback: a frame
   replaced before inference took it is counted as ``dropped.skipped``.
@@ -28,20 +30,27 @@ The edge's pieces, shared by ``edge_node`` and ``edge_process``'s two nodes.
 
 from __future__ import annotations
 
+import collections
+import copy
 import dataclasses
+import json
 import time
 from typing import Callable
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 
 from . import cdr, conversions
 from . import dds
 from .common import (declare_parameters, features_qos, FEATURES_QOS_PARAMS, log_error,
                      Mailbox, NodeStats, ParamSpec, pub_events, sub_events, TARGET_PARAMS)
 from .executor import PRIORITY_RANGE, set_group_priority
-from ..core import accounting, pipeline, planner, surgery, wire
+from ..core import accounting, pipeline, planner, surgery, tails, wire
+from ..core.bundle import key as accuracy_key
+from ..core.codecs import codec_quality
 from ..core.defenses import defense_names
 from ..core.fxguard import FX_GUARD
 from ..core.models import set_torch_threads
@@ -50,6 +59,9 @@ from ..core.scheduler import Scheduler
 
 AUTO = 'auto'
 LINK = planner.Link()   # the declared link's defaults
+# The plan in use, for late joiners too: reliable, the last one kept.
+PLAN_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MAX_BYTES_PER_PIXEL = 4     # a camera message's data cap: 3 channels plus row padding
 
 # The camera/denoiser side and the head/encoder side: edge_node declares both,
@@ -78,10 +90,12 @@ CAMERA_PARAMS = (
 HEAD_PARAMS = TARGET_PARAMS + (
     ParamSpec('cut', pipeline.DEFAULT_CUT, 'where the model is cut: a cut name (see '
               'edge-denoise plan), frame (host-only), output (edge-only), or auto (planned at '
-              'start-up from the link speeds and the edge profile)'),
-    ParamSpec('codec', pipeline.DEFAULT_CODEC, 'feature codec raw, lossless, q8 or jpeg; for '
-              'cut=frame an image codec raw, jpeg or deepn_jpeg',
-              choices=wire.CODECS),
+              'start-up from the link speeds and the edge profile, within max_accuracy_drop)'),
+    ParamSpec('codec', AUTO, 'feature codec raw, lossless, q8 or jpeg; for cut=frame an '
+              'image codec raw, jpeg or deepn_jpeg; auto: the planner picks it (cut=auto), '
+              f'else {pipeline.DEFAULT_CODEC} (raw for cut=output). With cut=auto a named codec '
+              'is honoured (the planner picks only cuts with it) or refused with the reason',
+              choices=wire.CODECS + (AUTO,)),
     ParamSpec('quality', pipeline.DEFAULT_QUALITY, 'JPEG quality of the jpeg feature codec '
               '(the shipped host tail is fine-tuned for layer1 at 5)',
               range=wire.QUALITY_RANGE),
@@ -93,6 +107,13 @@ HEAD_PARAMS = TARGET_PARAMS + (
               '(cut=auto)', range=(0.001, 100000.0)),
     ParamSpec('rtt_ms', LINK.rtt_ms, 'declared link round-trip time in ms (cut=auto)',
               range=(0.0, 100000.0)),
+    ParamSpec('max_accuracy_drop', planner.DEFAULT_MAX_ACCURACY_DROP, 'cut=auto never picks a '
+              'lossy (cut, codec, quality) whose accuracy drop on held-out data (percentage '
+              'points, from the target\'s accuracy profile) exceeds this, nor a lossy one '
+              'without a measurement', range=(0.0, 100.0)),
+    ParamSpec('codecs', list(wire.CODECS), 'the codecs the edge may send (empty: all): '
+              'cut=auto picks only among them, a codec parameter must be one of them '
+              '(edge-only, cut=output, is always allowed)', choices=wire.CODECS),
     ParamSpec('edge_profile', '', 'edge profile file from edge-denoise profile ("" = measure '
               'here at start-up, scaled by edge_slowdown)', read_only=True),
     ParamSpec('host_profile', '', 'host profile file ("" = measured here)', read_only=True),
@@ -130,13 +151,34 @@ def scheduled_runner(scheduler: Scheduler | None, slowdown: float = 1.0) -> pipe
     return run
 
 
+def accuracy_profile(target: pipeline.Target) -> dict[str, dict]:
+    """
+    Return the accuracy profile ``cut/codec/q -> entry`` the planner weighs for ``target``.
+
+    The target's bundle's, where it has one; else what the target's shipped
+    fine-tuned tails measured (:func:`core.tails.shipped_accuracy_profile`; the
+    default target: layer1 / jpeg / 5); else none, so ``cut: auto`` picks only
+    lossless codecs or edge-only. Nothing is computed at run time.
+    """
+    bundle = getattr(target, 'bundle', None)
+    if bundle is not None:
+        return bundle.accuracy_profile()
+    return tails.shipped_accuracy_profile(target)
+
+
 class HeadControl:
     """
     The head/encoder parameters of a node and the stage settings they mean.
 
     With ``cut: auto`` a planner (:func:`core.planner.make_planner`) picks the
-    cut and codec at start-up; later changes of the declared link speeds
-    re-plan it (with the planner's hysteresis).
+    cut and codec at start-up, never a lossy one beyond ``max_accuracy_drop``
+    of the target's accuracy profile (:func:`accuracy_profile`) nor one outside
+    the ``codecs`` allow-list; a named ``codec`` is honoured (only cuts with it)
+    or refused with the reason. Later changes of the declared link, of these
+    rules or of the codec re-plan (with the planner's hysteresis). The cut,
+    codec and quality in use go out on ``~/plan`` (std_msgs/String, one JSON
+    object, latched) whenever they change, and into the diagnostics of the
+    node's ``stats`` (where it has one).
     """
 
     def __init__(self, node: Node, scheduler=None):
@@ -150,22 +192,34 @@ class HeadControl:
         self.stage = pipeline.EdgeStage(
             target, pipeline.EdgeSettings(cut=pipeline.OUTPUT_CUT, codec='raw', defense='none'),
             scheduled_runner(scheduler, p['emulate_slowdown']))
+        self.accuracy = accuracy_profile(target)
         self.planner = None
+        self.planned_quality = (p['quality'], p['frame_quality'])
+        _check_allowed(p)
         if p['cut'] == AUTO:
             link = planner.Link(p['uplink_mbps'], p['downlink_mbps'], p['rtt_ms'])
-            self.planner = planner.make_planner(
-                target.model, target.input_shape, link=link,
-                edge_profile=p['edge_profile'] or None, host_profile=p['host_profile'] or None,
-                edge_slowdown=p['edge_slowdown'], model_name=target.name,
-                quality=p['quality'], frame_quality=p['frame_quality'])
+            try:
+                self.planner = planner.make_planner(
+                    target.model, target.input_shape, link=link,
+                    edge_profile=p['edge_profile'] or None,
+                    host_profile=p['host_profile'] or None, edge_slowdown=p['edge_slowdown'],
+                    model_name=target.name, quality=p['quality'],
+                    frame_quality=p['frame_quality'], accuracy_profile=self.accuracy,
+                    **_rules(p))
+            except ValueError as exc:
+                raise ValueError(f'cut=auto, codec={p["codec"]}: {exc}') from None
             self._log_choice('planned')
         self.stage.configure(self._settings(p, self.stage.settings))
+        self.stats = getattr(node, 'stats', None)
+        self.plan_pub = node.create_publisher(String, '~/plan', PLAN_QOS,
+                                              event_callbacks=pub_events())
+        self._published = None
+        self.publish_plan()
 
     def _settings(self, p: dict, base: pipeline.EdgeSettings) -> pipeline.EdgeSettings:
-        s = dataclasses.replace(base, codec=p['codec'], quality=p['quality'],
-                                frame_quality=p['frame_quality'])
+        s = dataclasses.replace(base, quality=p['quality'], frame_quality=p['frame_quality'])
         if p['cut'] != AUTO:
-            return dataclasses.replace(s, cut=p['cut'])
+            return dataclasses.replace(s, cut=p['cut'], codec=_fixed_codec(p))
         c = self.planner.choice
         if c.kind == surgery.EDGE_ONLY:
             return dataclasses.replace(s, cut=pipeline.OUTPUT_CUT, codec='raw')
@@ -178,23 +232,127 @@ class HeadControl:
         if p['cut'] == AUTO and self.planner is None:
             raise ValueError('cut=auto is chosen at start-up (it measures a profile); '
                              'restart the node with it')
-        link = {k: v for k, v in changes.items() if k in ('uplink_mbps', 'downlink_mbps',
-                                                          'rtt_ms')}
-        if p['cut'] == AUTO and link:
-            before = self.planner.choice.name
-            self.planner.update(**link)
-            if self.planner.choice.name != before:
-                self._log_choice(f're-planned (was {before})')
+        if p['cut'] == AUTO and (p['quality'], p['frame_quality']) != self.planned_quality:
+            raise ValueError(f'cut=auto plans for quality {self.planned_quality[0]} and '
+                             f'frame_quality {self.planned_quality[1]}, set at start-up (JPEG '
+                             f'sizes and accuracy are per quality); restart the node to change '
+                             f'them')
+        _check_allowed(p)
+        saved = copy.copy(self.planner)
+        before = None if self.planner is None else self.planner.choice.name
         try:
+            if p['cut'] == AUTO:
+                self.planner.configure(**_rules(p))
+                link = {k: v for k, v in changes.items()
+                        if k in ('uplink_mbps', 'downlink_mbps', 'rtt_ms')}
+                if link:
+                    self.planner.update(**link)
             self.stage.configure(self._settings(p, self.stage.settings))
         except pipeline.PipelineError as exc:
+            self.planner = saved
             raise ValueError(str(exc)) from None
+        except ValueError as exc:
+            self.planner = saved
+            raise ValueError(f'{_name(changes)}: {exc}') from None
         self.params = p
+        if p['cut'] == AUTO and self.planner.choice.name != before:
+            self._log_choice(f're-planned (was {before})')
+        self.publish_plan()
 
     def _log_choice(self, what: str) -> None:
         c, link = self.planner.choice, self.planner.link
         self.node.get_logger().info(f'{what}: {c.name} at {link.uplink_mbps:g} Mbit/s up, '
                                     f'predicted {c.total_ms(link):.1f} ms per frame')
+
+    def plan_record(self) -> dict:
+        """Return what ``~/plan`` carries: the cut, codec and quality in use, and why."""
+        s, p = self.stage.settings, self.params
+        quality = codec_quality(s.codec, s.frame_quality if s.cut == pipeline.FRAME_CUT
+                                else s.quality)
+        entry = _entry(self.accuracy, self.stage.target, s.cut, s.codec, quality)
+        record = {'cut': s.cut, 'codec': s.codec, 'quality': quality,
+                  'lossless': s.cut == pipeline.OUTPUT_CUT or s.codec in planner.LOSSLESS_CODECS,
+                  'drop_pt': None if entry is None else planner.accuracy_drop(entry),
+                  'max_accuracy_drop': p['max_accuracy_drop'], 'codecs': list(p['codecs']),
+                  'codec_asked': p['codec'] if p['codec'] != AUTO else None,
+                  'accuracy_entries': len(self.accuracy)}
+        if p['cut'] != AUTO:
+            return {**record, 'mode': 'fixed',
+                    'reason': f'set by the parameters cut={p["cut"]}, codec={p["codec"]}',
+                    'considered': None, 'excluded': None}
+        result = self.planner.plan()
+        c, link = self.planner.choice, self.planner.link
+        reasons = collections.Counter(r['excluded'] for r in result.rows if r['excluded'])
+        return {**record, 'mode': AUTO, 'choice': c.name, 'drop_pt': c.drop_pt,
+                'predicted_ms': round(c.total_ms(link), 3),
+                'reason': f'fastest allowed of {len(result.rows) - result.excluded} at '
+                          f'{link.uplink_mbps:g} Mbit/s up (predicted '
+                          f'{c.total_ms(link):.1f} ms per frame)',
+                'considered': len(result.rows), 'excluded': result.excluded,
+                'excluded_by': dict(reasons.most_common()), 'link': result.as_dict()['link']}
+
+    def publish_plan(self) -> None:
+        """Publish ``~/plan`` and note the settings in the diagnostics, if they changed."""
+        record = self.plan_record()
+        text = json.dumps(record, sort_keys=True)
+        if text == self._published:
+            return
+        self._published = text
+        if self.stats is not None:
+            self.stats.note(cut=record['cut'], codec=record['codec'],
+                            quality='-' if record['quality'] is None else record['quality'],
+                            plan=record['mode'] if record['mode'] == 'fixed'
+                            else f'{record["mode"]}: {record["excluded"]} of '
+                                 f'{record["considered"]} candidates excluded',
+                            accuracy_drop_pt=_drop_text(record))
+        self.plan_pub.publish(String(data=text))
+
+
+def _drop_text(record: dict) -> str:
+    if record['lossless']:
+        return 'lossless'
+    return 'unmeasured' if record['drop_pt'] is None else f'{record["drop_pt"]:.2f}'
+
+
+def _fixed_codec(p: dict) -> str:
+    """Return the codec a fixed cut sends: the parameter, or for auto the cut's usual one."""
+    if p['codec'] != AUTO:
+        return p['codec']
+    return 'raw' if p['cut'] == pipeline.OUTPUT_CUT else pipeline.DEFAULT_CODEC
+
+
+def _rules(p: dict) -> dict:
+    """Return the planner's rules from the parameters (see :func:`core.planner.screen`)."""
+    return {'max_accuracy_drop': p['max_accuracy_drop'], 'allowed': p['codecs'] or None,
+            'codec': None if p['codec'] == AUTO else p['codec']}
+
+
+def _check_allowed(p: dict) -> None:
+    """Refuse a codec outside the ``codecs`` allow-list (edge-only needs none)."""
+    allowed = p['codecs']
+    if not allowed or p['cut'] == pipeline.OUTPUT_CUT:
+        return
+    codec = p['codec'] if p['cut'] == AUTO else _fixed_codec(p)
+    if codec != AUTO and codec not in allowed:
+        raise ValueError(f'codec {codec} is not in the codecs allow-list '
+                         f'({", ".join(allowed)})')
+
+
+def _name(changes: dict) -> str:
+    return 'parameter ' + ', '.join(sorted(changes)) if changes else 'parameters'
+
+
+def _entry(profile: dict, target: pipeline.Target, cut: str, codec: str,
+           quality: int | None) -> dict | None:
+    """Return the accuracy entry of settings in use, by the cut's label or node name."""
+    if cut == pipeline.OUTPUT_CUT or codec in planner.LOSSLESS_CODECS:
+        return None
+    found = target.cuts.get(cut)
+    for name in dict.fromkeys((cut, found.name if found is not None else cut)):
+        entry = profile.get(accuracy_key(name, codec, quality))
+        if entry is not None:
+            return entry
+    return None
 
 
 def apply_defense(stage: pipeline.EdgeStage, changes: dict) -> None:
