@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .attacks import fgsm, pgd
+from .models import eval_mode
 
 # An attack maps (model, x, y) to adversarial x; ``None`` means the clean input.
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None
@@ -47,7 +48,7 @@ def accuracy(model: nn.Module, x, y: torch.Tensor, batch_size: int = 1000) -> fl
 
     uint8 images are taken as pixels (divided by 255), one batch at a time.
     """
-    model.eval()
+    eval_mode(model)
     hits = 0
     for i in range(0, len(x), batch_size):
         xb = torch.as_tensor(x[i:i + batch_size])
@@ -82,7 +83,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """Return top-1 accuracy for every (defense, attack) pair on ``(x, y)``."""
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f'need matching, non-empty x and y, got {len(x)} and {len(y)}')
-    model.eval()
+    eval_mode(model)
     for d in defenses.values():
         d.eval()
     correct = {d: {a: 0 for a in attacks} for d in defenses}

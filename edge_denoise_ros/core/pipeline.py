@@ -139,7 +139,7 @@ class Target:
         self.preparation = (preparation or Preparation()).channels(shape[0])
         self.model = models.build_target(name, weights or None, num_classes,
                                          self.preparation.mean, self.preparation.std)
-        self.model = self.model.to(self.device).eval()
+        self.model = models.eval_mode(self.model.to(self.device))   # a .pt2's refuses .eval()
         self.hash = models.state_hash(self.model)
         example = torch.zeros(1, *self.input_shape, device=self.device)
         self.traced = surgery.trace(self.model, example)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import attacks
+from .models import eval_mode
 
 Progress = Callable[[int, int, dict], None]
 
@@ -253,7 +254,7 @@ def make_adversarial_set(target: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f'need matching, non-empty x and y, got {len(x)} and {len(y)}')
-    target.eval()
+    eval_mode(target)
     probs = torch.tensor([mix.clean, mix.fgsm, mix.pgd], dtype=torch.float64)
     kind = torch.multinomial(probs / probs.sum(), len(x), replacement=True, generator=generator)
     budgets = torch.tensor(mix.eps, dtype=x.dtype)
@@ -363,7 +364,7 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
                          f'{tuple(x_adv.shape)} and {tuple(x_clean.shape)}')
     g = torch.Generator()
     g.manual_seed(cfg.seed)
-    target.eval()
+    eval_mode(target)
     flags = [p.requires_grad for p in target.parameters()]
     for p in target.parameters():
         p.requires_grad_(False)

@@ -151,7 +151,7 @@ def demo_samples(cfg: DemoBagConfig, model=None, progress: Progress | None = Non
     adv[rng.choice(cfg.frames, size=n_adv, replace=False)] = True
     if n_adv:
         model = model if model is not None else models.build_target(cfg.model)
-        model.eval()
+        models.eval_mode(model)
         generator = torch.Generator().manual_seed(cfg.seed)
         where = np.flatnonzero(adv)
         batch = 100
@@ -204,7 +204,7 @@ def make_demo_bag(out=DEFAULT_DEMO_BAG, cfg: DemoBagConfig | None = None, model=
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model if model is not None else models.build_target(cfg.model)
-    model.eval()
+    models.eval_mode(model)
     images, labels, indices, adv = demo_samples(cfg, model, progress)
 
     camera_cls = 'sensor_msgs/msg/CompressedImage' if cfg.compressed else 'sensor_msgs/msg/Image'
