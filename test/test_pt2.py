@@ -38,6 +38,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from edge_denoise_ros import cli
 from edge_denoise_ros.core import models, pipeline, wire
 from edge_denoise_ros.core.frames import Preparation
 from edge_denoise_ros.ros import conversions
@@ -49,6 +50,7 @@ from conftest import wait_for
 
 INPUT = (3, 72, 88)
 CLASSES = 5
+SMALL_INPUT = (3, 16, 20)
 
 
 class Payload:
@@ -106,7 +108,7 @@ def small_pt2(tmp_path_factory):
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                 torch.nn.Linear(4, 3)).eval()
-    return _export(model, torch.rand(1, 3, 16, 16),
+    return _export(model, torch.rand(1, *SMALL_INPUT),
                    tmp_path_factory.mktemp('pt2') / 'small.pt2')
 
 
@@ -221,6 +223,14 @@ def test_exported_torchvision_model_loads_with_the_eager_logits(squeezenet):
     assert not any(m.training for m in target.modules())
     prep = Preparation()
     assert torch.allclose(target(x), models.Prepared(eager, prep.mean, prep.std)(x), atol=1e-5)
+
+
+def test_plan_takes_the_input_shape_from_the_pt2(small_pt2, capsys):
+    argv = ['plan', '--model', small_pt2, '--codecs', 'raw', '--frame-codecs', 'raw',
+            '--repeats', '1', '--warmup', '0', '--json']
+    assert cli.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert tuple(result['input']) == SMALL_INPUT
 
 
 def _frames(n: int) -> list[np.ndarray]:

@@ -31,8 +31,8 @@ from pathlib import Path
 import cv2
 import torch
 
-from .common import (CliError, format_table, jpeg_quality, parse_list, positive_float,
-                     positive_int, ProgressBar)
+from .common import (format_table, jpeg_quality, parse_list, positive_float, positive_int,
+                     ProgressBar)
 from ..core import frames, mincut, models, profiling, surgery, validation
 from ..core.models import set_torch_threads
 from ..core.planner import Link, make_planner
@@ -153,13 +153,11 @@ def register_bench_planner(p) -> None:
 
 def _load(args):
     """Return ``(model, input_shape, frame)`` from the common arguments."""
-    if str(args.model).endswith('.pt2') and args.input is None:
-        raise CliError('a .pt2 model needs --input CxHxW')
     torch.manual_seed(0)  # models without weights files: the same features, run to run
     model = models.build_target(args.model, weights=args.weights)
-    shape = args.input or models.input_shape(args.model)
+    shape = args.input or models.input_shape(args.model)   # a .pt2: the shape it was exported
     if len(shape) == 2:
-        shape = (1 if args.model == models.DEFAULT_MODEL else 3,) + tuple(shape)
+        shape = (models.input_shape(args.model)[0],) + tuple(shape)
     return model, tuple(shape), _frame(args.frame, shape)
 
 
