@@ -122,7 +122,7 @@ def _pickle_as_weight(src, out, marker):
     with zipfile.ZipFile(src) as z:
         config = json.loads(next(z.read(n) for n in z.namelist()
                                  if n.endswith('model_weights_config.json')))
-    fqn, meta = next(iter(config['config'].items()))
+    meta = next(iter(config['config'].values()))
     meta['use_pickle'] = True
     return _replaced(src, out, {
         'model_weights_config.json': lambda _: json.dumps(config).encode(),
@@ -170,7 +170,7 @@ def test_crafted_pt2_is_refused_and_runs_nothing(small_pt2, tmp_path, craft, ref
 
 
 def _guard_code(program):
-    program['guards_code'] = ["__import__('os').system('touch marker')"]
+    program['guards_code'] = ["__import__('os').getcwd() is None"]
 
 
 def _size_code(program):
