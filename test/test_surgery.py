@@ -24,6 +24,7 @@ from torch import nn
 
 from edge_denoise_ros import cli
 from edge_denoise_ros.core import mincut, models, planner, profiling, surgery, validation
+from edge_denoise_ros.core.bundle import Bundle
 
 
 @pytest.fixture(scope='module')
@@ -325,23 +326,48 @@ def test_cli_plan_prints_table_and_json_choice(capsys, tmp_path, one_thread):
                      '--out', str(tmp_path / 'edge.json'), '--json'])
     assert code == 0
     capsys.readouterr()
-    code = cli.main(['plan', '--edge-profile', str(tmp_path / 'edge.json'), '--codecs', 'q8',
-                     '--host-profile', str(tmp_path / 'edge.json'), '--edge-slowdown', '10',
-                     '--uplink-mbps', '2', '--min-cut', '--json'])
+    profiles = ['--edge-profile', str(tmp_path / 'edge.json'), '--host-profile',
+                str(tmp_path / 'edge.json'), '--edge-slowdown', '10', '--uplink-mbps', '2']
+    code = cli.main(['plan', *profiles, '--codecs', 'raw,q8', '--min-cut', '--json'])
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     result = json.loads(out[-1])
     rows = result['candidates']
-    assert result['choice'] == min(rows, key=lambda r: r['total_ms'])['name']
+    allowed = [r for r in rows if not r['excluded']]
+    assert result['choice'] == min(allowed, key=lambda r: r['total_ms'])['name']
     names = {r['name'] for r in rows}
     assert 'edge_only' in names and 'host_only/raw' in names and 'layer2/q8' in names
+    # q8 is lossy and the default target's shipped measurements have none of it; jpeg
+    # frames are not on the allow-list.
     for r in rows:
         assert r['total_ms'] == pytest.approx(r['edge_ms'] + r['transfer_ms'] + r['host_ms'],
                                               abs=1e-3)
+        assert (r['excluded'] == 'no accuracy measurement') == (r['codec'] == 'q8'), r
+    assert result['excluded'] == sum(bool(r['excluded']) for r in rows) > 0
+    assert next(r for r in rows if r['name'] == 'host_only/jpeg')['excluded'] == \
+        'codec jpeg not in the codecs allow-list'
     assert any(line.split()[0] == 'edge_only' for line in out if line.strip())
     assert any('choice:' in line for line in out)
+    assert any('no accuracy measurement' in line for line in out)
     mc = result['min_cut']
     assert mc['total_ms'] <= mc['best_single_ms'] + 1e-6 and mc['bytes'] > 0
+
+    # A bundle's accuracy profile, the bound and the allow-list.
+    bundle = tmp_path / 'bundle'
+    Bundle(bundle, {'format': 1, 'target': {'model': 'small_resnet', 'input': [1, 28, 28]},
+                    'accuracy': [{'cut': 'layer2', 'codec': 'q8', 'quality': None,
+                                  'accuracy': 0.936, 'reference': 0.938, 'drop_pt': 0.2,
+                                  'n': 2000}]}).save()
+    for drop, excluded in (('1.0', ''), ('0.1', 'accuracy drop 0.20 pt > 0.1')):
+        code = cli.main(['plan', *profiles, '--codecs', 'q8', '--bundle', str(bundle),
+                         '--max-accuracy-drop', drop, '--json'])
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert code == 0 and result['accuracy_profile'] == f'bundle {bundle}'
+        row = next(r for r in result['candidates'] if r['name'] == 'layer2/q8')
+        assert row['excluded'] == excluded and row['drop_pt'] == 0.2
+        raw = next(r for r in result['candidates'] if r['name'] == 'host_only/raw')
+        assert raw['excluded'] == 'codec raw not in the codecs allow-list'
+        assert not result['choice'].endswith('/q8') or result['choice'] == 'layer2/q8'
 
 
 def test_cli_plan_rejects_a_profile_of_another_input(tmp_path, capsys):

@@ -17,8 +17,11 @@
 
 ``profile`` measures a model on this machine (run it on the robot to get an
 edge profile); ``plan`` costs every candidate (each cut x codec, host-only,
-edge-only) over a declared link and prints the choice; ``bench planner``
-checks the planner's choice against every candidate run end to end.
+edge-only) over a declared link and prints the choice, within an accuracy
+profile (``--bundle``; ``--max-accuracy-drop``) and a codec allow-list
+(``--codecs``) as the edge node's ``cut: auto`` does; ``bench planner``
+checks the planner's latency model (accuracy aside) against every candidate
+run end to end.
 """
 
 from __future__ import annotations
@@ -33,14 +36,15 @@ import torch
 
 from .common import (format_table, jpeg_quality, parse_list, positive_float, positive_int,
                      ProgressBar)
-from ..core import frames, mincut, models, profiling, surgery, validation
+from ..core import frames, mincut, models, pipeline, profiling, surgery, tails, validation, wire
+from ..core.bundle import Bundle
 from ..core.models import set_torch_threads
-from ..core.planner import Link, make_planner
+from ..core.planner import DEFAULT_MAX_ACCURACY_DROP, Link, make_planner
 
 LINK = Link()   # the declared link's defaults
 
-PLAN_COLUMNS = ('name', 'shape', 'bytes', 'edge_ms', 'transfer_ms', 'host_ms', 'total_ms',
-                'min_uplink_mbps', 'pick')
+PLAN_COLUMNS = ('name', 'shape', 'quality', 'bytes', 'edge_ms', 'transfer_ms', 'host_ms',
+                'total_ms', 'min_uplink_mbps', 'drop_pt', 'pick', 'excluded')
 # The validation bar: the planner's choice within 5 % of the measured best.
 TOLERANCE = 0.05
 
@@ -56,7 +60,27 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def _model_args(p, frame_help: str) -> None:
+def accuracy_drop(text: str) -> float:
+    """Argparse type: percentage points >= 0."""
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f'expected percentage points >= 0, got {text}')
+    return value
+
+
+def codec_list(text: str) -> list[str]:
+    """Argparse type: comma-separated codecs of ``core.wire.CODECS``."""
+    codecs = parse_list(text)
+    unknown = [c for c in codecs if c not in wire.CODECS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f'unknown codec {unknown[0]!r}; expected some of '
+                                         f'{", ".join(wire.CODECS)}')
+    return codecs
+
+
+def _model_args(p, frame_help: str,
+                codecs_help: str = 'feature codecs to consider (default: all of '
+                                   'core.codecs)') -> None:
     p.add_argument('--model', default=models.DEFAULT_MODEL,
                    help=f'{models.DEFAULT_MODEL}, a torchvision classifier (e.g. resnet50) or '
                         f'a .pt2 file')
@@ -64,8 +88,7 @@ def _model_args(p, frame_help: str) -> None:
     p.add_argument('--input', type=parse_shape, default=None,
                    help='model input CxHxW (default: the model\'s natural size)')
     p.add_argument('--frame', default=None, help=frame_help)
-    p.add_argument('--codecs', type=parse_list, default=None,
-                   help='feature codecs to consider (default: all of core.codecs)')
+    p.add_argument('--codecs', type=codec_list, default=None, help=codecs_help)
     p.add_argument('--quality', type=jpeg_quality, default=None,
                    help='JPEG quality of the jpeg feature codec, as the edge sends it (the '
                         'node parameter quality; default: the codec\'s own)')
@@ -95,7 +118,17 @@ FRAME_HELP = ('camera frame: an image file, or HxW for the built-in example fram
 
 def register_plan(p) -> None:
     """Add ``plan``'s arguments."""
-    _model_args(p, FRAME_HELP)
+    _model_args(p, FRAME_HELP, codecs_help='the codecs the edge may send, features and frames '
+                                           '(the node parameter codecs; default: all); only '
+                                           'these feature codecs are profiled')
+    p.add_argument('--bundle', default=None,
+                   help='bundle folder whose accuracy profile bounds the choice (default: the '
+                        'default target\'s shipped measurements; other models: none, so only '
+                        'lossless codecs or edge-only)')
+    p.add_argument('--max-accuracy-drop', type=accuracy_drop, default=DEFAULT_MAX_ACCURACY_DROP,
+                   help='never pick a lossy cut/codec/quality losing more held-out accuracy '
+                        '(percentage points), nor an unmeasured one (the node parameter '
+                        'max_accuracy_drop)')
     p.add_argument('--uplink-mbps', type=positive_float, default=LINK.uplink_mbps,
                    help='edge to host')
     p.add_argument('--downlink-mbps', type=positive_float, default=LINK.downlink_mbps,
@@ -185,6 +218,8 @@ def _fmt_rows(rows: list[dict], choice: str) -> list[dict]:
             r['min_uplink_mbps'] = '-'
         elif r['min_uplink_mbps'] is None:
             r['min_uplink_mbps'] = 'never'
+        for k in ('quality', 'drop_pt'):
+            r[k] = '-' if r[k] is None else r[k]
         r['pick'] = '<==' if r['name'] == choice else ''
         for k, v in r.items():  # no 1.285e+04 in the table
             if isinstance(v, float) and abs(v) >= 1000:
@@ -198,16 +233,31 @@ def _round(rows: list[dict]) -> list[dict]:
             for r in rows]
 
 
+def _accuracy_profile(args) -> tuple[dict, str]:
+    """Return the accuracy profile ``plan`` weighs and where it came from."""
+    if args.bundle:
+        return Bundle.load(args.bundle).accuracy_profile(), f'bundle {args.bundle}'
+    if args.model == models.DEFAULT_MODEL and args.input is None:
+        target = pipeline.Target(args.model, args.weights)
+        return tails.shipped_accuracy_profile(target), 'the shipped tails\' measurements'
+    return {}, 'none (only lossless codecs or edge-only)'
+
+
 def plan_command(args) -> dict:
     """Profile (or load profiles), cost every candidate, print the table and the choice."""
     set_torch_threads(args.threads)
     model, shape, frame = _load(args)
+    accuracy, source = _accuracy_profile(args)
     link = Link(args.uplink_mbps, args.downlink_mbps, args.rtt_ms, args.result_bytes)
+    features = None if args.codecs is None else \
+        [c for c in args.codecs if c in wire.FEATURE_CODECS]
     planner = make_planner(
         model, shape, link, args.edge_profile, args.host_profile, args.edge_slowdown,
-        args.host_slowdown, frame, args.codecs, args.frame_codecs, args.repeats, args.warmup,
+        args.host_slowdown, frame, features, args.frame_codecs, args.repeats, args.warmup,
         clock=args.clock, stat=args.stat, model_name=args.model,
-        progress=ProgressBar('profile'), quality=args.quality, frame_quality=args.frame_quality)
+        progress=ProgressBar('profile'), quality=args.quality, frame_quality=args.frame_quality,
+        accuracy_profile=accuracy, max_accuracy_drop=args.max_accuracy_drop,
+        allowed=args.codecs)
     result = planner.plan()
     rows = _round(result.rows)
     shown = sorted(rows, key=lambda r: r['total_ms']) if args.sort else rows
@@ -219,12 +269,16 @@ def plan_command(args) -> dict:
           f'{link.downlink_mbps:g} Mbit/s, rtt {link.rtt_ms:g} ms; edge '
           f'{_side(planner.edge_profile, args.edge_slowdown)}, host '
           f'{_side(planner.host_profile, args.host_slowdown)}')
+    print(f'accuracy profile: {source}, {len(accuracy)} entries; max drop '
+          f'{args.max_accuracy_drop:g} pt; {result.excluded} of {len(rows)} candidates excluded')
     print(f'choice: {result.choice.name}  {best["total_ms"]:.2f} ms '
           f'(edge-only {edge_only["total_ms"]:.2f} ms, '
           f'{edge_only["total_ms"] / best["total_ms"]:.2f}x)')
     out = {'candidates': rows, 'choice': result.choice.name, 'model': args.model,
            'input': list(shape), 'link': result.as_dict()['link'],
-           'edge_slowdown': args.edge_slowdown, 'host_slowdown': args.host_slowdown}
+           'edge_slowdown': args.edge_slowdown, 'host_slowdown': args.host_slowdown,
+           'max_accuracy_drop': args.max_accuracy_drop, 'accuracy_profile': source,
+           'considered': len(rows), 'excluded': result.excluded}
     if args.min_cut:
         out['min_cut'] = _min_cut(model, frame, shape, planner, args, link)
     return out
