@@ -37,7 +37,8 @@ import zstandard
 
 from .common import (add_schedule_args, CliError, format_table, jpeg_quality, parse_list,
                      positive_float, positive_int, ProgressBar)
-from .train import write_provenance
+from . import bundles
+from .train import add_model_args, write_provenance
 from ..core import codecs, data, deepn_jpeg, models, surgery, tails, training, wire
 from ..core.evaluation import accuracy
 from ..core.models import set_torch_threads
@@ -75,7 +76,6 @@ def register_bench_codecs(p) -> None:
 
 def register_host_finetune(p) -> None:
     """Add ``train host-finetune``'s arguments."""
-    p.add_argument('--model', default=models.DEFAULT_MODEL, help='target model name')
     p.add_argument('--cut', required=True, help='cut name or label (e.g. layer2)')
     p.add_argument('--codec', default='jpeg', help='feature codec of the link')
     p.add_argument('--quality', type=jpeg_quality, default=None, help='JPEG quality')
@@ -86,7 +86,9 @@ def register_host_finetune(p) -> None:
                    help='score on the first N test images only (default: all 10,000)')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
     p.add_argument('--out', default=None,
-                   help='tail file; default: weights/<the name host_tail() looks for>')
+                   help='a bundle folder (with --data, or one that has a card), or a tail '
+                        'file; default: weights/<the name host_tail() looks for>')
+    add_model_args(p)
     p.set_defaults(func=train_host_finetune)
 
 
@@ -377,6 +379,8 @@ def train_host_finetune(args) -> dict:
                        f'{wire.FEATURE_CODECS}')
     if args.codec == 'jpeg' and args.quality is None:
         raise CliError('--codec jpeg needs --quality')
+    if bundles.bundle_mode(args):
+        return bundles.host_finetune(args)
     quality = codecs.codec_quality(args.codec, args.quality)
     model = models.build_target(args.model)
     x, y = data.load_split_tensors('train', args.limit)

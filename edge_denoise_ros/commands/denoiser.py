@@ -30,8 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .common import add_schedule_args, CliError, format_table, positive_int, ProgressBar
-from .train import write_provenance
+from . import bundles
+from .common import add_schedule_args, CliError, format_table, parse_list, positive_float
+from .common import positive_int, ProgressBar
+from .train import add_model_args, write_provenance
 from ..core import data, dunet, evaluation, models, training, tucker
 from ..core.models import set_torch_threads
 
@@ -52,7 +54,11 @@ def register_train_denoiser(p) -> None:
     _training_args(p, epochs=6, lr=1e-3, n_train=20000)
     p.add_argument('--loss', choices=('lgd', 'fgd'), default='lgd',
                    help='LGD: L1 on the target logits; FGD: on its last feature map')
-    p.add_argument('--out', default=None, help='weights file; default: weights/dunet_small.pt')
+    p.add_argument('--width', type=float, default=0.25,
+                   help="bundles: DUNET widths as a share of HGD's (1.0: HGD's full DUNET)")
+    p.add_argument('--out', default=None,
+                   help='a bundle folder (with --data, or one that has a card), or a weights '
+                        'file; default: weights/dunet_small.pt')
     p.set_defaults(func=train_denoiser)
 
 
@@ -62,8 +68,11 @@ def register_train_denoiser_d(p) -> None:
     p.add_argument('--rule', choices=RULES, default=None,
                    help="rank rule (default: the config's, paper)")
     p.add_argument('--dunet', default=None,
-                   help='trained DUNET weights; default: the shipped weights/dunet_small.pt')
-    p.add_argument('--out', default=None, help='weights file; default: weights/dunet_d_small.pt')
+                   help='trained DUNET weights; default: the shipped weights/dunet_small.pt '
+                        "(bundles: the bundle's DUNET)")
+    p.add_argument('--out', default=None,
+                   help="a bundle folder (its DUNET is decomposed), or a weights file; "
+                        'default: weights/dunet_d_small.pt')
     p.set_defaults(func=train_denoiser_d)
 
 
@@ -91,6 +100,11 @@ def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
     p.add_argument('--threads', type=positive_int, default=1,
                    help='torch intra-op threads (the shipped weights were made with 1; the '
                         'result is bitwise reproducible for a given thread count and CPU)')
+    add_model_args(p, model_default=None)
+    p.add_argument('--eps', type=positive_float, default=bundles.DEFAULT_EPS,
+                   help='bundles: L-inf budget of the accuracy report after training')
+    p.add_argument('--train-eps', type=lambda t: parse_list(t, float), default=None,
+                   help="bundles: HGD's training budgets (default 2,4,8,12,16 /255)")
 
 
 # --- macs -----------------------------------------------------------------------------------
@@ -187,8 +201,10 @@ def _save(model, out: Path, record: dict) -> dict:
 
 
 def train_denoiser(args) -> dict:
-    """Train DUNET with HGD's guided loss; save it with its provenance."""
+    """Train DUNET with HGD's guided loss; save it with its provenance (or into a bundle)."""
     set_torch_threads(args.threads)
+    if bundles.bundle_mode(args):
+        return bundles.train_denoiser(args)
     target = models.build_model()
     start = time.monotonic()
     x_adv, x_clean, counts = _adversarial_data(args, target)
@@ -213,6 +229,8 @@ def train_denoiser(args) -> dict:
 def train_denoiser_d(args) -> dict:
     """Decompose the trained DUNET into DUNET_D, fine-tune it post hoc, save it."""
     set_torch_threads(args.threads)
+    if bundles.bundle_mode(args):
+        return bundles.train_denoiser_d(args)
     target = models.build_model()
     base = dunet.load_denoiser('dunet', args.config, args.dunet)
     start = time.monotonic()

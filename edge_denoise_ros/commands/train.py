@@ -46,16 +46,20 @@ def register_target(p) -> None:
                    help='train on N training images only (a seeded subset; quick runs)')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
     p.add_argument('--label-smoothing', type=float, default=0.0, help='cross-entropy smoothing')
+    p.add_argument('--optimizer', choices=('sgd', 'adamw'), default='sgd',
+                   help='SGD with Nesterov momentum, or AdamW (both on a one-cycle schedule)')
+    p.add_argument('--weight-decay', type=float, default=5e-4, help='weight decay')
     p.add_argument('--out', default=None,
                    help='a bundle folder (written with --data or a non-default --model), or a '
                         f'weights file; default: the shipped weights/{models.DEFAULT_WEIGHTS}')
     p.set_defaults(func=train_target)
 
 
-def add_model_args(p) -> None:
+def add_model_args(p, model_default: str | None = models.DEFAULT_MODEL) -> None:
     """Add the arguments naming a user's model, data and frame preparation."""
-    p.add_argument('--model', default=models.DEFAULT_MODEL,
-                   help='registry name (small_resnet, a torchvision classifier) or a .pt2 file')
+    p.add_argument('--model', default=model_default,
+                   help='registry name (small_resnet, a torchvision classifier) or a .pt2 file'
+                        + ('' if model_default else "; default: the --out bundle's target"))
     p.add_argument('--weights', default=None,
                    help='state dict to start from (torchvision names; nothing is downloaded)')
     p.add_argument('--data', default=None,
@@ -102,7 +106,9 @@ def train_target(args) -> dict:
     set_torch_threads(args.threads)
     cfg = training.TargetTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                      lr=args.lr, seed=args.seed,
-                                     label_smoothing=args.label_smoothing)
+                                     label_smoothing=args.label_smoothing,
+                                     optimizer_name=args.optimizer,
+                                     weight_decay=args.weight_decay)
     if args.data is None and args.model == models.DEFAULT_MODEL and \
             not (args.out and Path(args.out).suffix == ''):
         return train_default_target(args, cfg)

@@ -66,6 +66,24 @@ class ImageSet:
         return self.x[idx].float().div_(255.0)
 
 
+def subset(images: ImageSet, n: int, seed: int = 0) -> ImageSet:
+    """Return a seeded random subset of ``n`` images (in their original order)."""
+    idx = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(len(images), n,
+                                                                      replace=False)))
+    return ImageSet(images.x[idx], images.y[idx], images.classes)
+
+
+def split_holdout(images: ImageSet, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """Split a set into ``(train, held_out)``: a seeded ``fraction`` held out (at least one)."""
+    if len(images) < 2:
+        raise ValueError(f'need at least 2 images to hold some out, got {len(images)}')
+    n_out = min(len(images) - 1, max(1, round(len(images) * fraction)))
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(images)))
+    out, keep = order[:n_out].sort().values, order[n_out:].sort().values
+    return (ImageSet(images.x[keep], images.y[keep], images.classes),
+            ImageSet(images.x[out], images.y[out], images.classes))
+
+
 def folder_classes(root: Path) -> list[str]:
     """Return the class folders of an ImageFolder root, sorted."""
     if not root.is_dir():

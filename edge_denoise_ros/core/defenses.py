@@ -26,23 +26,32 @@ from typing import Callable
 from torch import nn
 
 from .deepn_jpeg import JpegDefense
-from .dunet import load_denoiser
+from .bundle import Bundle
+from .dunet import DUNetConfig, load_denoiser
 
 
-def _dunet(**options) -> nn.Module:
-    return load_denoiser('dunet', **options)
+def _denoiser(kind: str, bundle: Bundle | None = None, **options) -> nn.Module:
+    if bundle is None:
+        return load_denoiser(kind, **options)
+    entry = bundle.denoiser(kind)
+    return load_denoiser(kind, DUNetConfig.from_dict(entry['config']),
+                         bundle.check_file(entry['weights']))
 
 
-def _dunet_d(**options) -> nn.Module:
-    return load_denoiser('dunet_d', **options)
+def _dunet(bundle: Bundle | None = None, **options) -> nn.Module:
+    return _denoiser('dunet', bundle, **options)
 
 
-def _jpeg(**options) -> nn.Module:
+def _dunet_d(bundle: Bundle | None = None, **options) -> nn.Module:
+    return _denoiser('dunet_d', bundle, **options)
+
+
+def _jpeg(bundle: Bundle | None = None, **options) -> nn.Module:
     return JpegDefense(**options)
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    'none': nn.Identity,
+    'none': lambda bundle=None: nn.Identity(),
     'dunet': _dunet,
     'dunet_d': _dunet_d,
     'jpeg': _jpeg,
@@ -54,8 +63,13 @@ def defense_names() -> tuple[str, ...]:
     return tuple(_BUILDERS)
 
 
-def build_defense(name: str, **options) -> nn.Module:
-    """Build a defense by name, in eval mode."""
+def build_defense(name: str, bundle: Bundle | None = None, **options) -> nn.Module:
+    """
+    Build a defense by name, in eval mode.
+
+    With a ``bundle``, DUNET and DUNET_D are the bundle's (trained for its
+    target); without, the shipped 1x28x28 ones. ``jpeg`` works on any input.
+    """
     if name not in _BUILDERS:
         raise ValueError(f'unknown defense {name!r}; expected one of {defense_names()}')
-    return _BUILDERS[name](**options).eval()
+    return _BUILDERS[name](bundle=bundle, **options).eval()

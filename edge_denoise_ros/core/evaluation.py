@@ -58,19 +58,20 @@ def accuracy(model: nn.Module, x, y: torch.Tensor, batch_size: int = 1000) -> fl
     return hits / max(len(x), 1)
 
 
-def eval_attacks(seed: int = 0) -> dict[str, Attack]:
+def eval_attacks(seed: int = 0, eps: float = 0.1) -> dict[str, Attack]:
     """
     Return the evaluation attacks by name (``clean`` first).
 
-    ``fgsm``: eps 0.1; ``pgd``: eps 0.1, 10 steps of 0.025 from a random start
-    drawn from a generator seeded with ``seed`` (the same examples every run).
+    ``fgsm``: L-inf ``eps`` (0.1 on the 1x28x28 default; 8/255 on bundles);
+    ``pgd``: ``eps``, 10 steps of ``eps / 4`` from a random start drawn from a
+    generator seeded with ``seed`` (the same examples every run).
     """
     g = torch.Generator()
     g.manual_seed(seed)
     return {
         'clean': None,
-        'fgsm': partial(fgsm, eps=0.1),
-        'pgd': partial(pgd, eps=0.1, steps=10, step_size=0.025, random_start=True,
+        'fgsm': partial(fgsm, eps=eps),
+        'pgd': partial(pgd, eps=eps, steps=10, step_size=eps / 4, random_start=True,
                        generator=g),
     }
 

@@ -214,15 +214,39 @@ class Target:
 
 
 def build_defense(name: str, target: Target) -> nn.Module:
-    """Build a defense for a target; the denoisers exist for the default 1x28x28 input."""
+    """
+    Build a defense for a target: ``jpeg`` for any input; the denoisers from its bundle.
+
+    Without a bundle, the shipped denoisers serve the default 1x28x28 input only.
+    """
     try:
-        module = defenses.build_defense(name)
+        module = defenses.build_defense(name, bundle=target.bundle)
     except (ValueError, FileNotFoundError) as exc:
         raise PipelineError('bad_defense', str(exc)) from None
-    if name != 'none' and target.input_shape != DENOISER_INPUT:
-        raise PipelineError('bad_defense', f'defense {name} works on 1x28x28 inputs, the '
-                                           f'target {target.name} takes {target.input_shape}')
+    if name in ('dunet', 'dunet_d'):
+        c = module.cfg.in_channels
+        if c != target.input_shape[0] or (target.bundle is None and
+                                          target.input_shape != DENOISER_INPUT):
+            raise PipelineError('bad_defense', f'defense {name} here takes {c}-channel '
+                                               f'{module.cfg.input_size}-pixel inputs, the '
+                                               f'target {target.name} takes '
+                                               f'{target.input_shape}; use a bundle trained '
+                                               f'for it (edge-denoise train denoiser --out B)')
     return module.to(target.device).eval()
+
+
+def defenses_for(target: Target) -> tuple[str, ...]:
+    """Return the defenses a target can use: its bundle's denoisers, jpeg and none."""
+    names = []
+    for name in defenses.defense_names():
+        if name in ('dunet', 'dunet_d'):
+            if target.bundle is not None:
+                if name not in target.bundle.card.get('denoisers', {}):
+                    continue
+            elif target.input_shape != DENOISER_INPUT:
+                continue
+        names.append(name)
+    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -353,7 +377,7 @@ class HostStage:
         self.max_bytes = max_bytes
         self.max_frame_pixels = max_frame_pixels
         self._tail_cache: OrderedDict[tuple, nn.Module] = OrderedDict()
-        names = defenses.defense_names() if target.input_shape == DENOISER_INPUT else ('none',)
+        names = defenses_for(target)
         self._frame_models = {name: nn.Sequential(build_defense(name, target), target.model)
                               for name in names}
         self._warm(target.wire_cuts(), [(name,) for name in names])

@@ -36,7 +36,7 @@ from torch import nn
 from . import models
 from .bundle import key
 from .codecs import codec_quality
-from .pipeline import TailLookup, Target
+from .pipeline import PipelineError, TailLookup, Target
 from .surgery import Cut, split_traced, Traced
 
 LOOKUP_CACHE = 1024     # (cut, codec, quality) settings whose tail file was looked up
@@ -107,15 +107,53 @@ def _tuned(tail: nn.Module, path: Path) -> nn.Module:
     return tuned
 
 
+def bundle_tails(target: Target) -> TailLookup:
+    """
+    Return the tail lookup of a bundle's target: the card's fine-tuned tails, checked.
+
+    A tail serves its ``(cut, codec, quality)`` only when its file matches the
+    card's hash and it was made from this very target (``base_hash``); every
+    other entry is listed in ``lookup.problems`` (key -> reason) and never used.
+    ``lookup.report`` says, per key, which file serves it or why none does.
+    """
+    served, problems = {}, {}
+    for k, entry in target.bundle.tails().items():
+        try:
+            cut = target.check_cut(entry['cut'])
+            quality = codec_quality(entry['codec'], entry.get('quality'))
+            path = target.bundle.check_file(entry['weights'])
+        except (ValueError, KeyError, PipelineError) as exc:
+            problems[k] = f'unusable tail: {exc}'
+            continue
+        if entry.get('base_hash') != target.hash:
+            problems[k] = (f'{entry["weights"]} was made from target {entry.get("base_hash")}, '
+                           f'this target is {target.hash}')
+            continue
+        served[(cut, entry['codec'], quality)] = path
+
+    def lookup(cut: str, codec: str, quality: int | None) -> nn.Module | None:
+        path = served.get((cut, codec, codec_quality(codec, quality)))
+        return None if path is None else _tuned(target.halves(cut)[1], path)
+    lookup.shipped = tuple(served)
+    lookup.problems = problems
+    lookup.report = {**{f'{c}/{k}/{"-" if q is None else q}': p.name
+                        for (c, k, q), p in served.items()}, **problems}
+    return lookup
+
+
 def finetuned_tails(target: Target) -> TailLookup:
     """
     Return a tail lookup for a target: its shipped fine-tuned tail for the settings, or None.
 
+    A target from a bundle takes the bundle's tails (:func:`bundle_tails`).
     Which settings have a tail is looked up once per setting (file names and cards, by
     the target's own hash) and remembered for at most ``LOOKUP_CACHE`` settings, so a
     message costs no file system work or model split; None tells the host to use the
     plain split tail it already holds.
     """
+    if target.bundle is not None:
+        return bundle_tails(target)
+
     @functools.lru_cache(maxsize=LOOKUP_CACHE)
     def path_for(cut: str, codec: str, quality: int | None) -> Path | None:
         return finetuned_tail_path(target.model, target.traced, target.name, cut, codec,
@@ -125,6 +163,9 @@ def finetuned_tails(target: Target) -> TailLookup:
         path = path_for(cut, codec, codec_quality(codec, quality))
         return None if path is None else _tuned(target.halves(cut)[1], path)
     lookup.shipped = shipped_settings(target)
+    lookup.problems = {}
+    lookup.report = {f'{c}/{k}/{"-" if q is None else q}':
+                     tail_file_name(target.name, c, k, q) for c, k, q in lookup.shipped}
     return lookup
 
 

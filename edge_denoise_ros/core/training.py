@@ -169,9 +169,14 @@ class SGDSchedule(Schedule):
 
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    optimizer_name: str = 'sgd'     # or 'adamw' (AdamW; weight_decay decoupled)
 
     def optimizer(self, params) -> torch.optim.Optimizer:
-        """Return the SGD optimizer of ``params`` with these settings."""
+        """Return the optimizer of ``params``: SGD (Nesterov) or AdamW with these settings."""
+        if self.optimizer_name == 'adamw':
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer_name != 'sgd':
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer_name!r}")
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
                                weight_decay=self.weight_decay, nesterov=True)
 
@@ -349,7 +354,8 @@ def guided_loss(guide: Callable[[torch.Tensor], torch.Tensor], denoised: torch.T
 
 def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
                    x_clean: torch.Tensor, cfg: DenoiserTrainConfig = DenoiserTrainConfig(),
-                   progress: Progress | None = None) -> nn.Module:
+                   progress: Progress | None = None,
+                   checkpoint: Checkpoint | None = None) -> nn.Module:
     """
     Train a denoiser with HGD's LGD (or FGD) loss against a frozen target.
 
@@ -380,7 +386,7 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
         return guided_loss(guide, denoiser(x_adv[idx]), reference)
 
     try:
-        return fit(denoiser, len(x_adv), cfg, g, opt, _cosine, batch_loss, progress)
+        return fit(denoiser, len(x_adv), cfg, g, opt, _cosine, batch_loss, progress, checkpoint)
     finally:
         for p, flag in zip(target.parameters(), flags):
             p.requires_grad_(flag)
@@ -401,7 +407,8 @@ class HostFinetuneConfig(SGDSchedule):
 def finetune_host_tail(head: nn.Module, tail: nn.Module, x: torch.Tensor, y: torch.Tensor,
                        channel: Callable[[torch.Tensor], torch.Tensor],
                        cfg: HostFinetuneConfig = HostFinetuneConfig(),
-                       progress: Progress | None = None) -> nn.Module:
+                       progress: Progress | None = None,
+                       checkpoint: Checkpoint | None = None) -> nn.Module:
     """
     Fine-tune ``tail`` on what the host receives: ``tail(channel(head(x)))``.
 
@@ -420,9 +427,9 @@ def finetune_host_tail(head: nn.Module, tail: nn.Module, x: torch.Tensor, y: tor
     opt = cfg.optimizer(tail.parameters())
 
     def batch_loss(idx):
-        xb = augment(x[idx], g) if cfg.augment else x[idx]
+        xb = augment(x[idx], g) if cfg.augment else as_pixels(x[idx])
         with torch.no_grad():
             received = channel(head(xb))
         return F.cross_entropy(tail(received), y[idx])
 
-    return fit(tail, len(x), cfg, g, opt, _cosine, batch_loss, progress)
+    return fit(tail, len(x), cfg, g, opt, _cosine, batch_loss, progress, checkpoint)

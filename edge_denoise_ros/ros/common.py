@@ -144,6 +144,11 @@ TARGET_PARAMS = (
               '(edge and host must run the same: messages carry its hash)', read_only=True),
     ParamSpec('weights', '', 'weights file of the target ("" = the shipped weights)',
               read_only=True),
+    ParamSpec('bundle', '', 'a bundle folder (edge-denoise train ... --out B): its target, '
+              'labels, frame preparation, denoisers and fine-tuned tails; model and weights '
+              'are then ignored ("" = none)', read_only=True),
+    ParamSpec('labels', '', 'class names, one per line ("" = the bundle\'s, or the default '
+              'target\'s)', read_only=True),
     ParamSpec('device', 'cpu', 'torch device of this node\'s models, inputs and scheduler: '
               'cpu or cuda[:N]', read_only=True, validate=check_device),
     ParamSpec('torch_threads', 1, 'torch intra-op threads of this process (1 suits batch-1 '

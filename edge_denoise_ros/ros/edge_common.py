@@ -186,7 +186,8 @@ class HeadControl:
         self.params = declare_parameters(node, HEAD_PARAMS, self._apply)
         p = self.params
         set_torch_threads(p['torch_threads'])
-        target = pipeline.Target(p['model'], p['weights'] or None, p['device'])
+        target = pipeline.Target(p['model'], p['weights'] or None, p['device'],
+                                 bundle=p['bundle'] or None, labels=p['labels'] or None)
         if scheduler is not None and not isinstance(scheduler, Scheduler):
             scheduler = scheduler(p['device'])   # run_nodes' DeviceScheduler: made for it
         self.stage = pipeline.EdgeStage(

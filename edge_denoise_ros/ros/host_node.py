@@ -129,7 +129,9 @@ class HostNode(Node):
         self.params = declare_parameters(self, HOST_PARAMS, self._apply)
         p = self.params
         set_torch_threads(p['torch_threads'])
-        self.target = pipeline.Target(p['model'], p['weights'] or None, p['device'])
+        self.tail_report: dict[str, str] = {}
+        self.target = pipeline.Target(p['model'], p['weights'] or None, p['device'],
+                                      bundle=p['bundle'] or None, labels=p['labels'] or None)
         self.stage = pipeline.HostStage(self.target, p['max_payload_bytes'],
                                         self._finetuned_tails(p['finetuned_tails']))
         self.batcher = batching.Batcher(self._batch_config(p), on_drop=self._skipped)
@@ -146,6 +148,7 @@ class HostNode(Node):
             self._add_robot(name)
         # One robot (the default): the node's status is that robot's, as before fleets.
         self.stats = next(iter(self.robots.values())).stats if self.single else self.total
+        self.stats.note(**self.tail_report)      # which tail serves each setting
         diagnostics_timer(self, self.parts)
         if p['discover']:
             self.create_timer(DISCOVERY_PERIOD_S, self._discover,
@@ -301,7 +304,21 @@ class HostNode(Node):
     def _finetuned_tails(self, enabled: bool):
         if not enabled:
             return None
-        return tails.finetuned_tails(self.target)
+        lookup = tails.finetuned_tails(self.target)
+        self._report_tails(lookup)
+        return lookup
+
+    def _report_tails(self, lookup) -> None:
+        """Say which fine-tuned tail serves each (cut, codec, quality), and which cannot."""
+        log = self.get_logger()
+        for key, served in sorted(lookup.report.items()):
+            if key in lookup.problems:
+                log.error(f'fine-tuned tail for {key} not used: {served}')
+            else:
+                log.info(f'fine-tuned tail for {key}: {served}')
+        if not lookup.report:
+            log.info('no fine-tuned tails: the plain split tail serves every cut')
+        self.tail_report = {f'tail.{k}': v for k, v in lookup.report.items()}
 
     @staticmethod
     def _batch_config(p: dict) -> batching.BatchConfig:
@@ -314,6 +331,7 @@ class HostNode(Node):
             self.batcher.configure(self._batch_config(p))
         if 'finetuned_tails' in changes:
             self.stage.set_tails(self._finetuned_tails(changes['finetuned_tails']))
+            self.stats.note(**self.tail_report)
         if 'max_payload_bytes' in changes:
             self.stage.max_bytes = changes['max_payload_bytes']
         self.params = p

@@ -1,0 +1,297 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+A user's target, data and bundle: what ``train denoiser | denoiser-d | host-finetune`` share.
+
+``--out BUNDLE`` names the bundle; its target is the one already in it, or the
+``--model`` (registry name with ``--weights``, or a ``.pt2``) written into it
+first. Data come from ``--data`` (an ImageFolder) or the bundle's card; the
+held-out data from ``--test-data``, the card, a ``test`` folder beside
+``train``, or else a seeded fifth of ``--data`` kept out of training.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .common import CliError, format_table, ProgressBar
+from ..core import bundle, codecs, datasets, dunet, evaluation, frames, models, pipeline
+from ..core import training, tucker
+
+HOLDOUT = 0.2               # the share of --data held out when there is no test folder
+DEFAULT_EPS = 8 / 255       # L-inf budget of a bundle's evaluation attacks
+TRAIN_EPS = (2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255)   # HGD's training mix, bundles
+
+
+@dataclass
+class UserContext:
+    """A bundle, its target, and the target's train and held-out data (uint8 images)."""
+
+    bundle: bundle.Bundle
+    target: pipeline.Target
+    train: datasets.ImageSet
+    test: datasets.ImageSet
+
+
+def bundle_mode(args) -> bool:
+    """Return whether a training command works on a bundle (else: the shipped 1x28x28 set)."""
+    return bool(getattr(args, 'data', None)) or (
+        bool(getattr(args, 'out', None)) and (Path(args.out) / bundle.CARD).is_file())
+
+
+def _write_target(b: bundle.Bundle, args) -> None:
+    """Put ``--model`` (and ``--weights``) into a bundle as its target."""
+    if not args.data:
+        raise CliError('a new bundle needs --data (an ImageFolder) to name its classes')
+    classes = datasets.folder_classes(Path(args.data))
+    b.root.mkdir(parents=True, exist_ok=True)
+    model = str(args.model)
+    if model.endswith('.pt2'):
+        shutil.copyfile(model, b.path('target.pt2'))
+        spec = {'model': 'target.pt2', 'weights': None}
+        b.record_file('target.pt2', source=model)
+    else:
+        if not args.weights and not models.has_own_normalize(model):
+            raise CliError(f'{model} needs trained weights: --weights FILE, or train it first '
+                           f'(edge-denoise train target --model {model} --data ... --out {b.root})')
+        spec = {'model': model, 'weights': bundle.TARGET}
+        source = args.weights or models.weights_path(models.DEFAULT_WEIGHTS)
+        shutil.copyfile(source, b.path(bundle.TARGET))
+        b.record_file(bundle.TARGET, source=str(source))
+    shape = datasets.parse_input(args.input) if args.input else models.input_shape(model)
+    prep = frames.Preparation(args.resize, args.channel_order, tuple(args.mean),
+                              tuple(args.std)).channels(shape[0])
+    b.card['target'] = {**spec, 'num_classes': len(classes), 'input': list(shape),
+                        'preparation': prep.as_dict(),
+                        'normalize_in_model': models.has_own_normalize(model)}
+    datasets.write_labels(b.path(bundle.LABELS), classes)
+    b.card['labels'] = bundle.LABELS
+    b.record_file(bundle.LABELS)
+    b.save()
+
+
+def _test_source(args, b: bundle.Bundle, train_dir: str) -> str | None:
+    if getattr(args, 'test_data', None):
+        return args.test_data
+    recorded = b.card.get('data', {}).get('test')
+    if recorded and recorded != train_dir and Path(recorded).is_dir():
+        return recorded
+    sibling = Path(train_dir).parent / 'test'
+    if Path(train_dir).name == 'train' and sibling.is_dir():
+        return str(sibling)
+    return None
+
+
+def open_context(args, n_train: int | None = None) -> UserContext:
+    """Open (or start) the bundle ``--out``, load its target and data."""
+    b = bundle.Bundle.open_or_create(args.out)
+    named = args.model if args.model != models.DEFAULT_MODEL or 'target' not in b.card else None
+    if 'target' not in b.card or (named and named != b.target.get('model')):
+        if not args.model:
+            raise CliError(f'{args.out} has no target yet: pass --model (and --weights)')
+        _write_target(b, args)
+    target = pipeline.Target(bundle=args.out)
+    train_dir = args.data or b.card.get('data', {}).get('train')
+    if not train_dir:
+        raise CliError(f'no training data: pass --data (the card of {args.out} names none)')
+
+    def prepare(img, shape):
+        return frames.prepare_pixels(img, shape, target.preparation)
+
+    full = datasets.load_image_folder(train_dir, target.input_shape, prepare)
+    if target.labels and len(full.classes) != len(target.labels):
+        raise CliError(f'{train_dir} has {len(full.classes)} classes, the target '
+                       f'{len(target.labels)}')
+    test_dir = _test_source(args, b, train_dir)
+    if test_dir is not None:
+        train = full
+        test = datasets.load_image_folder(test_dir, target.input_shape, prepare)
+    else:
+        train, test = datasets.split_holdout(full, HOLDOUT, seed=0)
+    if n_train is not None and n_train < len(train):
+        train = datasets.subset(train, n_train, seed=args.seed)
+    b.card['data'] = {'train': str(train_dir), 'test': test_dir or f'{HOLDOUT:.0%} of train '
+                      '(seeded)', 'n_train': len(full) if test_dir else len(full) - len(test),
+                      'n_test': len(test)}
+    return UserContext(b, target, train, test)
+
+
+def _mix(args) -> training.AdversarialMix:
+    return training.AdversarialMix(eps=tuple(args.train_eps) if args.train_eps else TRAIN_EPS)
+
+
+def _adversarial(ctx: UserContext, args):
+    g = training.seed_everything(args.seed)
+    x = ctx.train.floats()
+    x_adv, kind, _ = training.make_adversarial_set(
+        ctx.target.model, x, ctx.train.y, _mix(args), g, batch_size=250,
+        progress=ProgressBar('attack train set'))
+    counts = {k: int((kind == i).sum()) for i, k in enumerate(training.ATTACK_KINDS)}
+    return x_adv, x, counts
+
+
+def report(ctx: UserContext, defended: dict, limit: int, eps: float, seed: int = 0) -> dict:
+    """Print and return accuracy[defense][attack] on the bundle's held-out data."""
+    n = min(limit, len(ctx.test))
+    x, y = ctx.test.floats(slice(0, n)), ctx.test.y[:n]
+    acc = evaluation.evaluate(ctx.target.model, x, y, defended,
+                              evaluation.eval_attacks(seed, eps=eps), progress=ProgressBar('eval'))
+    rows = [{'defense': d, **{a: round(v, 4) for a, v in row.items()}} for d, row in acc.items()]
+    print(format_table(rows))
+    print(f'{n} held-out images, L-inf eps {eps:.4f}')
+    return acc
+
+
+def _save_denoiser(ctx: UserContext, kind: str, model, cfg: dunet.DUNetConfig, seed: int,
+                   **figures) -> dict:
+    name = f'{kind}.pt'
+    models.save_state_dict(model, ctx.bundle.path(name))
+    ctx.bundle.card.setdefault('denoisers', {})[kind] = {'weights': name,
+                                                         'config': cfg.as_dict()}
+    entry = ctx.bundle.record_file(name, seed=seed, **figures)
+    ctx.bundle.save()
+    print(f'saved {ctx.bundle.path(name)} ({entry["bytes"] / 1e6:.2f} MB)')
+    return {'bundle': str(ctx.bundle.root), 'file': name, **figures}
+
+
+def train_denoiser(args) -> dict:
+    """HGD's guided training of a DUNET for a bundle's target on the user's data."""
+    ctx = open_context(args, args.n_train)
+    c, h, _ = ctx.target.input_shape
+    cfg = dunet.DUNetConfig.scaled(c, h, args.width)
+    start = time.monotonic()
+    x_adv, x_clean, counts = _adversarial(ctx, args)
+    attack_seconds = time.monotonic() - start
+    training.seed_everything(args.seed)
+    model = dunet.build_dunet(cfg)
+    tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                        lr=args.lr, loss=args.loss, seed=args.seed)
+    training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
+                            progress=ProgressBar('train DUNET'),
+                            checkpoint=training.Checkpoint(
+                                ctx.bundle.root / 'checkpoints' / 'dunet.ckpt'))
+    seconds = time.monotonic() - start
+    acc = report(ctx, {'none': torch.nn.Identity(), 'dunet': model}, args.eval_limit, args.eps)
+    return _save_denoiser(
+        ctx, 'dunet', model, cfg, args.seed, width=args.width, loss=args.loss,
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, n_train=len(x_clean),
+        train_set=counts, train_eps=list(_mix(args).eps), seconds=round(seconds, 1),
+        attack_seconds=round(attack_seconds, 1), eval_n=min(args.eval_limit, len(ctx.test)),
+        eval_eps=args.eps, macs=tucker.total_macs(model, cfg.input_shape), accuracy=acc)
+
+
+def train_denoiser_d(args) -> dict:
+    """Tucker-decompose a bundle's DUNET into DUNET_D, fine-tune it post hoc, save it."""
+    ctx = open_context(args, args.n_train)
+    entry = ctx.bundle.denoiser('dunet')
+    cfg = dunet.DUNetConfig.from_dict(entry['config'])
+    base = dunet.load_denoiser('dunet', cfg, ctx.bundle.check_file(entry['weights']))
+    start = time.monotonic()
+    rule = args.rule or cfg.rank_rule
+    approx = dunet.decompose(base, rule)
+    ranks = dunet.tucker_ranks(approx)
+    shape = ctx.target.input_shape
+    total, total_d = tucker.total_macs(base, shape), tucker.total_macs(approx, shape)
+    print(f'ranks ({rule}): ' + ', '.join(f'{k}={v}' for k, v in ranks.items())
+          + f'; MACs at {"x".join(map(str, shape))} {total:,} -> {total_d:,} '
+            f'(ratio {total_d / total:.4f})')
+    x_adv, x_clean, counts = _adversarial(ctx, args)
+    tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                        lr=args.lr, seed=args.seed)
+    training.train_denoiser(approx, ctx.target.model, x_adv, x_clean, tcfg,
+                            progress=ProgressBar('fine-tune DUNET_D'),
+                            checkpoint=training.Checkpoint(
+                                ctx.bundle.root / 'checkpoints' / 'dunet_d.ckpt'))
+    seconds = time.monotonic() - start
+    acc = report(ctx, {'dunet': base, 'dunet_d': approx}, args.eval_limit, args.eps)
+    return _save_denoiser(
+        ctx, 'dunet_d', approx, cfg, args.seed, rank_rule=rule,
+        ranks={k: list(v) for k, v in ranks.items()}, dunet_macs=total, dunet_d_macs=total_d,
+        mac_ratio=total_d / total, dunet_sha256=ctx.bundle.card['files'][entry['weights']][
+            'sha256'], epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        n_train=len(x_clean), train_set=counts, seconds=round(seconds, 1),
+        eval_n=min(args.eval_limit, len(ctx.test)), eval_eps=args.eps, accuracy=acc)
+
+
+def measure_setting(ctx: UserContext, cut: str, codec: str, quality: int | None, tail,
+                    limit: int) -> dict:
+    """Return the held-out accuracy of one (cut, codec, quality) through ``tail``."""
+    head, _ = ctx.target.halves(cut)
+    n = min(limit, len(ctx.test))
+    opts = codecs.jpeg_options(codec, quality)
+    hits = ref = 0
+    with torch.no_grad():
+        for i in range(0, n, 250):
+            x, y = ctx.test.floats(slice(i, min(i + 250, n))), ctx.test.y[i:min(i + 250, n)]
+            sent = torch.from_numpy(codecs.roundtrip(head(x), codec, **opts)[0])
+            hits += evaluation.top1_hits(tail(sent), y)
+            ref += evaluation.top1_hits(ctx.target.model(x), y)
+    acc, reference = hits / n, ref / n
+    return {'cut': cut, 'codec': codec, 'quality': quality, 'accuracy': acc,
+            'reference': reference, 'drop_pt': round(100 * (reference - acc), 4), 'n': n,
+            'target': ctx.target.hash}
+
+
+def channel_of(codec: str, quality: int | None):
+    """Return the link as a function: encode and decode every sample of a batch."""
+    opts = codecs.jpeg_options(codec, quality)
+
+    def channel(f):
+        return torch.from_numpy(codecs.roundtrip(f, codec, **opts)[0])
+    return channel
+
+
+def host_finetune(args) -> dict:
+    """Fine-tune a bundle target's tail at (cut, codec, quality); record tail and accuracy."""
+    quality = codecs.codec_quality(args.codec, args.quality)
+    ctx = open_context(args, args.limit)
+    cut = ctx.target.check_cut(args.cut)
+    head, plain = ctx.target.halves(cut)
+    limit = args.test_limit or len(ctx.test)
+    before = measure_setting(ctx, cut, args.codec, quality, plain, limit)
+    tail = copy.deepcopy(plain)
+    cfg = training.HostFinetuneConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                      lr=args.lr, seed=args.seed)
+    start = time.monotonic()
+    name = bundle.tail_file(cut, args.codec, quality)
+    training.finetune_host_tail(head, tail, ctx.train.x, ctx.train.y,
+                                channel_of(args.codec, quality), cfg,
+                                progress=ProgressBar('host fine-tune'),
+                                checkpoint=training.Checkpoint(
+                                    ctx.bundle.root / 'checkpoints' / (name + '.ckpt')))
+    seconds = time.monotonic() - start
+    after = measure_setting(ctx, cut, args.codec, quality, tail, limit)
+    models.save_state_dict(tail, ctx.bundle.path(name))
+    ctx.bundle.put('tails', {'cut': cut, 'codec': args.codec, 'quality': quality,
+                             'weights': name, 'base_hash': ctx.target.hash},
+                   ('cut', 'codec', 'quality'))
+    ctx.bundle.put('accuracy', {**after, 'tail': name}, ('cut', 'codec', 'quality'))
+    ctx.bundle.record_file(name, seed=args.seed, cut=cut, codec=args.codec, quality=quality,
+                           accuracy_before=before['accuracy'], accuracy_after=after['accuracy'],
+                           reference=after['reference'], n_test=after['n'],
+                           n_train=len(ctx.train), epochs=cfg.epochs, lr=cfg.lr,
+                           seconds=round(seconds, 1))
+    ctx.bundle.save()
+    print(f'{args.codec} q={quality} at {cut}: held-out accuracy {before["accuracy"]:.4f} -> '
+          f'{after["accuracy"]:.4f} (unsplit {after["reference"]:.4f}, n={after["n"]}); saved '
+          f'{ctx.bundle.path(name)} in {seconds:.0f} s')
+    return {'bundle': str(ctx.bundle.root), 'tail': name, 'before': before, 'after': after,
+            'seconds': round(seconds, 1)}
