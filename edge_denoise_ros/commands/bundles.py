@@ -131,6 +131,9 @@ def open_context(args, n_train: int | None = None) -> UserContext:
     b.card['data'] = {'train': str(train_dir), 'test': test_dir or f'{HOLDOUT:.0%} of train '
                       '(seeded)', 'n_train': len(full) if test_dir else len(full) - len(test),
                       'n_test': len(test)}
+    made = datasets.generator_record(train_dir)
+    if made is not None:          # generated data: a fresh machine can make it again
+        b.card['data']['generator'] = made
     return UserContext(b, target, train, test)
 
 

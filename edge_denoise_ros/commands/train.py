@@ -142,6 +142,9 @@ def train_target(args) -> dict:
     b.card['labels'] = bundle.LABELS
     b.card['data'] = {'train': str(args.data), 'test': str(test_folder(args)),
                       'n_train': len(train), 'n_test': len(test)}
+    made = datasets.generator_record(args.data)
+    if made is not None:          # generated data: a fresh machine can make it again
+        b.card['data']['generator'] = made
     b.record_file(bundle.TARGET, seed=cfg.seed, test_accuracy=acc, n_test=len(test),
                   seconds=round(seconds, 1), epochs=cfg.epochs, lr=cfg.lr,
                   batch_size=cfg.batch_size, torch=torch.__version__,

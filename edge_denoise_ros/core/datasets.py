@@ -24,6 +24,7 @@ by :func:`frames.prepare_pixels`; they stay uint8 ``(N, C, H, W)`` in memory
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,18 @@ def write_image_folder(root: str | os.PathLike, images_rgb: np.ndarray, labels: 
 def safe_class_dir(name: str) -> str:
     """Return a class name as a folder name (``/`` becomes ``-``); order-preserving per list."""
     return name.replace('/', '-').replace(os.sep, '-')
+
+
+def generator_record(folder: str | os.PathLike) -> dict | None:
+    """Return how a generated data set was made (``scenes.json`` beside ``train``/``test``)."""
+    path = Path(folder).parent / 'scenes.json'
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:

@@ -157,3 +157,13 @@ def make_scenes(split: str, count: int, cfg: SceneConfig = SceneConfig(), seed: 
         out[j] = render(images[k], photo, cfg, rng)
         ys[j] = labels[k]
     return out, ys
+
+
+def remake(record: dict, split: str, count: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Make scenes again from a ``data scenes`` record (``scenes.json``, a bundle card's generator)."""
+    try:
+        cfg = SceneConfig(size=int(record['size']))
+        seed = int(record['seed'])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f'not a scenes record: {record!r}') from None
+    return make_scenes(split, count, cfg, seed=seed, start=start)
