@@ -37,6 +37,7 @@ GROUPS = {
     'train': ('train and ship weights (seeded)', None),
     'bench': ('benchmarks; ratios measured side by side in one run', None),
     'data': ('make data sets', None),
+    'bundle': ('a bundle: measure its accuracy profile, show it', None),
     'bag': ('rosbag2: play, record, info, make-demo',
             'rosbag2 bags (sqlite3 or MCAP) without rosbag2_py: play, record, info, make-demo'),
 }
@@ -65,6 +66,13 @@ COMMANDS = {
         'datasets:register_scenes',
         'write the realistic profile: Fashion-MNIST items over real photographs at random '
         'scale, position, rotation, colour and lighting, as train/test ImageFolders'),
+    ('bundle', 'accuracy'): (
+        'bundles:register_accuracy',
+        "measure a bundle's held-out accuracy per (cut, codec, quality), with the tail the "
+        'host would use; the planner never picks an unmeasured lossy setting'),
+    ('bundle', 'show'): (
+        'bundles:register_show',
+        "a bundle's target, files, sizes, denoisers, tails and accuracy profile"),
     ('bench', 'denoiser'): (
         'denoiser:register_bench_denoiser',
         'wall time of DUNET vs DUNET_D, measured side by side in one run'),

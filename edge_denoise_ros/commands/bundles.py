@@ -32,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from .common import CliError, format_table, ProgressBar
-from ..core import bundle, codecs, datasets, dunet, evaluation, frames, models, pipeline
-from ..core import training, tucker
+from .common import CliError, format_table, parse_list, ProgressBar
+from ..core import bundle, codecs, data, datasets, dunet, evaluation, frames, models, pipeline
+from ..core import scenes, tails, training, tucker, wire
 
 HOLDOUT = 0.2               # the share of --data held out when there is no test folder
 DEFAULT_EPS = 8 / 255       # L-inf budget of a bundle's evaluation attacks
@@ -128,8 +128,9 @@ def open_context(args, n_train: int | None = None) -> UserContext:
         train, test = datasets.split_holdout(full, HOLDOUT, seed=0)
     if n_train is not None and n_train < len(train):
         train = datasets.subset(train, n_train, seed=args.seed)
-    b.card['data'] = {'train': str(train_dir), 'test': test_dir or f'{HOLDOUT:.0%} of train '
-                      '(seeded)', 'n_train': len(full) if test_dir else len(full) - len(test),
+    b.card['data'] = {'train': str(train_dir), 'test': test_dir,
+                      'holdout': None if test_dir else HOLDOUT,
+                      'n_train': len(full) if test_dir else len(full) - len(test),
                       'n_test': len(test)}
     made = datasets.generator_record(train_dir)
     if made is not None:          # generated data: a fresh machine can make it again
@@ -298,3 +299,155 @@ def host_finetune(args) -> dict:
           f'{ctx.bundle.path(name)} in {seconds:.0f} s')
     return {'bundle': str(ctx.bundle.root), 'tail': name, 'before': before, 'after': after,
             'seconds': round(seconds, 1)}
+
+
+# --- edge-denoise bundle accuracy | show ---------------------------------------------------
+
+def register_accuracy(p) -> None:
+    """Add ``bundle accuracy``'s arguments."""
+    p.add_argument('--bundle', required=True, help='bundle folder')
+    p.add_argument('--cuts', type=lambda t: parse_list(t), default=None,
+                   help="cuts to measure (labels or node names; 'frame' = host-only); default: "
+                        "every cut of the target and the frame")
+    p.add_argument('--codecs', type=lambda t: parse_list(t), default=['q8', 'jpeg'],
+                   help='lossy codecs to measure (feature codecs; jpeg/deepn_jpeg at the frame)')
+    p.add_argument('--qualities', type=lambda t: parse_list(t, int), default=[5, 20, 50, 90],
+                   help='JPEG qualities to measure')
+    p.add_argument('--limit', type=int, default=2000, help='held-out frames per measurement')
+    p.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
+    p.set_defaults(func=accuracy_profile)
+
+
+def register_show(p) -> None:
+    """Add ``bundle show``'s arguments."""
+    p.add_argument('--bundle', required=True, help='bundle folder')
+    p.set_defaults(func=show)
+
+
+def _settings(cuts, codec_names, qualities):
+    """Yield every (cut, codec, quality) to measure: image codecs at the frame, else feature."""
+    for cut in cuts:
+        allowed = wire.IMAGE_CODECS if cut == pipeline.FRAME_CUT else wire.FEATURE_CODECS
+        for codec in codec_names:
+            if codec not in allowed:
+                continue
+            if codec == 'jpeg':
+                yield from ((cut, codec, q) for q in qualities)
+            else:
+                yield cut, codec, None
+
+
+def measure_frame_setting(ctx: UserContext, codec: str, quality: int | None,
+                          limit: int) -> dict:
+    """Host-only: the held-out accuracy of frames sent with an image codec."""
+    n = min(limit, len(ctx.test))
+    opts = codecs.jpeg_options(codec, quality)
+    hits = ref = 0
+    with torch.no_grad():
+        for i in range(n):
+            frame = ctx.test.x[i].permute(1, 2, 0).numpy()
+            frame = frame[:, :, ::-1] if ctx.target.input_shape[0] == 3 and \
+                ctx.target.preparation.channel_order == 'rgb' else frame
+            frame = frame.copy() if frame.shape[-1] == 3 else frame[:, :, 0].copy()
+            payload, meta = codecs.encode(frame, codec, **opts)
+            sent = codecs.decode(payload, meta)
+            enc = 'bgr8' if sent.ndim == 3 else 'mono8'
+            y = ctx.test.y[i:i + 1]
+            hits += evaluation.top1_hits(ctx.target.model(ctx.target.preprocess(sent, enc)), y)
+            ref += evaluation.top1_hits(ctx.target.model(ctx.test.floats(slice(i, i + 1))), y)
+    acc, reference = hits / n, ref / n
+    return {'cut': pipeline.FRAME_CUT, 'codec': codec, 'quality': quality, 'accuracy': acc,
+            'reference': reference, 'drop_pt': round(100 * (reference - acc), 4), 'n': n,
+            'target': ctx.target.hash}
+
+
+def accuracy_profile(args) -> dict:
+    """Measure held-out accuracy per (cut, codec, quality) with the tail the host would use."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ctx = read_context(args.bundle)
+    lookup = tails.finetuned_tails(ctx.target)
+    cuts = [ctx.target.check_cut(c) for c in args.cuts] if args.cuts else \
+        [pipeline.FRAME_CUT] + [c for c in ctx.target.cuts if c != 'input']
+    rows = []
+    bar = ProgressBar('accuracy')
+    todo = list(_settings(cuts, args.codecs, args.qualities))
+    for i, (cut, codec, q) in enumerate(todo, 1):
+        if cut == pipeline.FRAME_CUT:
+            entry = measure_frame_setting(ctx, codec, q, args.limit)
+        else:
+            tuned = lookup(cut, codec, q)
+            tail = tuned if tuned is not None else ctx.target.halves(cut)[1]
+            entry = measure_setting(ctx, cut, codec, q, tail, args.limit)
+            if tuned is not None:
+                entry['tail'] = Path(tuned.finetuned).name
+        ctx.bundle.put('accuracy', entry, ('cut', 'codec', 'quality'))
+        rows.append({k: entry.get(k) for k in ('cut', 'codec', 'quality', 'accuracy',
+                                                'drop_pt', 'n', 'tail')})
+        bar(i, len(todo))
+    ctx.bundle.save()
+    print(format_table(rows))
+    return {'bundle': str(ctx.bundle.root), 'entries': rows}
+
+
+def show(args) -> dict:
+    """Print what a bundle holds: target, files and sizes, denoisers, tails, accuracy."""
+    b = bundle.Bundle.load(args.bundle)
+    files = [{'file': k, 'bytes': v.get('bytes'), 'command': v.get('command', '')[:80]}
+             for k, v in sorted(b.card.get('files', {}).items())]
+    print(f"target {b.target['model']} input {'x'.join(map(str, b.input_shape))}, "
+          f"{b.target.get('num_classes')} classes")
+    print(format_table(files))
+    total = sum(f['bytes'] or 0 for f in files)
+    print(f'{total / 1e6:.2f} MB in {len(files)} files')
+    acc = sorted(b.accuracy_profile().values(), key=lambda a: (a['cut'], a['codec'],
+                                                               a.get('quality') or 0))
+    if acc:
+        print(format_table([{k: a.get(k) for k in ('cut', 'codec', 'quality', 'accuracy',
+                                                   'drop_pt', 'tail')} for a in acc]))
+    return {'bundle': str(b.root), 'card': b.card, 'bytes': total}
+
+
+def read_context(path: str, limit: int | None = None) -> UserContext:
+    """
+    Load a bundle's target and its held-out data without changing the card.
+
+    The held-out data: the card's test ImageFolder; else the seeded share of
+    its train folder held out in training; else, for generated data, the same
+    test frames made again (``data.generator``); else a one-line error.
+    """
+    b = bundle.Bundle.load(path)
+    target = pipeline.Target(bundle=path)
+    d = b.card.get('data', {})
+
+    def prepare(img, shape):
+        return frames.prepare_pixels(img, shape, target.preparation)
+
+    if d.get('test') and Path(d['test']).is_dir():
+        test = datasets.load_image_folder(d['test'], target.input_shape, prepare, limit=limit)
+    elif d.get('holdout') and d.get('train') and Path(d['train']).is_dir():
+        full = datasets.load_image_folder(d['train'], target.input_shape, prepare)
+        test = datasets.split_holdout(full, d['holdout'], seed=0)[1]
+    elif d.get('generator'):
+        test = generated_test_set(d['generator'], target, limit or d.get('n_test') or 2000)
+    else:
+        raise CliError(f'{path}: its held-out data ({d.get("test") or d.get("train")}) are not '
+                       f'here; pass them with --data')
+    if limit is not None and limit < len(test):
+        test = datasets.ImageSet(test.x[:limit], test.y[:limit], test.classes)
+    empty = datasets.ImageSet(test.x[:0], test.y[:0], test.classes)
+    return UserContext(b, target, empty, test)
+
+
+def generated_test_set(record: dict, target: pipeline.Target, count: int) -> datasets.ImageSet:
+    """Make a bundle's generated test frames again, labelled by the bundle's class names."""
+    rgb, fashion = scenes.remake(record, 'test', count)
+    labels = list(target.labels or ())
+    index = {name: i for i, name in enumerate(labels)}
+    try:
+        y = [index[datasets.safe_class_dir(data.CLASSES[int(k)])] for k in fashion]
+    except KeyError as exc:
+        raise CliError(f'the bundle\'s labels do not name the generated class {exc}') from None
+    x = torch.stack([torch.from_numpy(frames.prepare_pixels(
+        img[:, :, ::-1], target.input_shape, target.preparation)) for img in rgb])
+    return datasets.ImageSet(x, torch.tensor(y, dtype=torch.int64), labels)
