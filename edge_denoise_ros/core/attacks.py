@@ -15,6 +15,11 @@
 """
 L-infinity attacks on torch autograd: FGSM (Goodfellow et al.) and PGD (Madry et al.).
 
+:func:`through` makes ``target(defense(x))`` one module, so any attack here is
+white-box against a defended target: exact gradients through a defense that
+passes them (DUNET, DUNET_D), BPDA (Athalye et al. 2018: the defense on the
+forward pass, the identity on the backward) through one that does not (JPEG).
+
 Images are in pixel space ``[0, 1]`` and every result is clamped to it. ``eps``
 (and PGD's ``step_size``) is a float or a tensor broadcastable to the batch,
 e.g. ``(B, 1, 1, 1)`` for one budget per image. The model's mode is left as
@@ -78,3 +83,40 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Budget, steps: 
         xa = xa + step_size * input_gradient(model, xa, y).sign()
         xa = torch.max(torch.min(xa, high), low)
     return xa.detach()
+
+
+class Bpda(nn.Module):
+    """
+    Backward pass differentiable approximation: ``defense(x)`` forward, the identity backward.
+
+    For a defense gradients do not flow through (JPEG re-encoding is
+    quantisation, and runs outside autograd): the attacker differentiates the
+    target at the defended image and takes it as the gradient w.r.t. ``x``,
+    i.e. d defense(x) / dx ~ I (Athalye, Carlini & Wagner, ICML 2018).
+    """
+
+    def __init__(self, defense: nn.Module):
+        super().__init__()
+        self.defense = defense
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + (self.defense(x) - x).detach()
+
+
+def passes_gradient(defense: nn.Module, example: torch.Tensor) -> bool:
+    """Return whether ``defense``'s output on ``example`` (a batch) carries a gradient to it."""
+    with torch.enable_grad():
+        return bool(defense(example[:1].detach().clone().requires_grad_(True)).requires_grad)
+
+
+def through(model: nn.Module, defense: nn.Module, example: torch.Tensor) -> nn.Module:
+    """
+    Return ``model(defense(x))`` as one module, for white-box attacks on the defended target.
+
+    Gradients are exact where the defense passes them (tried on ``example``),
+    BPDA's identity where it does not. With ``nn.Identity`` as the defense the
+    composite computes exactly what ``model`` does: the same attack, the same
+    examples. Modes are left as they are (exported targets refuse ``.eval()``).
+    """
+    first = defense if passes_gradient(defense, example) else Bpda(defense)
+    return nn.Sequential(first, model)
