@@ -72,7 +72,8 @@ def _write_target(b: bundle.Bundle, args) -> None:
     else:
         if not args.weights and not models.has_own_normalize(model):
             raise CliError(f'{model} needs trained weights: --weights FILE, or train it first '
-                           f'(edge-denoise train target --model {model} --data ... --out {b.root})')
+                           f'(edge-denoise train target --model {model} --data ... '
+                           f'--out {b.root})')
         spec = {'model': model, 'weights': bundle.TARGET}
         source = args.weights or models.weights_path(models.DEFAULT_WEIGHTS)
         shutil.copyfile(source, b.path(bundle.TARGET))
@@ -383,8 +384,8 @@ def accuracy_profile(args) -> dict:
             if tuned is not None:
                 entry['tail'] = Path(tuned.finetuned).name
         ctx.bundle.put('accuracy', entry, ('cut', 'codec', 'quality'))
-        rows.append({k: entry.get(k) for k in ('cut', 'codec', 'quality', 'accuracy',
-                                                'drop_pt', 'n', 'tail')})
+        keys = ('cut', 'codec', 'quality', 'accuracy', 'drop_pt', 'n', 'tail')
+        rows.append({k: entry.get(k) for k in keys})
         bar(i, len(todo))
     ctx.bundle.save()
     print(format_table(rows))

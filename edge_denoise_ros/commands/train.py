@@ -90,7 +90,7 @@ def test_folder(args) -> Path:
 
 
 def load_user_data(args, shape, prep, limit=None):
-    """Return ``(train, test)`` :class:`datasets.ImageSet` of ``--data``, prepared for ``shape``."""
+    """Return ``(train, test)`` image sets of ``--data``, prepared for ``shape``."""
     def prepare(img, s):
         return frames.prepare_pixels(img, s, prep)
 

@@ -136,7 +136,7 @@ def make_scenes(split: str, count: int, cfg: SceneConfig = SceneConfig(), seed: 
                 start: int = 0, photos: list[np.ndarray] | None = None,
                 ) -> tuple[np.ndarray, np.ndarray]:
     """
-    Return ``count`` scenes of ``split`` from index ``start``: RGB uint8 ``(N, S, S, 3)`` and labels.
+    Return ``count`` scenes of ``split`` from ``start``: RGB uint8 ``(N, S, S, 3)``, labels.
 
     Scene ``i`` uses Fashion-MNIST item ``i`` of the split (cycling) and a
     generator seeded by ``(seed, split, i)``: any slice can be made alone.
@@ -160,7 +160,7 @@ def make_scenes(split: str, count: int, cfg: SceneConfig = SceneConfig(), seed: 
 
 
 def remake(record: dict, split: str, count: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Make scenes again from a ``data scenes`` record (``scenes.json``, a bundle card's generator)."""
+    """Make scenes again from a ``data scenes`` record (``scenes.json``, a card's generator)."""
     try:
         cfg = SceneConfig(size=int(record['size']))
         seed = int(record['seed'])
