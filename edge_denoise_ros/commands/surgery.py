@@ -122,9 +122,10 @@ def register_plan(p) -> None:
                                            '(the node parameter codecs; default: all); only '
                                            'these feature codecs are profiled')
     p.add_argument('--bundle', default=None,
-                   help='bundle folder whose accuracy profile bounds the choice (default: the '
-                        'default target\'s shipped measurements; other models: none, so only '
-                        'lossless codecs or edge-only)')
+                   help='bundle folder: its target, input and preparation are planned, and '
+                        'its accuracy profile bounds the choice (default: the default target\'s '
+                        'shipped measurements; other models: none, so only lossless codecs or '
+                        'edge-only)')
     p.add_argument('--max-accuracy-drop', type=accuracy_drop, default=DEFAULT_MAX_ACCURACY_DROP,
                    help='never pick a lossy cut/codec/quality losing more held-out accuracy '
                         '(percentage points), nor an unmeasured one (the node parameter '
@@ -187,6 +188,10 @@ def register_bench_planner(p) -> None:
 def _load(args):
     """Return ``(model, input_shape, frame)`` from the common arguments."""
     torch.manual_seed(0)  # models without weights files: the same features, run to run
+    if getattr(args, 'bundle', None):          # the bundle's target, input and preparation
+        target = pipeline.Target(bundle=args.bundle)
+        args.model = target.name
+        return target.model, target.input_shape, _frame(args.frame, target.input_shape)
     model = models.build_target(args.model, weights=args.weights)
     shape = args.input or models.input_shape(args.model)   # a .pt2: the shape it was exported
     if len(shape) == 2:
