@@ -118,21 +118,23 @@ def open_context(args, n_train: int | None = None) -> UserContext:
     def prepare(img, shape):
         return frames.prepare_pixels(img, shape, target.preparation)
 
-    full = datasets.load_image_folder(train_dir, target.input_shape, prepare)
-    if target.labels and len(full.classes) != len(target.labels):
-        raise CliError(f'{train_dir} has {len(full.classes)} classes, the target '
-                       f'{len(target.labels)}')
     test_dir = _test_source(args, b, train_dir)
-    if test_dir is not None:
-        train = full
+    n_folder = len(datasets.list_image_folder(train_dir)[0])
+    if test_dir is not None:          # only the images trained on are read
+        train = datasets.load_image_folder(train_dir, target.input_shape, prepare,
+                                           limit=n_train, seed=args.seed)
         test = datasets.load_image_folder(test_dir, target.input_shape, prepare)
     else:
+        full = datasets.load_image_folder(train_dir, target.input_shape, prepare)
         train, test = datasets.split_holdout(full, HOLDOUT, seed=0)
-    if n_train is not None and n_train < len(train):
-        train = datasets.subset(train, n_train, seed=args.seed)
+        if n_train is not None and n_train < len(train):
+            train = datasets.subset(train, n_train, seed=args.seed)
+    if target.labels and len(train.classes) != len(target.labels):
+        raise CliError(f'{train_dir} has {len(train.classes)} classes, the target '
+                       f'{len(target.labels)}')
     b.card['data'] = {'train': str(train_dir), 'test': test_dir,
                       'holdout': None if test_dir else HOLDOUT,
-                      'n_train': len(full) if test_dir else len(full) - len(test),
+                      'n_train': n_folder if test_dir else n_folder - len(test),
                       'n_test': len(test)}
     made = datasets.generator_record(train_dir)
     if made is not None:          # generated data: a fresh machine can make it again
