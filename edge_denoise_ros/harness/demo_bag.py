@@ -97,12 +97,25 @@ class DemoBagConfig:
         return base + '/compressed' if self.compressed else base
 
 
-def demo_truth(stamp_ns: int, frame_id: str, seq: int, index: int, label: int,
-               adversarial: bool) -> dict:
-    """Return the ground truth record of one demo frame (the JSON of the truth topic)."""
+def demo_truth(stamp_ns: int, frame_id: str, seq: int, index: int | str, label: int,
+               adversarial: bool, label_name: str | None = None) -> dict:
+    """
+    Return the ground truth record of one demo frame (the JSON of the truth topic).
+
+    ``label`` indexes the target's classes; ``label_name`` names it (default:
+    the Fashion-MNIST class of that index).
+    """
     return {'stamp': {'sec': stamp_ns // 10**9, 'nanosec': stamp_ns % 10**9},
             'stamp_ns': stamp_ns, 'frame_id': frame_id, 'seq': seq, 'index': index,
-            'label': label, 'label_name': data.CLASSES[label], 'adversarial': adversarial}
+            'label': label, 'label_name': data.CLASSES[label] if label_name is None
+            else label_name, 'adversarial': adversarial}
+
+
+def frame_header(stamp: int, frame_id: str) -> Header:
+    """Return a camera header stamped ``stamp`` (ns)."""
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+    return header
 
 
 def stamp_ns(header) -> int:
@@ -169,8 +182,7 @@ def demo_samples(cfg: DemoBagConfig, model=None, progress: Progress | None = Non
 
 def demo_frame_msg(image, stamp: int, cfg: DemoBagConfig):
     """Build the camera message of one 28x28 sample (Image, or CompressedImage if asked)."""
-    header = Header(frame_id=cfg.frame_id)
-    header.stamp.sec, header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+    header = frame_header(stamp, cfg.frame_id)
     if cfg.width:   # a camera's aspect: the sample stretched by nearest neighbour
         big = cv2.resize(image, (cfg.width, cfg.size), interpolation=cv2.INTER_NEAREST)
         frame = big if cfg.encoding == 'mono8' else np.repeat(big[:, :, None], 3, axis=2)
@@ -180,6 +192,53 @@ def demo_frame_msg(image, stamp: int, cfg: DemoBagConfig):
         return conversions.image_to_compressed_msg(frame, cfg.encoding, cfg.compressed,
                                                    quality=cfg.jpeg_quality, header=header)
     return conversions.image_to_msg(frame, cfg.encoding, header=header)
+
+
+def prepare_output(out, overwrite: bool) -> Path:
+    """Clear the way for a new bag at ``out`` (replacing only a rosbag2 with ``overwrite``)."""
+    out = Path(out)
+    if out.exists():
+        if not overwrite:
+            raise ValueError(f'{out} exists already; pass overwrite (--force) to replace it')
+        if not (out / 'metadata.yaml').is_file():
+            raise ValueError(f'{out} exists and is not a rosbag2 directory; not replacing it')
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_camera_bag(out: Path, frames, total: int, record: dict, *, storage: str,
+                     camera_topic: str, truth_topic: str, compressed: bool = False,
+                     progress: Progress | None = None) -> None:
+    """
+    Write a bag in the demo bag's layout from ``(stamp, truth, camera msg)`` triples.
+
+    The truth (``std_msgs/String`` JSON) is written at the frame's stamp and
+    the frame 1 µs later, so a player delivers the truth first; ``record``
+    goes into the bag's custom data. A failed write leaves no bag behind.
+    """
+    camera_cls = 'sensor_msgs/msg/CompressedImage' if compressed else 'sensor_msgs/msg/Image'
+    store = typestore()
+    writer = Writer(out, version=BAG_VERSION, storage_plugin=storage_plugin(storage))
+    writer.set_custom_data(DEMO_METADATA_KEY, json.dumps(record, sort_keys=True))
+    writer.open()
+    try:
+        truth_conn = writer.add_connection(
+            absolute(truth_topic), 'std_msgs/msg/String', typestore=store,
+            offered_qos_profiles=[rosbags_qos(reliable_qos_profile())])
+        image_conn = writer.add_connection(
+            camera_topic, camera_cls, typestore=store,
+            offered_qos_profiles=[rosbags_qos(camera_qos_profile())])
+        for i, (stamp, truth, msg) in enumerate(frames):
+            writer.write(truth_conn, stamp, canonical_cdr(String(data=json.dumps(truth))))
+            writer.write(image_conn, stamp + 1000, canonical_cdr(msg))
+            if progress is not None:
+                progress(i + 1, total, {'stage': 'write'})
+    except BaseException:
+        writer.close()
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    writer.close()
 
 
 def make_demo_bag(out=DEFAULT_DEMO_BAG, cfg: DemoBagConfig | None = None, model=None,
@@ -195,49 +254,29 @@ def make_demo_bag(out=DEFAULT_DEMO_BAG, cfg: DemoBagConfig | None = None, model=
     """
     cfg = cfg or DemoBagConfig()
     cfg.check()
-    out = Path(out)
-    if out.exists():
-        if not overwrite:
-            raise ValueError(f'{out} exists already; pass overwrite (--force) to replace it')
-        if not (out / 'metadata.yaml').is_file():
-            raise ValueError(f'{out} exists and is not a rosbag2 directory; not replacing it')
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(out, overwrite)
     model = model if model is not None else models.build_target(cfg.model)
     models.eval_mode(model)
     images, labels, indices, adv = demo_samples(cfg, model, progress)
 
     camera_cls = 'sensor_msgs/msg/CompressedImage' if cfg.compressed else 'sensor_msgs/msg/Image'
-    store = typestore()
     inputs = []
-    writer = Writer(out, version=BAG_VERSION, storage_plugin=storage_plugin(cfg.storage))
     record = {**asdict(cfg), 'model_hash': models.state_hash(model),
               'clean': int((~adv).sum()), 'adversarial': int(adv.sum())}
-    writer.set_custom_data(DEMO_METADATA_KEY, json.dumps(record, sort_keys=True))
-    writer.open()
-    try:
-        truth_conn = writer.add_connection(
-            absolute(cfg.truth_topic), 'std_msgs/msg/String', typestore=store,
-            offered_qos_profiles=[rosbags_qos(reliable_qos_profile())])
-        image_conn = writer.add_connection(
-            cfg.image_topic, camera_cls, typestore=store,
-            offered_qos_profiles=[rosbags_qos(camera_qos_profile())])
+
+    def frames():
         for i in range(cfg.frames):
             stamp = cfg.start_ns + int(round(i * 1e9 / cfg.rate_hz))
             truth = demo_truth(stamp, cfg.frame_id, i, int(indices[i]), int(labels[i]),
                                bool(adv[i]))
-            writer.write(truth_conn, stamp, canonical_cdr(String(data=json.dumps(truth))))
             msg = demo_frame_msg(images[i], stamp, cfg)
-            writer.write(image_conn, stamp + 1000, canonical_cdr(msg))
             frame, encoding = conversions.camera_msg_to_image(msg)
             inputs.append(data.preprocess_frame(frame, encoding))
-            if progress is not None:
-                progress(i + 1, cfg.frames, {'stage': 'write'})
-    except BaseException:
-        writer.close()
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    writer.close()
+            yield stamp, truth, msg
+
+    write_camera_bag(out, frames(), cfg.frames, record, storage=cfg.storage,
+                     camera_topic=cfg.image_topic, truth_topic=cfg.truth_topic,
+                     compressed=bool(cfg.compressed), progress=progress)
     with torch.no_grad():
         pred = torch.cat([model(x) for x in torch.cat(inputs).split(250)]).argmax(1).numpy()
     correct = pred == labels
