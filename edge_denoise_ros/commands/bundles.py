@@ -35,6 +35,7 @@ import torch
 from .common import CliError, format_table, parse_list, ProgressBar
 from ..core import bundle, codecs, data, datasets, dunet, evaluation, frames, models, pipeline
 from ..core import scenes, tails, training, tucker, wire
+from ..harness import labelled_frames
 
 HOLDOUT = 0.2               # the share of --data held out when there is no test folder
 DEFAULT_EPS = 8 / 255       # L-inf budget of a bundle's evaluation attacks
@@ -119,13 +120,14 @@ def open_context(args, n_train: int | None = None) -> UserContext:
         return frames.prepare_pixels(img, shape, target.preparation)
 
     test_dir = _test_source(args, b, train_dir)
-    n_folder = len(datasets.list_image_folder(train_dir)[0])
+    # Data: an ImageFolder, or a bag with ground truth in the demo bag's layout.
+    n_folder = labelled_frames.count_images(train_dir)
     if test_dir is not None:          # only the images trained on are read
-        train = datasets.load_image_folder(train_dir, target.input_shape, prepare,
-                                           limit=n_train, seed=args.seed)
-        test = datasets.load_image_folder(test_dir, target.input_shape, prepare)
+        train = labelled_frames.load_images(train_dir, target.input_shape, prepare,
+                                            target.labels, limit=n_train, seed=args.seed)
+        test = labelled_frames.load_images(test_dir, target.input_shape, prepare, target.labels)
     else:
-        full = datasets.load_image_folder(train_dir, target.input_shape, prepare)
+        full = labelled_frames.load_images(train_dir, target.input_shape, prepare, target.labels)
         train, test = datasets.split_holdout(full, HOLDOUT, seed=0)
         if n_train is not None and n_train < len(train):
             train = datasets.subset(train, n_train, seed=args.seed)
