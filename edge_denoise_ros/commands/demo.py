@@ -16,32 +16,50 @@
 ``edge-denoise demo`` and ``bag make-demo``: the demo bag, replayed through real processes.
 
 ``demo`` is the main job: edge and host as real processes on real DDS, every
-frame accounted for. ``bag make-demo`` writes the demo camera bag it replays.
+frame accounted for; with ``--bundle`` the bundle's target, on its own test
+frames or ``--data``. ``bag make-demo`` writes the default target's demo bag.
 """
 
 from __future__ import annotations
 
 import time
 
+from .bundles import DEFAULT_EPS as BUNDLE_EPS
 from .common import CliError, format_table, jpeg_quality, positive_float, positive_int, ProgressBar
 from ..core import data, defenses, pipeline
 from ..core.models import set_torch_threads
-from ..harness.demo import DemoConfig, run_demo
+from ..harness.bundle_bag import DEMO_BAGS
+from ..harness.demo import bundle_defaults, DemoConfig, run_demo
 from ..harness.demo_bag import DEFAULT_DEMO_BAG, DemoBagConfig, make_demo_bag
 from ..ros.bag import STORAGES
 
 
 def register(p) -> None:
     """Add ``demo``'s arguments."""
-    p.add_argument('--bag', default=DEFAULT_DEMO_BAG,
-                   help='demo bag directory (made if missing or stale)')
+    p.add_argument('--bundle', default=None,
+                   help='a bundle folder (edge-denoise train ... --out B): both nodes serve its '
+                        'target; unset: the shipped 1x28x28 target')
+    p.add_argument('--data', default=None,
+                   help='frames with ground truth: an ImageFolder (ROOT/<class>/<image>) or a '
+                        "bag in the demo bag's layout; unset: the bundle's own test data")
+    p.add_argument('--bag', default=None,
+                   help=f'demo bag directory, made if missing or stale; unset: '
+                        f'{DEFAULT_DEMO_BAG}, with --bundle or --data '
+                        f'{DEMO_BAGS}/<target hash>-<key>')
     p.add_argument('--frames', type=positive_int, default=DemoBagConfig.frames,
-                   help='frames in a newly made demo bag')
-    p.add_argument('--defense', default=pipeline.DEFAULT_DEFENSE,
-                   choices=defenses.defense_names(), help='edge defense')
-    p.add_argument('--cut', default=pipeline.DEFAULT_CUT,
-                   help='cut name, frame (host-only), output (edge-only) or auto')
-    p.add_argument('--codec', default=pipeline.DEFAULT_CODEC, help='feature (or frame) codec')
+                   help='frames in a newly made demo bag (at most as many as --data has)')
+    p.add_argument('--eps', type=positive_float, default=None,
+                   help=f'PGD L-inf budget on the attacked half; unset: {BUNDLE_EPS:.4f} '
+                        f'(8/255) with --bundle, else {DemoBagConfig.eps}')
+    p.add_argument('--defense', default=None, choices=defenses.defense_names(),
+                   help=f'edge defense; unset: {pipeline.DEFAULT_DEFENSE}, with --bundle its '
+                        f'{pipeline.DEFAULT_DEFENSE}, else its dunet, else none')
+    p.add_argument('--cut', default=None,
+                   help=f'cut name, frame (host-only), output (edge-only) or auto; unset: '
+                        f'{pipeline.DEFAULT_CUT}, with --bundle auto')
+    p.add_argument('--codec', default=None,
+                   help=f'feature (or frame) codec, or auto; unset: {pipeline.DEFAULT_CODEC}, '
+                        f'with --bundle auto')
     p.add_argument('--quality', type=jpeg_quality, default=pipeline.DEFAULT_QUALITY,
                    help='JPEG quality')
     p.add_argument('--single-node', action='store_true',
@@ -89,9 +107,17 @@ def register_make_demo(p) -> None:
 
 def run(args):
     """Run the demo and print its summary."""
-    cfg = DemoConfig(bag=args.bag, defense=args.defense, cut=args.cut, codec=args.codec,
+    if args.bundle:
+        chosen = bundle_defaults(args.bundle)
+    else:
+        chosen = {'defense': pipeline.DEFAULT_DEFENSE, 'cut': pipeline.DEFAULT_CUT,
+                  'codec': pipeline.DEFAULT_CODEC}
+    chosen.update({k: getattr(args, k) for k in chosen if getattr(args, k) is not None})
+    eps = args.eps or (BUNDLE_EPS if args.bundle else DemoBagConfig.eps)
+    cfg = DemoConfig(bag=args.bag, bundle=args.bundle, data=args.data, eps=eps,
                      quality=args.quality, composed=not args.single_node, rate=args.rate,
-                     frames=args.frames, log_dir=args.log_dir, edge_cpus=args.edge_cpus)
+                     frames=args.frames, log_dir=args.log_dir, edge_cpus=args.edge_cpus,
+                     **chosen)
     try:
         s = run_demo(cfg, progress=ProgressBar('replay'))
     except RuntimeError as exc:
@@ -109,6 +135,11 @@ def run(args):
         rows.append({'': 'in-process, undefended', 'clean': pct(ref['undefended']['clean']),
                      'adversarial': pct(ref['undefended']['adversarial'])})
     print(format_table(rows))
+    if s['agreement'] is not None:
+        print(f"agreement with the unsplit model in-process (same defense, same frames): "
+              f"{pct(s['agreement'])} of classified frames")
+    if s['bundle']:
+        print(f"target: bundle {s['bundle']}")
     lat = s['latency_ms']
     print(f"latency (edge receipt -> host result): p50 {lat['p50']} ms, p99 {lat['p99']} ms")
     if s['bytes_per_frame']:
