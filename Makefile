@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: setup data demo test bench results train clean help
 
 help:
-	@echo "make demo   - set up, then run the main job (edge + host on real DDS)"
+	@echo "make demo   - set up, then run the main job: the realistic profile weights/scenes, edge + host on real DDS"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make bench  - set up, then run the benchmarks (JSON + plots under out/bench)"
 	@echo "make results - rewrite the README's result blocks from docs/results/*.json"
@@ -41,7 +41,7 @@ data:
 	fi
 
 demo: setup
-	$(BIN)/edge-denoise demo
+	$(BIN)/edge-denoise demo --bundle weights/scenes
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
