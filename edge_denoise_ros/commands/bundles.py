@@ -25,6 +25,7 @@ held-out data from ``--test-data``, the card, a ``test`` folder beside
 from __future__ import annotations
 
 import copy
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -33,8 +34,8 @@ from pathlib import Path
 import torch
 
 from .common import CliError, format_table, parse_list, ProgressBar
-from ..core import bundle, codecs, data, datasets, dunet, evaluation, frames, models, pipeline
-from ..core import scenes, tails, training, tucker, wire
+from ..core import bundle, codecs, datasets, dunet, evaluation, frames, models, pipeline
+from ..core import tails, training, tucker, wire
 from ..harness import labelled_frames
 
 HOLDOUT = 0.2               # the share of --data held out when there is no test folder
@@ -149,12 +150,28 @@ def _mix(args) -> training.AdversarialMix:
 
 
 def _adversarial(ctx: UserContext, args):
-    g = training.seed_everything(args.seed)
+    """
+    Return HGD's training set ``(x_adv, x_clean, counts)``, made once per bundle and settings.
+
+    The set is cached under ``checkpoints/`` keyed by the target's hash, the
+    images (their hash), the mix and the seed, so DUNET_D's fine-tuning and a
+    resumed run reuse DUNET's set instead of attacking again.
+    """
     x = ctx.train.floats()
+    mix = _mix(args)
+    key = hashlib.sha256(repr((ctx.target.hash, mix, args.seed)).encode()
+                         + ctx.train.x.numpy().tobytes() + ctx.train.y.numpy().tobytes())
+    cache = ctx.bundle.root / 'checkpoints' / f'adversarial_{key.hexdigest()[:16]}.pt'
+    if cache.is_file():
+        saved = torch.load(cache, map_location='cpu', weights_only=True)
+        return saved['x_adv'].float(), x, saved['counts']
+    g = training.seed_everything(args.seed)
     x_adv, kind, _ = training.make_adversarial_set(
-        ctx.target.model, x, ctx.train.y, _mix(args), g, batch_size=250,
+        ctx.target.model, x, ctx.train.y, mix, g, batch_size=250,
         progress=ProgressBar('attack train set'))
     counts = {k: int((kind == i).sum()) for i, k in enumerate(training.ATTACK_KINDS)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'x_adv': x_adv, 'counts': counts}, cache)
     return x_adv, x, counts
 
 
@@ -429,13 +446,19 @@ def read_context(path: str, limit: int | None = None) -> UserContext:
     def prepare(img, shape):
         return frames.prepare_pixels(img, shape, target.preparation)
 
-    if d.get('test') and Path(d['test']).is_dir():
-        test = datasets.load_image_folder(d['test'], target.input_shape, prepare, limit=limit)
-    elif d.get('holdout') and d.get('train') and Path(d['train']).is_dir():
-        full = datasets.load_image_folder(d['train'], target.input_shape, prepare)
+    if d.get('generator'):        # generated data: the same frames on every machine
+        made = labelled_frames.generated_frames(d['generator'], target.labels,
+                                                limit or d.get('n_test') or EVAL_LIMIT)
+        x = torch.stack([torch.from_numpy(prepare(img, target.input_shape))
+                         for img in made.images])
+        test = datasets.ImageSet(x, torch.from_numpy(made.labels), made.classes)
+    elif d.get('test') and Path(d['test']).exists():
+        test = labelled_frames.load_images(d['test'], target.input_shape, prepare,
+                                           target.labels, limit=limit)
+    elif d.get('holdout') and d.get('train') and Path(d['train']).exists():
+        full = labelled_frames.load_images(d['train'], target.input_shape, prepare,
+                                           target.labels)
         test = datasets.split_holdout(full, d['holdout'], seed=0)[1]
-    elif d.get('generator'):
-        test = generated_test_set(d['generator'], target, limit or d.get('n_test') or 2000)
     else:
         raise CliError(f'{path}: its held-out data ({d.get("test") or d.get("train")}) are not '
                        f'here; pass them with --data')
@@ -443,17 +466,3 @@ def read_context(path: str, limit: int | None = None) -> UserContext:
         test = datasets.ImageSet(test.x[:limit], test.y[:limit], test.classes)
     empty = datasets.ImageSet(test.x[:0], test.y[:0], test.classes)
     return UserContext(b, target, empty, test)
-
-
-def generated_test_set(record: dict, target: pipeline.Target, count: int) -> datasets.ImageSet:
-    """Make a bundle's generated test frames again, labelled by the bundle's class names."""
-    rgb, fashion = scenes.remake(record, 'test', count)
-    labels = list(target.labels or ())
-    index = {name: i for i, name in enumerate(labels)}
-    try:
-        y = [index[datasets.safe_class_dir(data.CLASSES[int(k)])] for k in fashion]
-    except KeyError as exc:
-        raise CliError(f'the bundle\'s labels do not name the generated class {exc}') from None
-    x = torch.stack([torch.from_numpy(frames.prepare_pixels(
-        img[:, :, ::-1], target.input_shape, target.preparation)) for img in rgb])
-    return datasets.ImageSet(x, torch.tensor(y, dtype=torch.int64), labels)

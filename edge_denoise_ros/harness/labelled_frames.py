@@ -220,8 +220,8 @@ def source_of(data_path: str | None, bundle: Bundle | None) -> dict:
     Return where a demo's frames come from: ``{'kind': folder|bag|generator, ...}``.
 
     ``data_path`` (an ImageFolder or a bag) if given; else the bundle's own
-    test data: the card's ``data.test`` ImageFolder when it is here, else its
-    ``data.generator`` (made again).
+    test data: its ``data.generator`` made again (the same frames everywhere),
+    else the card's ``data.test`` ImageFolder when it is here.
     """
     if data_path:
         if is_bag(data_path):
@@ -232,10 +232,10 @@ def source_of(data_path: str | None, bundle: Bundle | None) -> dict:
     if bundle is None:
         raise ValueError('frames need --data (an ImageFolder or a bag) or a --bundle')
     d = bundle.card.get('data', {})
+    if d.get('generator'):          # generated data: the same frames on every machine
+        return {'kind': 'generator', 'record': d['generator']}
     if d.get('test') and Path(d['test']).is_dir():
         return {'kind': 'folder', 'path': str(d['test'])}
-    if d.get('generator'):
-        return {'kind': 'generator', 'record': d['generator']}
     raise ValueError(f'{bundle.root}: its card names no test folder that is here and no '
                      f'generator of its data; pass frames with --data')
 
