@@ -39,7 +39,7 @@ from ..core import tails, training, tucker, wire
 from ..harness import labelled_frames
 
 HOLDOUT = 0.2               # the share of --data held out when there is no test folder
-DEFAULT_EPS = 8 / 255       # L-inf budget of a bundle's evaluation attacks
+DEFAULT_EPS = evaluation.BUNDLE_EPS   # L-inf budget of a bundle's evaluation attacks
 EVAL_LIMIT = 2000           # held-out frames ``eval --bundle`` measures by default
 TRAIN_EPS = (2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255)   # HGD's training mix, bundles
 

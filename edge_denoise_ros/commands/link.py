@@ -49,6 +49,9 @@ def register(p) -> None:
                    help='JPEG quality of the split_jpeg and auto strategies')
     p.add_argument('--bag', default=d.bag, help='camera bag (default: the demo bag at '
                    '--frame-size, out/link_bag_<size>, made if missing)')
+    p.add_argument('--bundle', default=d.bundle,
+                   help="a bundle: its target, defenses and tails on both sides, its test frames "
+                        "(half PGD-attacked at 8/255) at --frame-size as the camera")
     p.add_argument('--out', default=None, help='folder for link.json and link.png')
     p.add_argument('--log-dir', default=None, help='node logs (default: a temporary folder)')
     p.set_defaults(func=run)
@@ -61,7 +64,8 @@ def run(args) -> dict:
                           warmup=args.warmup, edge_slowdown=args.edge_slowdown,
                           edge_cpus=args.edge_cpus, frame_size=args.frame_size,
                           image_quality=args.image_quality,
-                          feature_quality=args.feature_quality, bag=args.bag, out=args.out,
+                          feature_quality=args.feature_quality, bag=args.bag,
+                          bundle=args.bundle or '', out=args.out,
                           log_dir=args.log_dir)
     result = run_bench(cfg, progress=ProgressBar('bench link'))
     print(format_table(result['rows'], ['rate_mbps', 'strategy', 'fps', 'p50_ms', 'p99_ms',

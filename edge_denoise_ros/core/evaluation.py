@@ -39,7 +39,8 @@ from .models import eval_mode
 # An attack maps (model, x, y) to adversarial x; ``None`` means the clean input.
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None
 
-DEFAULT_EPS = 0.1           # L-inf budget on the 1x28x28 default target (bundles: 8/255)
+DEFAULT_EPS = 0.1           # L-inf budget on the 1x28x28 default target
+BUNDLE_EPS = 8 / 255        # L-inf budget on a bundle's target (realistic 8-bit frames)
 WHITEBOX_PGD = 'pgd_whitebox'
 
 

@@ -64,6 +64,7 @@ class BundleBagConfig:
     truth_topic: str = DemoBagConfig.truth_topic
     frame_id: str = DemoBagConfig.frame_id
     start_ns: int = DemoBagConfig.start_ns
+    camera_size: str = ''        # WIDTHxHEIGHT: frames scaled (linear) to a camera's size first
 
     def check(self) -> None:
         """Raise ``ValueError`` for a bad setting."""
@@ -146,8 +147,11 @@ def make_bundle_bag(out, target: pipeline.Target, source: dict, cfg: BundleBagCo
     rng = np.random.default_rng(cfg.seed)
     adv = np.zeros(n, dtype=bool)
     adv[rng.choice(n, size=int(round(n * cfg.adversarial_fraction)), replace=False)] = True
-    frame_list = attack_frames([bgr_frame(img) for img in found.images], found.labels, adv,
-                               target, cfg, progress)
+    images = [bgr_frame(img) for img in found.images]
+    if cfg.camera_size:           # a real camera's frames: the scene seen at its resolution
+        w, h = (int(v) for v in cfg.camera_size.lower().split('x'))
+        images = [cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR) for img in images]
+    frame_list = attack_frames(images, found.labels, adv, target, cfg, progress)
     out = prepare_output(out, overwrite)
     record = {**asdict(cfg), 'format': FORMAT, 'key': key, 'model_hash': target.hash,
               'bundle': str(target.bundle.root) if target.bundle is not None else None,

@@ -56,11 +56,14 @@ from pathlib import Path
 
 from .camerabench import parse_size
 from .cpuquota import CpuQuota
+from .bundle_bag import BundleBagConfig, ensure_bundle_bag
 from .demo_bag import DemoBagConfig, ensure_bag, read_ground_truth
 from .isolation import lease_domain
+from .labelled_frames import source_of
 from .launcher import run_edge_host
 from .netns import LinkPair, unavailable
 from ..core import frames, pipeline, planner, profiling, surgery, video
+from ..core.evaluation import BUNDLE_EPS
 from ..core.models import set_torch_threads
 from ..ros import dds
 
@@ -89,6 +92,7 @@ class LinkBenchConfig:
     defense: str = pipeline.DEFAULT_DEFENSE
     image_quality: int = pipeline.DEFAULT_FRAME_QUALITY
     feature_quality: int = pipeline.DEFAULT_QUALITY
+    bundle: str = ''                  # a bundle's target and frames ('' = the default 1x28x28)
     out: str | None = None
     log_dir: str | None = None
 
@@ -114,6 +118,22 @@ class LinkBenchConfig:
         """Return the camera bag replayed (the default one at ``frame_size``)."""
         return self.bag or LINK_BAG.format(size=self.frame_size)
 
+    def target(self) -> pipeline.Target:
+        """Return the target benchmarked: the bundle's, or the default."""
+        return pipeline.Target(bundle=self.bundle or None)
+
+    def make_bag(self, target: pipeline.Target) -> str:
+        """Return the camera bag to replay, made first if missing (a bundle's: its test frames)."""
+        if self.bag and Path(self.bag).exists():   # a bag of the user's is used as it is
+            return self.bag
+        width, height = parse_size(self.frame_size)
+        if not self.bundle:
+            ensure_bag(self.bag_path, DemoBagConfig.frames, width=width, height=height)
+            return self.bag_path
+        cfg = BundleBagConfig(eps=BUNDLE_EPS, camera_size=self.frame_size)
+        path, _ = ensure_bundle_bag(target, source_of(None, target.bundle), cfg)
+        return path
+
 
 def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
                  profiles: dict | None = None) -> dict[str, str]:
@@ -132,13 +152,15 @@ def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
         target.model, target.input_shape, planner.Link(rate, cfg.downlink),
         edge_profile=profiles.get('edge'), host_profile=profiles.get('host'),
         edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
-        frame_codecs=[], model_name=target.name, quality=cfg.feature_quality)
+        frame_codecs=[], model_name=target.name, quality=cfg.feature_quality,
+        accuracy_profile=target.bundle.accuracy_profile() if target.bundle else None)
     rows = online.plan().rows
     cuts = {}
     for strategy in wanted:
         split = [r for r in rows if r['kind'] == surgery.SPLIT
                  and r['codec'] == SPLIT_STRATEGIES[strategy]]
-        best = min(split, key=lambda r: r['total_ms'])
+        allowed = [r for r in split if not r.get('excluded')]   # within the accuracy bound
+        best = min(allowed or split, key=lambda r: r['total_ms'])
         cuts[strategy] = target.check_cut(best['cut'])
     return cuts
 
@@ -146,9 +168,9 @@ def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
 def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict,
                 profiles: dict | None = None) -> dict:
     """Return the edge node's parameters for one strategy at one rate."""
-    if strategy in VIDEO_STRATEGIES:
+    if strategy in VIDEO_STRATEGIES:     # the video edge only encodes: no target there
         return {}
-    p = {'defense': cfg.defense, 'emulate_slowdown': cfg.edge_slowdown,
+    p = {'defense': cfg.defense, 'emulate_slowdown': cfg.edge_slowdown, 'bundle': cfg.bundle,
          'edge_slowdown': cfg.edge_slowdown, 'uplink_mbps': rate,
          'downlink_mbps': cfg.downlink, 'quality': cfg.feature_quality,
          'frame_quality': cfg.image_quality}
@@ -159,7 +181,7 @@ def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict,
     elif strategy in SPLIT_STRATEGIES:
         p.update(cut=cuts[strategy], codec=SPLIT_STRATEGIES[strategy])
     else:
-        p.update(cut='auto', codec='jpeg')
+        p.update(cut='auto', codec='auto')
         if profiles and profiles.get('host'):  # the edge measures itself, in its quota
             p['host_profile'] = profiles['host']
     return p
@@ -216,13 +238,15 @@ def driver(spec: dict) -> dict:
 
 def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenchConfig,
                  cuts: dict, log_dir: Path, quota: CpuQuota | None = None,
-                 profiles: dict | None = None) -> dict:
+                 profiles: dict | None = None, bag: str | None = None) -> dict:
     """Measure one strategy at one rate: a driver process in the edge namespace."""
     log = log_dir / f'{strategy}_{rate:g}'
+    bag = bag or cfg.bag_path
     executables = VIDEO_STRATEGIES.get(strategy, ('edge_process', 'host_node'))
-    spec = {'bag': str(Path(cfg.bag_path).resolve()), 'executables': executables,
+    spec = {'bag': str(Path(bag).resolve()), 'executables': executables,
             'edge_params': edge_params(strategy, rate, cfg, cuts, profiles),
-            'host_params': {'defense': cfg.defense} if strategy in VIDEO_STRATEGIES else {},
+            'host_params': {'defense': cfg.defense, 'bundle': cfg.bundle}
+            if strategy in VIDEO_STRATEGIES else {'bundle': cfg.bundle},
             'edge_env': dds.profile_env(pair.dds_env('edge', domain_id)),
             'host_env': pair.dds_env('host', domain_id), 'host_prefix': pair.prefix('host'),
             'edge_prefix': quota.prefix() if quota is not None else [],
@@ -253,6 +277,7 @@ def measure_profiles(cfg: LinkBenchConfig, folder: Path, quota: CpuQuota) -> dic
     out = {}
     for side, prefix in (('host', []), ('edge', quota.prefix())):
         spec = {'out': str(folder / f'{side}_profile.json'), 'frame_size': cfg.frame_size,
+                'bundle': cfg.bundle,
                 'quality': cfg.feature_quality, 'frame_quality': cfg.image_quality}
         proc = subprocess.run([*prefix, sys.executable, '-u', '-m', __name__, '--profile'],
                               input=json.dumps(spec), capture_output=True, text=True,
@@ -267,7 +292,7 @@ def measure_profiles(cfg: LinkBenchConfig, folder: Path, quota: CpuQuota) -> dic
 def profile_main(spec: dict) -> None:
     """Measure the default target's profile in this process and save it (``--profile``)."""
     set_torch_threads(1)
-    target = pipeline.Target()
+    target = pipeline.Target(bundle=spec.get('bundle') or None)
     w, h = parse_size(spec['frame_size'])
     frame = frames.example_frame((h, w), gray=target.input_shape[0] == 1)
     profiling.measure_profile(target.model, frame, target.input_shape, target.name,
@@ -281,13 +306,11 @@ def run(cfg: LinkBenchConfig, progress=None) -> dict:
     reason = unavailable()
     if reason:
         raise PermissionError(f'bench link {reason}')
-    if not (cfg.bag and Path(cfg.bag).exists()):   # a bag of the user's is used as it is
-        width, height = parse_size(cfg.frame_size)
-        ensure_bag(cfg.bag_path, DemoBagConfig.frames, width=width, height=height)
+    target = cfg.target()
+    bag = cfg.make_bag(target)
     log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix='edge_denoise_link_'))
     rows = []
     total = len(cfg.rates) * len(cfg.strategies)
-    target = pipeline.Target()
     quota = CpuQuota(cfg.edge_cpus) if cfg.edge_cpus is not None else None
     profiles = None
     try:
@@ -302,7 +325,7 @@ def run(cfg: LinkBenchConfig, progress=None) -> dict:
                 cuts = planned_cuts(cfg, rate, target, profiles)
                 for strategy in cfg.strategies:
                     rows.append(run_strategy(pair, lease.domain_id, strategy, rate, cfg, cuts,
-                                             log_dir, quota, profiles))
+                                             log_dir, quota, profiles, bag))
                     if progress is not None:
                         progress(len(rows), total, {'rate': rate, 'strategy': strategy})
         edge_quota = None if quota is None else {**quota.describe(), **quota.throttled()}

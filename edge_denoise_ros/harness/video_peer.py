@@ -60,6 +60,8 @@ VIDEO_HOST_PARAMS = (
     ParamSpec('defense', pipeline.DEFAULT_DEFENSE, 'input defense the host runs before the '
               'target', choices=defenses.defense_names(), read_only=True),
     ParamSpec('torch_threads', 1, 'torch intra-op threads', range=(0, 256), read_only=True),
+    ParamSpec('bundle', '', 'bundle folder of the target and its denoisers ("" = the default '
+              'target)', read_only=True),
 )
 STREAM_QOS = ('reliable', 30)   # as the edge's features (features_reliability, features_depth)
 
@@ -137,7 +139,7 @@ class VideoHostNode(Node):
         self.stats = NodeStats()
         p = self.params = declare_parameters(self, VIDEO_HOST_PARAMS, lambda changes: None)
         set_torch_threads(p['torch_threads'])
-        self.target = pipeline.Target()
+        self.target = pipeline.Target(bundle=p['bundle'] or None)
         self.model = nn.Sequential(pipeline.build_defense(p['defense'], self.target),
                                    self.target.model).eval()
         with torch.no_grad():   # the first call pays torch's set-up, not the first frame
