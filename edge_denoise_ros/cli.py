@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(load=[chosen_command(argv)])
     started = time.time()
     args = parser.parse_args(argv)
+    args.command_line = ' '.join(['edge-denoise', *argv])   # what bundle cards record
     try:
         outcome = args.func(args)
     except KeyboardInterrupt:

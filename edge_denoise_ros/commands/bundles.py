@@ -107,6 +107,7 @@ def _test_source(args, b: bundle.Bundle, train_dir: str) -> str | None:
 def open_context(args, n_train: int | None = None) -> UserContext:
     """Open (or start) the bundle ``--out``, load its target and data."""
     b = bundle.Bundle.open_or_create(args.out)
+    b.command = getattr(args, 'command_line', b.command)
     named = args.model if args.model != models.DEFAULT_MODEL or 'target' not in b.card else None
     if 'target' not in b.card or (named and named != b.target.get('model')):
         if not args.model:

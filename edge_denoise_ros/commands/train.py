@@ -133,6 +133,7 @@ def train_target(args) -> dict:
     seconds = time.monotonic() - start
     acc = evaluation.accuracy(target, test.x, test.y, batch_size=250)
     b = bundle.Bundle.open_or_create(out)
+    b.command = getattr(args, 'command_line', b.command)
     models.save_state_dict(models.user_module(target), b.path(bundle.TARGET))
     datasets.write_labels(b.path(bundle.LABELS), train.classes)
     b.card['target'] = {'model': args.model, 'weights': bundle.TARGET,

@@ -78,6 +78,7 @@ class Bundle:
     def __init__(self, root: str | os.PathLike, card: dict | None = None):
         self.root = Path(root)
         self.card = card if card is not None else {'format': FORMAT}
+        self.command = ' '.join(['edge-denoise'] + sys.argv[1:])   # what files are made by
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> 'Bundle':
@@ -119,7 +120,7 @@ class Bundle:
         """Record how a file of the bundle was made: hash, size, command, seed, figures."""
         path = self.path(name)
         entry = {'sha256': sha256(path), 'bytes': path.stat().st_size,
-                 'command': ' '.join(['edge-denoise'] + sys.argv[1:]), 'seed': seed, **figures}
+                 'command': self.command, 'seed': seed, **figures}
         self.card.setdefault('files', {})[name] = entry
         return entry
 

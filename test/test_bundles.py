@@ -1,0 +1,274 @@
+# Copyright 2026 The edge_denoise_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+A user's model, data and bundle: scenes, frame preparation, resumable training, the card.
+
+What a robotics engineer relies on when they bring their own classifier:
+generated data are the same on every machine; a frame is prepared by the
+documented policy; a stopped training run resumes to the very same weights;
+a bundle's files are checked against its card; the host never uses a tail
+made from another target, and says so; labels name the classes.
+"""
+
+import contextlib
+import copy
+import io
+import json
+import shutil
+
+import cv2
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge_denoise_ros import cli
+from edge_denoise_ros.core import bundle, data, datasets, frames, models, pipeline, scenes
+from edge_denoise_ros.core import tails, training
+
+
+def _run(*argv) -> tuple[int, dict | None, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(argv))
+    lines = out.getvalue().strip().splitlines()
+    result = json.loads(lines[-1]) if code == 0 and lines and lines[-1].startswith('{') else None
+    return code, result, err.getvalue()
+
+
+def test_scenes_are_the_same_for_any_slice_and_use_their_own_split():
+    cfg = scenes.SceneConfig(size=40)
+    x, y = scenes.make_scenes('test', 6, cfg)
+    x2, y2 = scenes.make_scenes('test', 3, cfg, start=3)
+    assert x.shape == (6, 40, 40, 3) and x.dtype == np.uint8
+    assert np.array_equal(x[3:], x2) and np.array_equal(y[3:], y2)   # index i: one scene
+    _, fashion_test = data.load_fashion_mnist('test')
+    assert list(y) == list(fashion_test[:6])                          # test items, in order
+    xt, _ = scenes.make_scenes('train', 6, cfg)
+    assert not np.array_equal(x, xt)
+    again, _ = scenes.remake({'size': 40, 'seed': 0}, 'test', 6)
+    assert np.array_equal(again, x)
+    assert x.std() > 20                                   # photographs, not a flat background
+    with pytest.raises(ValueError):
+        scenes.SceneConfig(size=16)
+
+
+@pytest.mark.parametrize('policy, expect', [
+    ('stretch', lambda img: img[::2, ::4]),
+    ('crop', lambda img: img[:, 20:60][::2, ::2]),
+    ('letterbox', None),
+])
+def test_frame_preparation_policies(policy, expect):
+    # A 40x80 BGR frame whose blue channel is a column ramp, green a row ramp.
+    img = np.zeros((40, 80, 3), np.uint8)
+    img[:, :, 0] = np.arange(80, dtype=np.uint8)[None, :] * 3
+    img[:, :, 1] = np.arange(40, dtype=np.uint8)[:, None] * 6
+    prep = frames.Preparation(resize=policy)
+    out = frames.prepare_pixels(img, (3, 20, 20), prep)
+    assert out.shape == (3, 20, 20) and out.dtype == np.uint8
+    rgb = out.transpose(1, 2, 0)
+    if policy == 'letterbox':       # 40x80 -> 10x20 in the middle, black bands above and below
+        assert rgb[:5].max() == 0 and rgb[15:].max() == 0 and rgb[5:15].max() > 0
+    else:
+        want = cv2_area(img, policy)
+        assert np.abs(rgb[:, :, ::-1].astype(int) - want.astype(int)).max() <= 1
+    bgr = frames.prepare_pixels(img, (3, 20, 20), frames.Preparation(policy, 'bgr'))
+    assert np.array_equal(bgr[::-1], out)                 # channel order is the only change
+    gray = frames.prepare_pixels(img, (1, 20, 20), prep)
+    assert gray.shape == (1, 20, 20)
+    with pytest.raises(ValueError):
+        frames.Preparation(resize='fit')
+
+
+def cv2_area(img, policy):
+    if policy == 'stretch':
+        return cv2.resize(img, (20, 20), interpolation=cv2.INTER_AREA)
+    scaled = cv2.resize(img, (40, 20), interpolation=cv2.INTER_AREA)   # short side to 20
+    return scaled[:, 10:30]
+
+
+def test_preparation_round_trips_through_a_card():
+    prep = frames.Preparation('crop', 'bgr', (0.5, 0.4, 0.3), (0.2, 0.2, 0.25))
+    assert frames.Preparation.from_dict(prep.as_dict()) == prep
+    with pytest.raises(ValueError):
+        frames.Preparation.from_dict({'resize': 'crop', 'gamma': 2})
+
+
+def test_a_stopped_training_run_resumes_to_the_same_weights(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (48, 3, 16, 16), dtype=torch.uint8)
+    y = torch.randint(0, 3, (48,))
+    cfg = training.TargetTrainConfig(epochs=3, batch_size=16, lr=0.05, seed=1)
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+    straight = training.train_target(model(), x, y, cfg)
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_epoch_two(step, total, info):
+        if info['epoch'] == 2 and step == 4:
+            raise Stop
+
+    ckpt = training.Checkpoint(tmp_path / 'run.ckpt')
+    with pytest.raises(Stop):
+        training.train_target(model(), x, y, cfg, progress=stop_in_epoch_two, checkpoint=ckpt)
+    assert torch.load(ckpt.path, weights_only=True)['epoch'] == 1
+    resumed = training.train_target(model(), x, y, cfg, checkpoint=ckpt)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    other = training.TargetTrainConfig(epochs=4, batch_size=16, lr=0.05, seed=1)
+    with pytest.raises(ValueError, match='made for'):
+        training.train_target(model(), x, y, other, checkpoint=ckpt)
+
+
+def _folder(root, n=30, size=32):
+    x, y = scenes.make_scenes('train', n, scenes.SceneConfig(size=size))
+    datasets.write_image_folder(root, x, y, data.CLASSES)
+    return root
+
+
+@pytest.fixture(scope='module')
+def tiny_bundle(tmp_path_factory):
+    """A bundle made with the CLI: random squeezenet weights, BN statistics from the data."""
+    root = tmp_path_factory.mktemp('bundle')
+    folder = _folder(root / 'images')
+    torch.manual_seed(0)
+    net = models.build_model('squeezenet1_1', num_classes=10)
+    models.save_state_dict(net, root / 'w.pt')
+    out = root / 'B'
+    code, result, err = _run('train', 'denoiser', '--model', 'squeezenet1_1', '--weights',
+                             str(root / 'w.pt'), '--data', str(folder), '--input', '3x32x32',
+                             '--out', str(out), '--epochs', '1', '--n-train', '16', '--width',
+                             '0.125', '--batch-size', '8', '--eval-limit', '6', '--json')
+    assert code == 0, err
+    return out
+
+
+def test_a_bundle_names_its_target_classes_and_files(tiny_bundle):
+    b = bundle.Bundle.load(tiny_bundle)
+    assert b.target['model'] == 'squeezenet1_1' and b.input_shape == (3, 32, 32)
+    assert b.labels() == sorted(datasets.safe_class_dir(c) for c in data.CLASSES)
+    for name, entry in b.card['files'].items():
+        assert entry['sha256'] == bundle.sha256(b.path(name)), name
+        assert entry['command'].startswith('edge-denoise train denoiser')
+    target = pipeline.Target(bundle=str(tiny_bundle))
+    frame = np.full((48, 64, 3), 90, np.uint8)
+    with torch.no_grad():
+        record = target.classify(target.model(target.preprocess(frame, 'bgr8'))[0])
+    assert record['label'] in b.labels()                  # names, not numbers
+    assert set(pipeline.defenses_for(target)) == {'none', 'dunet', 'jpeg'}
+    assert isinstance(pipeline.build_defense('jpeg', target), nn.Module)
+
+
+def test_a_changed_file_is_refused_not_served(tiny_bundle, tmp_path):
+    folder = tmp_path / 'B'
+    shutil.copytree(tiny_bundle, folder)
+    with open(folder / 'dunet.pt', 'ab') as f:
+        f.write(b'\0')
+    with pytest.raises(pipeline.PipelineError, match='does not match its card'):
+        pipeline.build_defense('dunet', pipeline.Target(bundle=str(folder)))
+    (folder / 'card.json').unlink()
+    with pytest.raises(bundle.BundleError, match='not a bundle'):
+        pipeline.Target(bundle=str(folder))
+
+
+def test_the_host_reports_which_tail_serves_and_never_uses_another_targets(tiny_bundle,
+                                                                           tmp_path):
+    folder = tmp_path / 'B'
+    shutil.copytree(tiny_bundle, folder)
+    target = pipeline.Target(bundle=str(folder))
+    cut = [c for c in target.cuts if c.startswith('net.features')][2]
+    _, tail = target.halves(cut)
+    tuned = copy.deepcopy(tail)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.01)
+    b = bundle.Bundle.load(folder)
+    good, bad = bundle.tail_file(cut, 'jpeg', 20), bundle.tail_file(cut, 'jpeg', 50)
+    for name in (good, bad):
+        models.save_state_dict(tuned, b.path(name))
+        b.record_file(name)
+    b.put('tails', {'cut': cut, 'codec': 'jpeg', 'quality': 20, 'weights': good,
+                    'base_hash': target.hash}, ('cut', 'codec', 'quality'))
+    b.put('tails', {'cut': cut, 'codec': 'jpeg', 'quality': 50, 'weights': bad,
+                    'base_hash': '0123456789ab'}, ('cut', 'codec', 'quality'))
+    b.save()
+    target = pipeline.Target(bundle=str(folder))
+    lookup = tails.finetuned_tails(target)
+    assert lookup.report[f'{cut}/jpeg/20'] == good
+    assert '0123456789ab' in lookup.problems[f'{cut}/jpeg/50']
+    assert lookup(cut, 'jpeg', 50) is None                 # the plain tail serves, not this
+    served = lookup(cut, 'jpeg', 20)
+    x = torch.rand(2, 3, 32, 32)
+    head, plain = target.halves(cut)
+    with torch.no_grad():
+        f = head(x)
+        assert torch.allclose(served(f), tuned(f)) and not torch.allclose(served(f), plain(f))
+
+
+def test_labels_file_names_the_classes_and_must_match_the_model(tmp_path):
+    names = [f'part_{i}' for i in range(10)]
+    path = datasets.write_labels(tmp_path / 'labels.txt', names)
+    target = pipeline.Target(labels=str(path))
+    record = target.classify(torch.arange(10.0))
+    assert record['label'] == 'part_9' and record['top_k'][1]['label'] == 'part_8'
+    datasets.write_labels(tmp_path / 'short.txt', names[:3])
+    with pytest.raises(ValueError, match='3 labels for a model with 10 classes'):
+        pipeline.Target(labels=str(tmp_path / 'short.txt'))
+
+
+def test_three_channel_targets_take_pixels_and_normalise_themselves():
+    target = pipeline.Target('squeezenet1_1')
+    frame = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    x = target.preprocess(frame, 'bgr8')
+    assert x.shape == (1, 3, 224, 224) and 0 <= x.min() and x.max() <= 1
+    net = models.user_module(target.model)
+    mean = torch.tensor(frames.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(frames.IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(target.model(x), net((x - mean) / std), atol=1e-5)
+    with pytest.raises(pipeline.PipelineError, match='use a bundle'):
+        pipeline.build_defense('dunet', target)        # the shipped DUNET is for 1x28x28
+
+
+def test_training_commands_refuse_what_they_cannot_do_in_one_line(tmp_path):
+    folder = _folder(tmp_path / 'images', n=10)
+    code, _, err = _run('train', 'denoiser', '--model', 'resnet18', '--data', str(folder),
+                        '--input', '3x32x32', '--out', str(tmp_path / 'B'))
+    assert code == 2 and 'needs trained weights' in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run('train', 'target', '--model', 'resnet18', '--data', str(folder),
+                        '--input', '3x8x8x8', '--out', str(tmp_path / 'B'))
+    assert code == 2 and 'CxHxW' in err
+
+
+def test_augment_keeps_every_channel_and_the_shipped_one_channel_draws():
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    x = torch.rand(5, 3, 12, 12)
+    out = training.augment(x, g1, pad=2)
+    assert out.shape == x.shape
+    # Every output is the input shifted by the same (dx, dy) in all three channels.
+    mono = torch.cat([training.augment(x[:, c:c + 1], torch.Generator().manual_seed(3), pad=2)
+                      for c in range(3)], 1)
+    assert torch.equal(out, mono)
+    u8 = (x * 255).round().to(torch.uint8)
+    assert torch.allclose(training.augment(u8, g2, pad=2),
+                          training.augment(u8.float() / 255, torch.Generator().manual_seed(3),
+                                           pad=2))
