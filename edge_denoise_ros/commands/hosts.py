@@ -39,6 +39,13 @@ def register(p) -> None:
                    help='per-robot queue of the host (newest wins)')
     p.add_argument('--messages', type=positive_int, default=d.messages,
                    help='distinct feature messages recorded from the edge stage and replayed')
+    p.add_argument('--bundle', default=d.bundle,
+                   help="a bundle: its target and tails on the host, messages made from its "
+                        "test frames by its edge stage (DUNET_D) at --cut/--codec/--quality")
+    p.add_argument('--cut', default=d.cut, help='with --bundle: the edge\'s cut')
+    p.add_argument('--codec', default=d.codec, help='with --bundle: the feature codec')
+    p.add_argument('--quality', type=int, default=d.quality,
+                   help='with --bundle: the JPEG quality (0: the edge default)')
     p.add_argument('--plot', default=None, help='write the plot here (e.g. '
                    'docs/results/hosts.png)')
     p.add_argument('--log-dir', default=None, help='host logs (default: a temporary folder)')
@@ -51,7 +58,8 @@ def run(args) -> dict:
                           duration=args.duration, warmup=args.warmup,
                           max_batch=args.max_batch, max_batch_delay_ms=args.max_batch_delay_ms,
                           queue_depth=args.queue_depth, messages=args.messages,
-                          log_dir=args.log_dir)
+                          bundle=args.bundle or '', cut=args.cut, codec=args.codec,
+                          quality=args.quality, log_dir=args.log_dir)
     result = run_bench(cfg, progress=ProgressBar('bench hosts'))
     print(format_table(result['rows'], ['robots', 'batched', 'offered_per_s', 'frames_per_s',
                                         'p50_ms', 'p99_ms', 'dropped', 'played',

@@ -58,20 +58,21 @@ _DDS_KEYS = ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_STATIC_PEERS
 
 def record_features(count: int = 64, settings: pipeline.EdgeSettings | None = None,
                     target: pipeline.Target | None = None, size: int = 224,
-                    offset: int = 0) -> list[tuple[bytes, dict]]:
+                    offset: int = 0, frames: list | None = None) -> list[tuple[bytes, dict]]:
     """
     Encode ``count`` camera frames as the edge does; return ``(payload, meta)`` pairs.
 
-    The frames are the demo bag's clean ones (Fashion-MNIST test images as
-    ``size`` x ``size`` bgr8 camera frames); the meta has no seq, epoch or t_rx (the
-    robots add theirs when they send).
+    The frames are ``frames`` (bgr8, cycled), else the demo bag's clean ones
+    (Fashion-MNIST test images as ``size`` x ``size`` bgr8 camera frames); the
+    meta has no seq, epoch or t_rx (the robots add theirs when they send).
     """
     target = target or pipeline.Target()
     stage = pipeline.EdgeStage(target, settings or pipeline.EdgeSettings())
-    images, _ = data.load_fashion_mnist('test')
+    images = None if frames else data.load_fashion_mnist('test')[0]
     out = []
     for i in range(offset, offset + count):
-        frame = data.sample_to_frame(images[i % len(images)], size, 'bgr8')
+        frame = frames[i % len(frames)] if frames else \
+            data.sample_to_frame(images[i % len(images)], size, 'bgr8')
         result = stage.process(frame, 'bgr8')
         out.append((bytes(result.payload), dict(result.meta)))
     return out

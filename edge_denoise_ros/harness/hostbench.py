@@ -32,9 +32,12 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .fleet import DEFAULT_RATE_HZ, record_features, run_fleet
 from .isolation import lease_domain
-from ..core import batching
+from .labelled_frames import load_source, source_of
+from ..core import batching, pipeline
 
 SATURATED = 0.95      # serving less than this fraction of the offered frames/s: saturated
 BAR_RATIO = 1.5       # batched frames/s over one-by-one where one-by-one saturates
@@ -53,7 +56,23 @@ class HostBenchConfig:
     max_batch_delay_ms: float = _BATCH.max_batch_delay_ms
     queue_depth: int = _BATCH.queue_depth
     messages: int = 64
+    bundle: str = ''              # a bundle's target, tails and test frames ('' = the default)
+    cut: str = ''                 # with a bundle: the edge's settings ('' = the edge default)
+    codec: str = ''
+    quality: int = 0
     log_dir: str | None = None
+
+    def edge(self) -> tuple[pipeline.Target, pipeline.EdgeSettings, list | None]:
+        """Return the target, the edge's settings and the frames the messages are made of."""
+        if not self.bundle:
+            return pipeline.Target(), pipeline.EdgeSettings(), None
+        target = pipeline.Target(bundle=self.bundle)
+        d = pipeline.EdgeSettings()
+        defense = 'dunet_d' if 'dunet_d' in pipeline.defenses_for(target) else 'none'
+        settings = pipeline.EdgeSettings(defense, self.cut or d.cut, self.codec or d.codec,
+                                         self.quality or d.quality)
+        found = load_source(source_of(None, target.bundle), target.labels, self.messages)
+        return target, settings, [np.ascontiguousarray(img) for img in found.images]
 
     def check(self) -> None:
         """Refuse impossible numbers."""
@@ -72,7 +91,8 @@ class HostBenchConfig:
 def host_params(cfg: HostBenchConfig, batched: bool) -> dict:
     """Return the host's parameters for one side of the comparison."""
     return {'max_batch': cfg.max_batch if batched else 1,
-            'max_batch_delay_ms': cfg.max_batch_delay_ms, 'queue_depth': cfg.queue_depth}
+            'max_batch_delay_ms': cfg.max_batch_delay_ms, 'queue_depth': cfg.queue_depth,
+            'bundle': cfg.bundle}
 
 
 def measure_point(n: int, batched: bool, cfg: HostBenchConfig, messages, env: dict,
@@ -137,7 +157,8 @@ def judge(rows: list[dict]) -> dict:
 def run(cfg: HostBenchConfig, progress=None) -> dict:
     """Measure every robot count one by one and batched; return rows and the bar."""
     cfg.check()
-    messages = record_features(cfg.messages)
+    target, settings, frames = cfg.edge()
+    messages = record_features(cfg.messages, settings, target, frames=frames)
     log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix='edge_denoise_hosts_'))
     rows = []
     total = 2 * len(cfg.robots)
