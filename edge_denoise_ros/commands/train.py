@@ -123,6 +123,7 @@ def train_target(args) -> dict:
     if not args.out:
         raise CliError('--out BUNDLE is required with --data')
     out = Path(args.out)
+    init_sha = bundle.sha256(Path(args.weights)) if args.weights else None   # before any save
     train, test = load_user_data(args, shape, prep, args.limit)
     training.seed_everything(cfg.seed)  # the initial weights too
     target = models.build_target(args.model, args.weights, len(train.classes), prep.mean,
@@ -146,10 +147,12 @@ def train_target(args) -> dict:
     made = datasets.generator_record(args.data)
     if made is not None:          # generated data: a fresh machine can make it again
         b.card['data']['generator'] = made
+    earlier = b.card.get('files', {}).get(bundle.TARGET)
+    continued = earlier if earlier and init_sha == earlier.get('sha256') else None
     b.record_file(bundle.TARGET, seed=cfg.seed, test_accuracy=acc, n_test=len(test),
                   seconds=round(seconds, 1), epochs=cfg.epochs, lr=cfg.lr,
                   batch_size=cfg.batch_size, torch=torch.__version__,
-                  threads=torch.get_num_threads())
+                  threads=torch.get_num_threads(), continued_from=continued)
     b.record_file(bundle.LABELS)
     b.save()
     print(f'test accuracy {acc:.4f} on {len(test)} images; bundle {out} '
