@@ -49,6 +49,8 @@ def register(p) -> None:
                    help='JPEG quality of the split_jpeg and auto strategies')
     p.add_argument('--bag', default=d.bag, help='camera bag (default: the demo bag at '
                    '--frame-size, out/link_bag_<size>, made if missing)')
+    p.add_argument('--defense', default=d.defense,
+                   help='the edge\'s defense (the host runs it for host-only frames)')
     p.add_argument('--bundle', default=d.bundle,
                    help="a bundle: its target, defenses and tails on both sides, its test frames "
                         "(half PGD-attacked at 8/255) at --frame-size as the camera")
@@ -65,7 +67,7 @@ def run(args) -> dict:
                           edge_cpus=args.edge_cpus, frame_size=args.frame_size,
                           image_quality=args.image_quality,
                           feature_quality=args.feature_quality, bag=args.bag,
-                          bundle=args.bundle or '', out=args.out,
+                          bundle=args.bundle or '', defense=args.defense, out=args.out,
                           log_dir=args.log_dir)
     result = run_bench(cfg, progress=ProgressBar('bench link'))
     print(format_table(result['rows'], ['rate_mbps', 'strategy', 'fps', 'p50_ms', 'p99_ms',

@@ -155,8 +155,9 @@ class Bundle:
         """Return a denoiser's entry (file, config), or raise naming the missing kind."""
         entry = self.card.get('denoisers', {}).get(kind)
         if entry is None:
+            command = {'dunet': 'denoiser', 'dunet_d': 'denoiser-d'}.get(kind, kind)
             raise BundleError(f'{self.root}: no {kind} in this bundle (train it with '
-                              f'edge-denoise train {kind.replace("_", "-")} --out {self.root})')
+                              f'edge-denoise train {command} --out {self.root})')
         return entry
 
     def tails(self) -> dict[str, dict]:
