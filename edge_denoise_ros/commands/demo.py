@@ -145,7 +145,8 @@ def run(args):
     if s['bytes_per_frame']:
         print(f"bytes per frame: {s['bytes_per_frame']:.0f} sent vs {s['raw_bytes_per_frame']} "
               f"raw ({s['raw_bytes_per_frame'] / s['bytes_per_frame']:.0f}x smaller); cut "
-              f"{s['cut']}, codec {s['codec']} q{s['quality']}, {s['edge']}")
+              f"{s['cut']}, codec {s['codec']}"
+              f"{' q' + str(s['quality']) if s['codec'] == 'jpeg' else ''}, {s['edge']}")
     if s['edge_quota']:
         print(f"edge held to {s['edge_quota']['cpus']:g} cores (cgroup "
               f"{s['edge_quota']['cgroup']}); it used {s['edge_cpu']} cores")
