@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 FMNIST ?= $(or $(FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test bench results train clean help
+.PHONY: setup data demo test bench results train bundle clean help
 
 help:
 	@echo "make demo   - set up, then run the main job: the realistic profile weights/scenes, edge + host on real DDS"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench  - set up, then run the benchmarks (JSON + plots under out/bench)"
 	@echo "make results - rewrite the README's result blocks from docs/results/*.json"
 	@echo "make train  - set up, then retrain every shipped weights file (seeded)"
+	@echo "make bundle - set up, then remake the realistic profile weights/scenes (seeded, ~2 h, resumable)"
 	@echo "make setup  - create/refresh .venv and the Fashion-MNIST data"
 
 setup: $(STAMP) data
@@ -69,6 +70,24 @@ train: setup
 	$(BIN)/edge-denoise train denoiser
 	$(BIN)/edge-denoise train denoiser-d
 	$(BIN)/edge-denoise train host-finetune
+
+# The realistic profile, made the way a user makes a bundle (seeded; ~2 h on 2 cores; run
+# again after a stop: every training step resumes from weights/scenes/checkpoints).
+SCENES := weights/scenes
+bundle: setup
+	$(BIN)/edge-denoise data scenes --out out/scenes --train 60000 --test 10000 --size 96
+	$(BIN)/edge-denoise train target --model mobilenet_v3_small --data out/scenes/train \
+	  --input 3x96x96 --limit 40000 --epochs 8 --batch-size 128 --optimizer adamw --lr 0.004 \
+	  --weight-decay 0.0001 --label-smoothing 0.1 --threads 2 --seed 0 --out $(SCENES)
+	$(BIN)/edge-denoise train target --model mobilenet_v3_small --weights $(SCENES)/target.pt \
+	  --data out/scenes/train --input 3x96x96 --epochs 4 --batch-size 128 --optimizer adamw \
+	  --lr 0.002 --weight-decay 0.0001 --label-smoothing 0.1 --threads 2 --seed 1 --out $(SCENES)
+	$(BIN)/edge-denoise train denoiser --out $(SCENES) --data out/scenes/train --n-train 8000 \
+	  --width 0.125 --epochs 5 --batch-size 64 --lr 0.001 --threads 2 --seed 0 --eval-limit 500
+	$(BIN)/edge-denoise train denoiser-d --out $(SCENES) --n-train 8000 --epochs 2 \
+	  --batch-size 64 --lr 0.0002 --threads 2 --seed 0 --eval-limit 500
+	$(BIN)/edge-denoise bundle accuracy --bundle $(SCENES) --codecs q8,jpeg,deepn_jpeg \
+	  --qualities 5,20,50,90 --limit 2000 --threads 2
 
 clean:
 	rm -rf out build install log .pytest_cache

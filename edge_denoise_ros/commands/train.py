@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
@@ -129,8 +130,9 @@ def train_target(args) -> dict:
     target = models.build_target(args.model, args.weights, len(train.classes), prep.mean,
                                  prep.std, pretrained=False)
     start = time.monotonic()
+    ckpt = training.Checkpoint(out / 'checkpoints' / run_name(args, init_sha))
     training.train_target(target, train.x, train.y, cfg, progress=ProgressBar('train target'),
-                          checkpoint=training.Checkpoint(out / 'checkpoints' / 'target.ckpt'))
+                          checkpoint=ckpt)
     seconds = time.monotonic() - start
     acc = evaluation.accuracy(target, test.x, test.y, batch_size=250)
     b = bundle.Bundle.open_or_create(out)
@@ -159,6 +161,14 @@ def train_target(args) -> dict:
           f'(target {b.path(bundle.TARGET).stat().st_size / 1e6:.1f} MB) in {seconds:.0f} s')
     return {'bundle': str(out), 'test_accuracy': acc, 'n_test': len(test),
             'seconds': round(seconds, 1)}
+
+
+def run_name(args, init_sha: str | None) -> str:
+    """Return a training run's checkpoint file name: one per settings (a rerun resumes it)."""
+    keys = ('model', 'data', 'input', 'limit', 'epochs', 'batch_size', 'lr', 'optimizer',
+            'weight_decay', 'label_smoothing', 'seed', 'resize', 'channel_order', 'mean', 'std')
+    text = repr([getattr(args, k, None) for k in keys] + [init_sha])
+    return f'target_{hashlib.sha256(text.encode()).hexdigest()[:12]}.ckpt'
 
 
 def train_default_target(args, cfg) -> dict:
