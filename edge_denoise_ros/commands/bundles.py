@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .common import CliError, format_table, parse_list, ProgressBar
@@ -104,6 +105,12 @@ def _test_source(args, b: bundle.Bundle, train_dir: str) -> str | None:
     return None
 
 
+def shuffled(images: datasets.ImageSet, seed: int = 0) -> datasets.ImageSet:
+    """Return the images in a seeded random order."""
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(images)))
+    return datasets.ImageSet(images.x[order], images.y[order], images.classes)
+
+
 def open_context(args, n_train: int | None = None) -> UserContext:
     """Open (or start) the bundle ``--out``, load its target and data."""
     b = bundle.Bundle.open_or_create(args.out)
@@ -128,9 +135,11 @@ def open_context(args, n_train: int | None = None) -> UserContext:
         train = labelled_frames.load_images(train_dir, target.input_shape, prepare,
                                             target.labels, limit=n_train, seed=args.seed)
         test = labelled_frames.load_images(test_dir, target.input_shape, prepare, target.labels)
+        test = shuffled(test, seed=0)     # a folder is sorted by class: any first N is a sample
     else:
         full = labelled_frames.load_images(train_dir, target.input_shape, prepare, target.labels)
         train, test = datasets.split_holdout(full, HOLDOUT, seed=0)
+        test = shuffled(test, seed=0)
         if n_train is not None and n_train < len(train):
             train = datasets.subset(train, n_train, seed=args.seed)
     if target.labels and len(train.classes) != len(target.labels):
@@ -465,7 +474,7 @@ def read_context(path: str, limit: int | None = None) -> UserContext:
     elif d.get('holdout') and d.get('train') and Path(d['train']).exists():
         full = labelled_frames.load_images(d['train'], target.input_shape, prepare,
                                            target.labels)
-        test = datasets.split_holdout(full, d['holdout'], seed=0)[1]
+        test = shuffled(datasets.split_holdout(full, d['holdout'], seed=0)[1], seed=0)
     else:
         raise CliError(f'{path}: its held-out data ({d.get("test") or d.get("train")}) are not '
                        f'here; pass them with --data')
