@@ -15,6 +15,7 @@
 """ament_python package: works with ``colcon build`` and with ``pip install -e .``."""
 
 from glob import glob
+from os.path import isfile
 
 from setuptools import find_packages, setup
 
@@ -29,7 +30,8 @@ setup(
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
-        ('share/' + package_name + '/weights', glob('weights/*')),
+        ('share/' + package_name + '/weights', [p for p in glob('weights/*') if isfile(p)]),
+        ('share/' + package_name + '/weights/scenes', glob('weights/scenes/*.*')),
     ],
     install_requires=['setuptools'],
     zip_safe=False,

@@ -147,7 +147,7 @@ def _folder(root, n=30, size=32):
 
 @pytest.fixture(scope='module')
 def tiny_bundle(tmp_path_factory):
-    """A bundle made with the CLI: random squeezenet weights, BN statistics from the data."""
+    """Make a bundle with the CLI: random squeezenet weights, a DUNET trained for them."""
     root = tmp_path_factory.mktemp('bundle')
     folder = _folder(root / 'images')
     torch.manual_seed(0)

@@ -73,7 +73,7 @@ def random_mobilenet(images: np.ndarray) -> torch.nn.Module:
 
 @pytest.fixture(scope='module')
 def user(tmp_path_factory):
-    """A 64-image ImageFolder, random weights, and the bundle train denoiser made of them."""
+    """Make a 64-image ImageFolder, random weights, and a bundle of them (train denoiser)."""
     root = tmp_path_factory.mktemp('user')
     images, labels = make_scenes('train', 64, SceneConfig(size=32))
     datasets.write_image_folder(root / 'D', images, labels, data.CLASSES)
@@ -89,7 +89,7 @@ def user(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def bag(user):
-    """The bundle's demo bag of 8 folder images (the one demo makes with these settings)."""
+    """Make the bundle's demo bag of 8 folder images (the one demo makes with these settings)."""
     with compute_threads(1):
         target = pipeline.Target(bundle=str(user / 'B'))
         source = labelled_frames.source_of(str(user / 'D'), target.bundle)

@@ -34,7 +34,7 @@ from torch import nn
 import torchvision
 
 from edge_denoise_ros import cli
-from edge_denoise_ros.commands.bundles import DEFAULT_EPS
+from edge_denoise_ros.commands.heldout import DEFAULT_EPS
 from edge_denoise_ros.core import attacks, data, datasets, evaluation, frames, models, pipeline
 from edge_denoise_ros.core import scenes
 from edge_denoise_ros.core.deepn_jpeg import JpegDefense

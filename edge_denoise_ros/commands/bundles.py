@@ -28,31 +28,18 @@ import copy
 import hashlib
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .common import CliError, format_table, parse_list, ProgressBar
 from ..core import bundle, codecs, datasets, dunet, evaluation, frames, models, pipeline
 from ..core import tails, training, tucker, wire
+from .heldout import read_context, shuffled, UserContext
 from ..harness import labelled_frames
 
 HOLDOUT = 0.2               # the share of --data held out when there is no test folder
-DEFAULT_EPS = evaluation.BUNDLE_EPS   # L-inf budget of a bundle's evaluation attacks
-EVAL_LIMIT = 2000           # held-out frames ``eval --bundle`` measures by default
 TRAIN_EPS = (2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255)   # HGD's training mix, bundles
-
-
-@dataclass
-class UserContext:
-    """A bundle, its target, and the target's train and held-out data (uint8 images)."""
-
-    bundle: bundle.Bundle
-    target: pipeline.Target
-    train: datasets.ImageSet
-    test: datasets.ImageSet
 
 
 def bundle_mode(args) -> bool:
@@ -103,12 +90,6 @@ def _test_source(args, b: bundle.Bundle, train_dir: str) -> str | None:
     if Path(train_dir).name == 'train' and sibling.is_dir():
         return str(sibling)
     return None
-
-
-def shuffled(images: datasets.ImageSet, seed: int = 0) -> datasets.ImageSet:
-    """Return the images in a seeded random order."""
-    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(images)))
-    return datasets.ImageSet(images.x[order], images.y[order], images.classes)
 
 
 def open_context(args, n_train: int | None = None) -> UserContext:
@@ -210,7 +191,7 @@ def _save_denoiser(ctx: UserContext, kind: str, model, cfg: dunet.DUNetConfig, s
 
 
 def train_denoiser(args) -> dict:
-    """HGD's guided training of a DUNET for a bundle's target on the user's data."""
+    """Train a DUNET with HGD's guided loss for a bundle's target on the user's data."""
     ctx = open_context(args, args.n_train)
     c, h, _ = ctx.target.input_shape
     cfg = dunet.DUNetConfig.scaled(c, h, args.width)
@@ -445,40 +426,3 @@ def show(args) -> dict:
         print(format_table([{k: a.get(k) for k in ('cut', 'codec', 'quality', 'accuracy',
                                                    'drop_pt', 'tail')} for a in acc]))
     return {'bundle': str(b.root), 'card': b.card, 'bytes': total}
-
-
-def read_context(path: str, limit: int | None = None) -> UserContext:
-    """
-    Load a bundle's target and its held-out data without changing the card.
-
-    The held-out data: the card's test ImageFolder; else the seeded share of
-    its train folder held out in training; else, for generated data, the same
-    test frames made again (``data.generator``); else a one-line error.
-    """
-    b = bundle.Bundle.load(path)
-    target = pipeline.Target(bundle=path)
-    d = b.card.get('data', {})
-
-    def prepare(img, shape):
-        return frames.prepare_pixels(img, shape, target.preparation)
-
-    if d.get('generator'):        # generated data: the same frames on every machine
-        made = labelled_frames.generated_frames(d['generator'], target.labels,
-                                                limit or d.get('n_test') or EVAL_LIMIT)
-        x = torch.stack([torch.from_numpy(prepare(img, target.input_shape))
-                         for img in made.images])
-        test = datasets.ImageSet(x, torch.from_numpy(made.labels), made.classes)
-    elif d.get('test') and Path(d['test']).exists():
-        test = labelled_frames.load_images(d['test'], target.input_shape, prepare,
-                                           target.labels, limit=limit)
-    elif d.get('holdout') and d.get('train') and Path(d['train']).exists():
-        full = labelled_frames.load_images(d['train'], target.input_shape, prepare,
-                                           target.labels)
-        test = shuffled(datasets.split_holdout(full, d['holdout'], seed=0)[1], seed=0)
-    else:
-        raise CliError(f'{path}: its held-out data ({d.get("test") or d.get("train")}) are not '
-                       f'here; pass them with --data')
-    if limit is not None and limit < len(test):
-        test = datasets.ImageSet(test.x[:limit], test.y[:limit], test.classes)
-    empty = datasets.ImageSet(test.x[:0], test.y[:0], test.classes)
-    return UserContext(b, target, empty, test)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 
-from .bundles import DEFAULT_EPS as BUNDLE_EPS
+from .heldout import DEFAULT_EPS as BUNDLE_EPS
 from .common import CliError, format_table, jpeg_quality, positive_float, positive_int, ProgressBar
 from ..core import data, defenses, pipeline
 from ..core.models import set_torch_threads

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import bundles
+from . import bundles, heldout
 from .common import add_schedule_args, CliError, format_table, parse_list, positive_float
 from .common import positive_int, ProgressBar
 from .train import add_model_args, write_provenance
@@ -101,7 +101,7 @@ def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
                    help='torch intra-op threads (the shipped weights were made with 1; the '
                         'result is bitwise reproducible for a given thread count and CPU)')
     add_model_args(p, model_default=None)
-    p.add_argument('--eps', type=positive_float, default=bundles.DEFAULT_EPS,
+    p.add_argument('--eps', type=positive_float, default=heldout.DEFAULT_EPS,
                    help='bundles: L-inf budget of the accuracy report after training')
     p.add_argument('--train-eps', type=lambda t: parse_list(t, float), default=None,
                    help="bundles: HGD's training budgets (default 2,4,8,12,16 /255)")

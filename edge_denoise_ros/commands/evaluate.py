@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 
-from .bundles import DEFAULT_EPS as BUNDLE_EPS, EVAL_LIMIT, read_context
+from .heldout import DEFAULT_EPS as BUNDLE_EPS, EVAL_LIMIT, read_context
 from .common import CliError, format_table, parse_list, positive_float, positive_int, ProgressBar
 from ..core import attacks, data, defenses, evaluation, models, pipeline
 from ..core.models import set_torch_threads

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -39,56 +38,13 @@ import numpy as np
 import torch
 
 from .demo_bag import read_ground_truth, stamp_ns
-from ..core import data, datasets, frames, scenes
+from .frame_sources import choose, class_index, generated_frames, is_bag, LabelledFrames
+from ..core import datasets, frames
 from ..core.bundle import Bundle
 from ..ros import conversions
 from ..ros.bag import absolute, bag_info, CAMERA_TYPES, read_messages
 
-BAG_SUFFIXES = ('.mcap', '.db3')
 TRUTH_TOPIC = '/ground_truth'
-
-
-@dataclass
-class LabelledFrames:
-    """OpenCV images (``(H, W, 3)`` BGR or ``(H, W)`` gray, any size), labels, class names."""
-
-    images: list[np.ndarray]
-    labels: np.ndarray       # int64 (N,): indices into ``classes``
-    classes: list[str]
-    names: list[str]         # where each frame came from (a file, a bag stamp, a scene index)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def take(self, idx: Sequence[int]) -> 'LabelledFrames':
-        """Return the frames at ``idx`` (in that order)."""
-        return LabelledFrames([self.images[i] for i in idx], self.labels[list(idx)],
-                              self.classes, [self.names[i] for i in idx])
-
-
-def is_bag(path: str | os.PathLike) -> bool:
-    """Return whether ``path`` is a rosbag2: a folder with metadata.yaml, or a .mcap/.db3 file."""
-    p = Path(path)
-    return (p.is_dir() and (p / 'metadata.yaml').is_file()) or \
-        (p.is_file() and p.suffix in BAG_SUFFIXES)
-
-
-def class_index(names: Sequence[str], classes: Sequence[str] | None,
-                where: str) -> np.ndarray:
-    """
-    Return the index in ``classes`` of each class name (compared as folder names).
-
-    ``classes`` None: the names are the classes (their index in ``names``' sorted set).
-    """
-    if classes is None:
-        order = sorted(set(names))
-        return np.array([order.index(n) for n in names], dtype=np.int64)
-    index = {datasets.safe_class_dir(c): i for i, c in enumerate(classes)}
-    try:
-        return np.array([index[datasets.safe_class_dir(n)] for n in names], dtype=np.int64)
-    except KeyError as exc:
-        raise ValueError(f'{where}: class {exc} is not one of the target\'s classes '
-                         f'{list(classes)}') from None
 
 
 def camera_topic_of(path) -> str:
@@ -182,13 +138,6 @@ def load_images(path: str | os.PathLike, input_shape: Sequence[int], prepare,
     return datasets.load_image_folder(path, input_shape, prepare, limit=limit, seed=seed)
 
 
-def choose(n: int, count: int, seed: int) -> np.ndarray:
-    """Return ``count`` seeded indices of ``n`` in ascending order (all of them if fewer)."""
-    if count >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
-
-
 def folder_frames(root: str | os.PathLike, classes: Sequence[str] | None, count: int,
                   seed: int = 0) -> LabelledFrames:
     """Read ``count`` seeded images of an ImageFolder as they are (OpenCV, natural size)."""
@@ -203,16 +152,6 @@ def folder_frames(root: str | os.PathLike, classes: Sequence[str] | None, count:
     y = class_index([names[labels[i]] for i in idx], classes, str(root)) if classes \
         else np.array([labels[i] for i in idx], dtype=np.int64)
     return LabelledFrames(images, y, list(classes or names), [str(paths[i]) for i in idx])
-
-
-def generated_frames(record: dict, classes: Sequence[str] | None, count: int) -> LabelledFrames:
-    """Make a ``data scenes`` record's first ``count`` test scenes again (BGR)."""
-    rgb, fashion = scenes.remake(record, 'test', count)
-    names = [data.CLASSES[int(k)] for k in fashion]
-    y = class_index(names, classes, 'the generated scenes') if classes else \
-        np.asarray(fashion, dtype=np.int64)
-    return LabelledFrames([np.ascontiguousarray(img[:, :, ::-1]) for img in rgb], y,
-                          list(classes or data.CLASSES), [f'scene {i}' for i in range(count)])
 
 
 def source_of(data_path: str | None, bundle: Bundle | None) -> dict:

@@ -170,10 +170,12 @@ def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict,
     """Return the edge node's parameters for one strategy at one rate."""
     if strategy in VIDEO_STRATEGIES:     # the video edge only encodes: no target there
         return {}
-    p = {'defense': cfg.defense, 'emulate_slowdown': cfg.edge_slowdown, 'bundle': cfg.bundle,
+    p = {'defense': cfg.defense, 'emulate_slowdown': cfg.edge_slowdown,
          'edge_slowdown': cfg.edge_slowdown, 'uplink_mbps': rate,
          'downlink_mbps': cfg.downlink, 'quality': cfg.feature_quality,
          'frame_quality': cfg.image_quality}
+    if cfg.bundle:               # ROS refuses an empty string override (-p bundle:=)
+        p['bundle'] = cfg.bundle
     if strategy in FRAME_STRATEGIES:
         p.update(cut=pipeline.FRAME_CUT, codec=FRAME_STRATEGIES[strategy])
     elif strategy == 'edge':
@@ -245,8 +247,8 @@ def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenc
     executables = VIDEO_STRATEGIES.get(strategy, ('edge_process', 'host_node'))
     spec = {'bag': str(Path(bag).resolve()), 'executables': executables,
             'edge_params': edge_params(strategy, rate, cfg, cuts, profiles),
-            'host_params': {'defense': cfg.defense, 'bundle': cfg.bundle}
-            if strategy in VIDEO_STRATEGIES else {'bundle': cfg.bundle},
+            'host_params': {**({'defense': cfg.defense} if strategy in VIDEO_STRATEGIES else {}),
+                            **({'bundle': cfg.bundle} if cfg.bundle else {})},
             'edge_env': dds.profile_env(pair.dds_env('edge', domain_id)),
             'host_env': pair.dds_env('host', domain_id), 'host_prefix': pair.prefix('host'),
             'edge_prefix': quota.prefix() if quota is not None else [],
