@@ -251,7 +251,7 @@ def train_denoiser_d(args) -> dict:
 
 def reference(ctx: UserContext, n: int) -> float:
     """Return the unsplit target's accuracy on the first ``n`` held-out images (once per n)."""
-    cache = ctx.__dict__.setdefault('_reference', {})
+    cache = ctx.references
     if n not in cache:
         cache[n] = evaluation.accuracy(ctx.target.model, ctx.test.x[:n], ctx.test.y[:n], 250)
     return cache[n]

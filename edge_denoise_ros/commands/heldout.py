@@ -21,7 +21,7 @@ so ``edge-denoise eval`` starts without rclpy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class UserContext:
     target: pipeline.Target
     train: datasets.ImageSet
     test: datasets.ImageSet
+    references: dict = field(default_factory=dict)   # n -> the unsplit target's accuracy
 
 
 def shuffled(images: datasets.ImageSet, seed: int = 0) -> datasets.ImageSet:
