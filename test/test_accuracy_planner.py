@@ -22,6 +22,7 @@ within the accuracy profile, the ``codec`` and ``codecs`` parameters, and the
 cut, codec and quality in use on ``~/plan`` and in the diagnostics.
 """
 
+import dataclasses
 import json
 import threading
 
@@ -32,7 +33,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
 
-from edge_denoise_ros.core import models, pipeline, planner, profiling, tails
+from edge_denoise_ros.core import frames, models, pipeline, planner, profiling, tails
 from edge_denoise_ros.ros.common import status_values
 from edge_denoise_ros.ros.edge_common import PLAN_QOS
 from edge_denoise_ros.ros.edge_node import EdgeNode
@@ -291,6 +292,47 @@ def test_a_fixed_cut_publishes_its_settings_and_their_measured_drop(rclpy_contex
         assert (plan['mode'], plan['cut'], plan['codec'], plan['quality']) == \
             ('fixed', 'layer1', 'jpeg', 5)
         assert plan['drop_pt'] == pytest.approx(0.49) and plan['considered'] is None
+    finally:
+        watch.close()
+        node.destroy_node()
+
+
+@pytest.fixture(scope='module')
+def defended_profiles(tmp_path_factory, profile_file):
+    """Return edge and host profile files in which the edge's DUNET_D is slow, the host's not."""
+    folder = tmp_path_factory.mktemp('defended')
+    prof = profiling.load_profile(profile_file)
+    edge = dataclasses.replace(prof, defense_ms={'dunet_d': 500.0, 'jpeg': 0.1})
+    host = dataclasses.replace(prof, defense_ms={'dunet_d': 1.0, 'jpeg': 0.1})
+    return str(edge.save(folder / 'edge.json')), str(host.save(folder / 'host.json'))
+
+
+@pytest.mark.ros
+def test_auto_replans_for_the_defense_in_use_and_sends_model_size_frames(rclpy_context,
+                                                                          defended_profiles):
+    edge_file, host_file = defended_profiles
+    node = EdgeNode(context=rclpy_context, parameter_overrides=[
+        Parameter(k, value=v) for k, v in (('defense', 'none'), ('cut', 'auto'),
+                                           ('uplink_mbps', 5.0), ('edge_profile', edge_file),
+                                           ('host_profile', host_file))])
+    watch = PlanWatcher(rclpy_context, node)
+    try:
+        assert node.stage.settings.cut != pipeline.FRAME_CUT   # undefended: the edge computes
+        # DUNET_D costs the edge 500 ms, the host 1 ms: the frame goes up, at the model's
+        # size (raw: lossless; host-only JPEG has no accuracy measurement here).
+        assert node.set_parameters([Parameter('defense', value='dunet_d')])[0].successful
+        s = node.stage.settings
+        assert (s.defense, s.cut, s.codec, s.frame_scale) == ('dunet_d', 'frame', 'raw', 'model')
+        assert wait_for(lambda: watch.plans and watch.plans[-1]['frame_scale'] == 'model')
+        assert watch.plans[-1]['choice'] == 'host_only/raw@model'
+        frame = frames.example_frame((480, 640), gray=False)
+        assert tuple(node.stage.process(frame, 'bgr8').meta['shape']) == (28, 28)
+        # A defense the profiles did not time is refused, and nothing changes.
+        result = node.set_parameters([Parameter('defense', value='dunet')])[0]
+        assert not result.successful and "no time for defense 'dunet'" in result.reason
+        assert node.stage.settings == s
+        assert node.set_parameters([Parameter('defense', value='none')])[0].successful
+        assert node.stage.settings.cut != pipeline.FRAME_CUT
     finally:
         watch.close()
         node.destroy_node()

@@ -23,6 +23,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from edge_denoise_ros.core import frames
 from edge_denoise_ros.harness import camerabench
 from edge_denoise_ros.ros import bag, dds
 from edge_denoise_ros.ros.edge_common import CAMERA_PARAMS
@@ -79,9 +80,9 @@ def test_camera_qos_parameters_and_profile():
     for bad in (('fast', 1), ('reliable', 0)):
         with pytest.raises(ValueError):
             dds.camera_qos(*bad)
-    assert camerabench.parse_size('640x480') == (640, 480)
+    assert frames.parse_size('640x480') == (640, 480)
     with pytest.raises(ValueError):
-        camerabench.parse_size('640')
+        frames.parse_size('640')
 
 
 @pytest.mark.ros

@@ -17,7 +17,8 @@
 from __future__ import annotations
 
 from .common import format_table, parse_list, positive_float, positive_int, ProgressBar
-from ..harness.camerabench import CameraBenchConfig, parse_size, run as run_bench
+from ..core.frames import parse_size
+from ..harness.camerabench import CameraBenchConfig, run as run_bench
 from ..ros.dds import CAMERA_RELIABILITY
 
 

@@ -204,10 +204,7 @@ def _frame(text, shape):
         return frames.frame_for(shape)
     path = Path(text)
     if path.is_file():
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise ValueError(f'{path}: not an image OpenCV can read')
-        return frame
+        return frames.read_image(path)
     try:
         size = parse_shape(text)
     except argparse.ArgumentTypeError:

@@ -27,6 +27,7 @@ ImageNet's mean and std.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -138,19 +139,47 @@ def prepare_pixels(img: np.ndarray, input_shape: Sequence[int],
     go through :func:`opencv_image` first; image files come as OpenCV reads them).
     """
     prep = prep or Preparation()
-    c, h, w = (int(d) for d in input_shape[-3:])
-    if c == 1:
-        if img.ndim == 3:
-            img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2GRAY)
-        return fit_size(img, h, w, prep.resize)[None]
-    if c != 3:
-        raise ValueError(f'expected a 1- or 3-channel input shape, got {tuple(input_shape)}')
+    img = _fit_image(img, input_shape, prep)
     if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    img = fit_size(img, h, w, prep.resize)
+        return img[None]
     if prep.channel_order == 'rgb':
         img = img[:, :, ::-1]
     return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def _fit_image(img: np.ndarray, input_shape: Sequence[int], prep: 'Preparation') -> np.ndarray:
+    """Return an OpenCV image at the model's size and channel count, still in OpenCV's order."""
+    c, h, w = (int(d) for d in input_shape[-3:])
+    if c not in (1, 3):
+        raise ValueError(f'expected a 1- or 3-channel input shape, got {tuple(input_shape)}')
+    if c == 1 and img.ndim == 3:
+        img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2GRAY)
+    elif c == 3 and img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return fit_size(img, h, w, prep.resize)
+
+
+FRAME_SCALES = ('camera', 'model')   # host-only frames: as captured, or at the model's size
+
+
+def model_size_image(frame: np.ndarray, encoding: str, input_shape: Sequence[int],
+                     prep: 'Preparation' = None) -> np.ndarray:
+    """
+    Return a camera frame as OpenCV holds it, already at the model's input size.
+
+    What the edge sends host-only at ``frame_scale: model``: the frame's
+    geometry decided here as :func:`prepare_pixels` decides it (the resize
+    policy; gray for one-channel models), still uint8 and in OpenCV's order
+    (``(h, w)`` gray or ``(h, w, 3)`` BGR), so the host's own preparation of it
+    is the identity resize and gives the model the same pixels (up to the codec).
+    """
+    c, h, w = (int(d) for d in input_shape[-3:])
+    prep = prep or Preparation()
+    if c == 1 and h == w and prep.resize == 'stretch':   # as data.preprocess_frame does
+        gray = data.frame_to_gray(frame, encoding)
+        return gray if gray.shape == (h, w) else \
+            cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(_fit_image(opencv_image(frame, encoding), input_shape, prep))
 
 
 def preprocess(frame: np.ndarray, input_shape: Sequence[int],
@@ -171,6 +200,46 @@ def preprocess(frame: np.ndarray, input_shape: Sequence[int],
         raise ValueError(f'expected a 1- or 3-channel input shape, got {tuple(input_shape)}')
     pixels = prepare_pixels(opencv_image(frame, encoding), (c, h, w), prep)
     return torch.from_numpy(pixels.astype(np.float32) / 255.0)[None]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``WIDTHxHEIGHT`` (``640x480``) into ``(width, height)``."""
+    w, sep, h = text.strip().lower().partition('x')
+    try:
+        size = int(w), int(h)
+    except ValueError:
+        size = None
+    if not sep or size is None or min(size) < 1:
+        raise ValueError(f'bad frame size {text!r}; expected WIDTHxHEIGHT like 640x480')
+    return size
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Return an image file as a ``bgr8`` frame; ValueError if OpenCV cannot read it."""
+    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise ValueError(f'{path}: not an image OpenCV can read')
+    return frame
+
+
+def profile_frame(spec: str, input_shape: Sequence[int]) -> np.ndarray | None:
+    """
+    Return the camera frame a start-up profile is measured with.
+
+    ``spec``: ``''`` (None: :func:`frame_for` the input), an image file (a
+    frame from the robot's own camera: codec sizes depend on content), or
+    ``WIDTHxHEIGHT`` (an :func:`example_frame` of the camera's size).
+    """
+    if not spec:
+        return None
+    if Path(spec).is_file():
+        return read_image(spec)
+    try:
+        width, height = parse_size(spec)
+    except ValueError:
+        raise ValueError(f'profile frame {spec!r}: no such image file, and not WIDTHxHEIGHT '
+                         f'like 640x480') from None
+    return example_frame((height, width), gray=int(input_shape[-3]) == 1)
 
 
 def default_frame_size(input_shape: Sequence[int]) -> tuple[int, int]:

@@ -46,7 +46,7 @@ from torch import nn
 from . import codecs, data, defenses, models, surgery, wire
 from .bundle import Bundle
 from .datasets import read_labels
-from .frames import opencv_image, Preparation, preprocess
+from .frames import FRAME_SCALES, model_size_image, opencv_image, Preparation, preprocess
 
 FRAME_CUT = 'frame'
 OUTPUT_CUT = 'output'
@@ -249,6 +249,11 @@ def defenses_for(target: Target) -> tuple[str, ...]:
     return tuple(names)
 
 
+def defense_modules(target: Target) -> dict[str, nn.Module]:
+    """Return every defense the target can use but ``none``, built: what profiles time."""
+    return {name: build_defense(name, target) for name in defenses_for(target) if name != 'none'}
+
+
 @dataclass(frozen=True)
 class EdgeSettings:
     """What the edge does with a frame: defense, cut, codec, JPEG qualities."""
@@ -258,6 +263,7 @@ class EdgeSettings:
     codec: str = DEFAULT_CODEC
     quality: int = DEFAULT_QUALITY              # features (codec jpeg)
     frame_quality: int = DEFAULT_FRAME_QUALITY  # camera frames (cut frame, codec jpeg)
+    frame_scale: str = 'camera'  # cut frame: send the frame as captured, or at the model's size
 
 
 @dataclass
@@ -291,11 +297,14 @@ class EdgeStage:
             raise ValueError('the output cut (edge-only) sends logits with codec raw')
         for q in (settings.quality, settings.frame_quality):
             wire.check_quality(q)
+        if settings.frame_scale not in FRAME_SCALES:
+            raise ValueError(f'frame_scale must be one of {FRAME_SCALES}, got '
+                             f'{settings.frame_scale!r}')
         if settings.defense not in self._defenses:
             self._defenses[settings.defense] = build_defense(settings.defense, self.target)
         self.target.halves(cut)  # split now, not on the first frame
         self.settings = EdgeSettings(settings.defense, cut, settings.codec, int(settings.quality),
-                                     int(settings.frame_quality))
+                                     int(settings.frame_quality), settings.frame_scale)
         return self.settings
 
     @property
@@ -320,16 +329,36 @@ class EdgeStage:
         options = codecs.jpeg_options(s.codec, s.quality)
         return self._encode(feature, s, options)
 
-    def encode_frame(self, frame: np.ndarray, encoding: str,
-                     settings: EdgeSettings | None = None) -> EdgeOutput:
-        """Host-only: encode the camera frame itself with an image codec."""
+    def frame_image(self, frame: np.ndarray, encoding: str,
+                    settings: EdgeSettings | None = None) -> np.ndarray:
+        """
+        Host-only: the image the edge sends, as OpenCV holds it.
+
+        ``frame_scale`` camera: the frame as captured (checked that the host's
+        preparation can use it); model: already at the model's input size by
+        the target's preparation (:func:`.frames.model_size_image`), so a 96x96
+        model's frame goes up as 96x96 pixels whatever the camera's size.
+        """
         s = settings or self.settings
+        t = self.target
         try:
-            image = opencv_image(frame, encoding)
+            if s.frame_scale == 'model':
+                return model_size_image(frame, encoding, t.input_shape, t.preparation)
+            preprocess(frame, t.input_shape, encoding, t.preparation)   # what the host could use
+            return opencv_image(frame, encoding)
         except ValueError as exc:
             raise PipelineError('bad_image', str(exc)) from None
-        options = codecs.jpeg_options(s.codec, s.frame_quality)
-        out = self._encode(image, s, options)
+
+    def encode_frame(self, frame: np.ndarray, encoding: str,
+                     settings: EdgeSettings | None = None) -> EdgeOutput:
+        """Host-only: encode the camera frame (at ``frame_scale``) with an image codec."""
+        s = settings or self.settings
+        return self.encode_image(self.frame_image(frame, encoding, s), s)
+
+    def encode_image(self, image: np.ndarray, settings: EdgeSettings | None = None) -> EdgeOutput:
+        """Host-only: encode an image :meth:`frame_image` returned."""
+        s = settings or self.settings
+        out = self._encode(image, s, codecs.jpeg_options(s.codec, s.frame_quality))
         out.meta['defense'] = s.defense
         return out
 
@@ -337,7 +366,6 @@ class EdgeStage:
         """Run the whole edge stage on one camera frame."""
         s = self.settings
         if s.cut == FRAME_CUT:
-            self.target.preprocess(frame, encoding)  # refuse what the host could not use
             return self.encode_frame(frame, encoding, s)
         x = self.denoise(frame, encoding)
         out = self.head_encode(x, s)

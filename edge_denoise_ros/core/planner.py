@@ -61,6 +61,7 @@ from torch import nn
 from .bundle import key as accuracy_key
 from .codecs import codec_quality, DEFAULT_QUALITY
 from .pipeline import FRAME_CUT
+from . import profiling
 from .profiling import check_codecs, load_profile, measure_profile, Profile
 from .surgery import EDGE_ONLY, HOST_ONLY, SPLIT
 
@@ -104,10 +105,12 @@ class Candidate:
 
     ``cut`` is the cut's node name (what :func:`.surgery.split` takes; None unless
     split), ``label`` its wire name, ``codec`` the feature codec (split) or frame
-    codec (host-only), ``quality`` the JPEG quality it sends (``jpeg`` only);
-    ``bytes`` go up the link. ``edge_ms`` is everything on the edge
-    (preprocess, head, encode), ``host_ms`` everything on the host (decode,
-    [preprocess,] tail), both already scaled to their machines. ``excluded``
+    codec (host-only), ``quality`` the JPEG quality it sends (``jpeg`` only),
+    ``scale`` the size a host-only frame goes up at (``camera`` as captured,
+    ``model`` resized on the edge to the model's input); ``bytes`` go up the
+    link. ``edge_ms`` is everything on the edge (preprocess, [defense,] head,
+    encode), ``host_ms`` everything on the host (decode, [preprocess,
+    defense,] tail), both already scaled to their machines. ``excluded``
     says why the planner may not pick it ('' = it may; see :func:`screen`),
     ``drop_pt`` its measured accuracy drop where the accuracy profile has one.
     """
@@ -126,6 +129,7 @@ class Candidate:
     quality: int | None = None
     excluded: str = ''
     drop_pt: float | None = None
+    scale: str = 'camera'
 
     def uses_link(self) -> bool:
         """Return True unless the candidate is edge-only."""
@@ -202,7 +206,7 @@ def build_candidates(edge: Profile, host: Profile | None = None, edge_slowdown: 
     have_images = tuple(i['codec'] for i in edge.images)
     frame_codecs = check_codecs(frame_codecs, have_images, 'image (profiled)')
     host_features = {(f['cut'], f['codec']): f for f in host.features}
-    host_images = {i['codec']: i for i in host.images}
+    host_images = {(i['codec'], i.get('scale', 'camera')): i for i in host.images}
     # Each side: timed whole where the profile has it, else the sum of its stages.
     edge_only = _either(edge.edge_only_ms, edge.preprocess_ms + edge.full_ms)
     out = [Candidate(name=EDGE_ONLY, kind=EDGE_ONLY, cut=None, codec=None, shape=(),
@@ -210,11 +214,13 @@ def build_candidates(edge: Profile, host: Profile | None = None, edge_slowdown: 
     for img in edge.images:
         if img['codec'] not in frame_codecs:
             continue
-        himg = host_images.get(img['codec'], img)
+        scale = img.get('scale', 'camera')
+        himg = host_images.get((img['codec'], scale), img)
         dec, enc = himg['decode_ms'] * kh, img['encode_ms'] * ke
         out.append(Candidate(
-            name=f"{HOST_ONLY}/{img['codec']}", kind=HOST_ONLY, cut=None, codec=img['codec'],
-            shape=tuple(edge.frame_shape), bytes=int(img['bytes']),
+            name=f"{HOST_ONLY}/{img['codec']}" + ('' if scale == 'camera' else f'@{scale}'),
+            kind=HOST_ONLY, cut=None, codec=img['codec'], scale=scale,
+            shape=tuple(img.get('shape') or edge.frame_shape), bytes=int(img['bytes']),
             edge_ms=ke * _either(img.get('edge_ms'), img['encode_ms']),
             host_ms=kh * _either(himg.get('host_ms'), himg['decode_ms'] + host.preprocess_ms
                                  + host.full_ms), encode_ms=enc, decode_ms=dec,
@@ -236,6 +242,39 @@ def build_candidates(edge: Profile, host: Profile | None = None, edge_slowdown: 
             edge_ms=ke * edge_side, host_ms=kh * host_side, encode_ms=enc, decode_ms=dec,
             label=c.get('label', ''), quality=codec_quality(f['codec'], q_features)))
     return screen(out, accuracy_profile, max_accuracy_drop, allowed, codec)
+
+
+def defended(candidates: Sequence[Candidate], defense_ms: Mapping[str, Mapping[str, float]],
+             defense: str | None) -> list[Candidate]:
+    """
+    Return the candidates with the input defense's time on the side that runs it.
+
+    The edge defends before its head (edge-only and split candidates), the host
+    before the whole model of a host-only frame. ``defense_ms``: ``{'edge':
+    {name: ms}, 'host': {name: ms}}`` already scaled to each machine (profiles'
+    :attr:`.profiling.Profile.defense_ms`); ``defense`` None or ``none``: no
+    time. A defense a side's profile did not time raises ValueError.
+    """
+    if defense in (None, 'none'):
+        return list(candidates)
+    times = {}
+    for side in ('edge', 'host'):
+        have = defense_ms.get(side) or {}
+        if defense not in have:
+            raise ValueError(f'the {side} profile has no time for defense {defense!r} '
+                             f'(profiled: {", ".join(sorted(have)) or "none"}); profile it '
+                             f'with the defense (edge-denoise profile --defense {defense})')
+        times[side] = float(have[defense])
+    return [replace(c, host_ms=c.host_ms + times['host']) if c.kind == HOST_ONLY
+            else replace(c, edge_ms=c.edge_ms + times['edge']) for c in candidates]
+
+
+def defense_times(edge: Profile, host: Profile | None = None, edge_slowdown: float = 1.0,
+                  host_slowdown: float = 1.0) -> dict[str, dict[str, float]]:
+    """Return ``{'edge': {name: ms}, 'host': {name: ms}}`` of two profiles, scaled by slowdowns."""
+    host = host or edge
+    return {'edge': {k: v * edge_slowdown for k, v in (edge.defense_ms or {}).items()},
+            'host': {k: v * host_slowdown for k, v in (host.defense_ms or {}).items()}}
 
 
 def _either(measured, composed) -> float:
@@ -438,27 +477,31 @@ class Planner:
     """
     Online planner for an edge node: the chosen candidate, re-planned on changes.
 
-    A thin wrapper of :func:`screen`, :func:`plan` and :func:`choose` that
-    remembers the link, the rules of what it may pick (``rules``: accuracy
-    profile, max accuracy drop, codec allow-list, codec asked for) and the
-    current choice. ``candidates`` are the screened ones; a candidate excluded
-    before it came here stays excluded.
+    A thin wrapper of :func:`defended`, :func:`screen`, :func:`plan` and
+    :func:`choose` that remembers the link, the rules of what it may pick
+    (``rules``: accuracy profile, max accuracy drop, codec allow-list, codec
+    asked for) and the input defense in use (its time on the side that runs
+    it, from ``defense_ms``), and the current choice. ``candidates`` are the
+    screened ones; a candidate excluded before it came here stays excluded.
     """
 
     def __init__(self, candidates: Sequence[Candidate], link: Link = Link(),
                  hysteresis: float = 0.1, min_gain_ms: float = 0.0,
                  accuracy_profile: Mapping[str, dict] | None = None,
                  max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
-                 allowed: Sequence[str] | None = None, codec: str | None = None):
+                 allowed: Sequence[str] | None = None, codec: str | None = None,
+                 defense_ms: Mapping[str, Mapping[str, float]] | None = None,
+                 defense: str | None = None):
         self.base = list(candidates)
+        self.defense_ms = dict(defense_ms or {})
         self.link = link
         self.hysteresis = hysteresis
         self.min_gain_ms = min_gain_ms
         self.switches = 0
         self.rules = {'accuracy_profile': accuracy_profile,
                       'max_accuracy_drop': max_accuracy_drop, 'allowed': allowed,
-                      'codec': codec}
-        self.candidates = screen(self.base, **self.rules)
+                      'codec': codec, 'defense': defense}
+        self.candidates = self._screened(self.rules)
         if all(c.excluded for c in self.candidates):
             raise ValueError(none_allowed(self.candidates, codec))
         self.choice = choose(self.candidates, link, None, hysteresis, min_gain_ms)
@@ -472,28 +515,36 @@ class Planner:
                       accuracy_profile: Mapping[str, dict] | None = None,
                       max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
                       allowed: Sequence[str] | None = None, codec: str | None = None,
-                      quality: int | None = None, frame_quality: int | None = None) -> Planner:
+                      quality: int | None = None, frame_quality: int | None = None,
+                      defense: str | None = None) -> Planner:
         """Build a planner from an edge profile (and a host profile); see :func:`screen`."""
         return cls(build_candidates(edge, host, edge_slowdown, host_slowdown, codecs,
                                     frame_codecs, quality=quality, frame_quality=frame_quality),
                    link, hysteresis, min_gain_ms, accuracy_profile, max_accuracy_drop,
-                   allowed, codec)
+                   allowed, codec, defense_times(edge, host, edge_slowdown, host_slowdown),
+                   defense)
+
+    def _screened(self, rules: dict) -> list[Candidate]:
+        """Return the base candidates with the defense's time, screened by the rules."""
+        timed = defended(self.base, self.defense_ms, rules['defense'])
+        return screen(timed, **{k: v for k, v in rules.items() if k != 'defense'})
 
     def configure(self, **rules) -> Candidate:
         """
         Change what the planner may pick and re-plan; return the candidate to use now.
 
         ``rules``: any of ``accuracy_profile``, ``max_accuracy_drop``, ``allowed``,
-        ``codec`` (None: any). Raises ValueError with the reason, changing
-        nothing, when the new rules leave no candidate (a codec asked for that
-        is not allowed, or excluded by accuracy at every cut).
+        ``codec`` (None: any), ``defense`` (the input defense in use: its time
+        moves with it). Raises ValueError with the reason, changing nothing,
+        when the new rules leave no candidate (a codec asked for that is not
+        allowed, or excluded by accuracy at every cut) or a defense has no time.
         """
         unknown = sorted(set(rules) - set(self.rules))
         if unknown:
             raise ValueError(f'unknown planner rule {unknown[0]!r}; expected one of '
                              f'{tuple(self.rules)}')
         new = {**self.rules, **rules}
-        candidates = screen(self.base, **new)
+        candidates = self._screened(new)
         if all(c.excluded for c in candidates):
             raise ValueError(none_allowed(candidates, new['codec']))
         choice = choose(candidates, self.link, self.choice.name, self.hysteresis,
@@ -541,7 +592,9 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                  frame_quality: int | None = None,
                  accuracy_profile: Mapping[str, dict] | None = None,
                  max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
-                 allowed: Sequence[str] | None = None, codec: str | None = None) -> Planner:
+                 allowed: Sequence[str] | None = None, codec: str | None = None,
+                 defenses: Mapping[str, nn.Module] | None = None,
+                 defense: str | None = None, sustained: bool = False) -> Planner:
     """
     Build the planner an edge node (or ``edge-denoise plan``) starts with.
 
@@ -552,7 +605,11 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
     used. ``quality`` / ``frame_quality``: the JPEG qualities the edge sends
     (see :func:`measure_profile`). ``accuracy_profile``,
     ``max_accuracy_drop``, ``allowed`` and ``codec``: what it may pick
-    (:func:`screen`).
+    (:func:`screen`). ``defenses`` (name -> module) are timed in a profile
+    measured here; ``defense`` is the one in use (see :func:`defended`).
+    ``sustained``: a profile measured here takes CPU times and turns them into
+    the wall time of frames in a row at the CPU share this process gets
+    (:func:`.profiling.sustained`; a CPU quota's throttling included).
     """
     edge, host = _as_profile(edge_profile), _as_profile(host_profile)
     shape = [int(d) for d in input_shape[-3:]]
@@ -562,11 +619,15 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                              f'not {shape}')
     if edge is None or host is None:
         here = measure_profile(model, frame, shape, model_name, codecs, frame_codecs,
-                               repeats, warmup, clock=clock, stat=stat, progress=progress,
-                               quality=quality, frame_quality=frame_quality)
+                               repeats, warmup, clock='cpu' if sustained else clock, stat=stat,
+                               progress=progress, quality=quality, frame_quality=frame_quality,
+                               defenses=defenses)
+        if sustained:
+            here = profiling.sustained(here, profiling.cpu_share())
         edge, host = edge or here, host or here
     planner = Planner.from_profiles(edge, host, edge_slowdown, host_slowdown, link, codecs,
                                     frame_codecs, hysteresis, min_gain_ms, accuracy_profile,
-                                    max_accuracy_drop, allowed, codec, quality, frame_quality)
+                                    max_accuracy_drop, allowed, codec, quality, frame_quality,
+                                    defense)
     planner.edge_profile, planner.host_profile = edge, host
     return planner

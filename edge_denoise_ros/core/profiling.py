@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from . import codecs, wire
-from .frames import frame_for, preprocess
+from .frames import frame_for, FRAME_SCALES, model_size_image, preprocess
 from .surgery import EDGE_ONLY, example_args, HOST_ONLY, split_traced, trace, Traced
 
 PROFILE_FORMAT = 'edge_denoise/profile/1'
@@ -57,11 +57,15 @@ class Profile:
     ``features``: per (cut, codec) ``cut, codec, bytes, encode_ms, decode_ms``
     (bytes of the real payload) and ``edge_ms``, ``host_ms``: each side of
     that pipeline timed whole (preprocess + head + encode; decode + tail),
-    when measured; ``images``: per image codec of the host-only path
-    ``codec, bytes, encode_ms, decode_ms, edge_ms, host_ms``; ``full_ms`` the
+    when measured; ``images``: per image codec and ``scale`` of the host-only
+    path (the frame as captured, ``camera``, or already at the model's size,
+    ``model``) ``codec, scale, shape, bytes, encode_ms, decode_ms, edge_ms,
+    host_ms``; ``full_ms`` the
     whole model, ``preprocess_ms`` camera frame to model input,
     ``edge_only_ms`` both timed whole; ``nodes`` each graph node's time (for
-    :func:`.mincut.min_cut`). A profile measured on the
+    :func:`.mincut.min_cut`); ``defense_ms`` each input defense's time on
+    one model input (the edge runs it before the head, the host before the
+    whole model of a host-only frame). A profile measured on the
     robot serves as the edge profile (heads, encoders), one measured on the
     host as the host profile (tails, decoders).
     """
@@ -79,6 +83,7 @@ class Profile:
     machine: dict = field(default_factory=dict)
     nodes: dict = field(default_factory=dict)
     edge_only_ms: float | None = None
+    defense_ms: dict = field(default_factory=dict)
     format: str = PROFILE_FORMAT
 
     def as_dict(self) -> dict:
@@ -150,6 +155,52 @@ def summarize_times(values: Sequence[float], stat: str = 'median') -> float:
     if stat.startswith('p') and stat[1:].isdigit() and 0 <= int(stat[1:]) <= 100:
         return float(np.percentile(values, int(stat[1:])))
     raise ValueError(f"unknown statistic {stat!r}; expected 'median' or 'p0'..'p100'")
+
+
+def cpu_share(seconds: float = 1.0) -> float:
+    """
+    Return the CPU time one busy thread of this process gets per second of wall time.
+
+    Measured by spinning for ``seconds``: about 1.0 on an idle core, the quota
+    under a cgroup CPU quota (0.25 for a quarter core: the thread runs 25 ms of
+    every 100 ms period), less on a machine busy with other work. Spans
+    several quota periods (100 ms) by default.
+    """
+    if seconds <= 0:
+        raise ValueError(f'seconds must be > 0, got {seconds}')
+    wall0, cpu0 = time.perf_counter(), time.thread_time()
+    while time.perf_counter() - wall0 < seconds:
+        sum(range(1000))
+    return (time.thread_time() - cpu0) / (time.perf_counter() - wall0)
+
+
+def sustained(profile: Profile, share: float) -> Profile:
+    """
+    Return a CPU-time profile as the wall time each stage takes at a CPU ``share``.
+
+    A stage of ``t`` ms of CPU time takes ``t / share`` ms on average when the
+    thread gets ``share`` of a core (:func:`cpu_share`, measured on the same
+    machine): under a CPU quota a short stage mostly runs at full speed and now
+    and then waits out the rest of the period, and frames at camera rate get
+    the average, not the median of wall times (which skips the waits).
+    """
+    if not 0 < share <= 1.5:
+        raise ValueError(f'CPU share must be in (0, 1.5], got {share}')
+    k = 1.0 / share
+
+    def scale(record):
+        return {key: (v * k if key.endswith('_ms') and isinstance(v, (int, float)) else v)
+                for key, v in record.items()}
+    d = profile.as_dict()
+    d.update({key: d[key] * k for key in ('full_ms', 'preprocess_ms')})
+    if d['edge_only_ms'] is not None:
+        d['edge_only_ms'] *= k
+    for part in ('cuts', 'features', 'images'):
+        d[part] = [scale(r) for r in d[part]]
+    d['defense_ms'] = {name: v * k for name, v in d['defense_ms'].items()}
+    d['nodes'] = {name: v * k for name, v in d['nodes'].items()}
+    d['machine'] = {**d['machine'], 'cpu_share': round(share, 4), 'sustained': True}
+    return Profile.from_dict(d)
 
 
 def get_clock(name: str) -> Callable[[], int]:
@@ -288,8 +339,10 @@ class ProfileSession:
     """The state of one profile measurement; see :func:`measure_profile`."""
 
     def __init__(self, model, frame, input_shape, feature_codecs, frame_codecs, burst,
-                 model_name, clock='wall', stat='median', quality=None, frame_quality=None):
+                 model_name, clock='wall', stat='median', quality=None, frame_quality=None,
+                 defenses=None):
         self.quality, self.frame_quality = quality, frame_quality
+        self.defenses = dict(defenses or {})
         self.clock = clock
         self.model, self.model_name = model, model_name
         self.input_shape = [int(d) for d in input_shape[-3:]]
@@ -303,14 +356,19 @@ class ProfileSession:
             self.traced = trace(model, x)
         self.halves = {c.name: split_traced(self.traced, c) for c in self.traced.cuts}
         self.sizes, self.frames = {}, {}
+        self.scaled = {'camera': self.frame,
+                       'model': model_size_image(self.frame, 'bgr8', self.input_shape)}
         for k in check_codecs(frame_codecs, wire.FRAME_CODECS, 'image'):
             try:
-                self.frames[k] = frame_codec(k, frame_quality)
-                self.sizes[k] = len(self.frames[k][0](self.frame)[0])
+                coder = frame_codec(k, frame_quality)
+                for scale in FRAME_SCALES:
+                    self.sizes[(k, scale)] = len(coder[0](self.scaled[scale])[0])
+                    self.frames[(k, scale)] = coder
             except wire.CodecError:
                 if asked:
                     raise
-                self.frames.pop(k, None)  # by default, those that work here
+                for scale in FRAME_SCALES:   # by default, those that work here
+                    self.frames.pop((k, scale), None)
         self.burst = burst or auto_burst(model, x)
         summarize_times([1.0], stat)  # check it early
         self.watch = _Stopwatch(get_clock(clock), stat)
@@ -337,10 +395,14 @@ class ProfileSession:
                 self.sizes[(name, k)] = len(payload)
                 decoded = watch(('decode', name, k), dec, payload, meta)
             watch(('tail', name), tail, decoded)
-        for k, (frame_enc, frame_dec) in self.frames.items():
-            sent = watch(('frame_encode', k), frame_enc, frame)
-            got = watch(('frame_decode', k), frame_dec, *sent)
-            watch('full', model, watch('preprocess', preprocess, got, shape))
+        x = preprocess(frame, shape)
+        for name, defense in self.defenses.items():
+            watch(('defense', name), defense, x)
+        for key, (frame_enc, frame_dec) in self.frames.items():
+            sent = watch(('frame_encode',) + key,
+                         lambda scale=key[1]: frame_enc(sent_image(frame, shape, scale)))
+            got = watch(('frame_decode',) + key, frame_dec, *sent)
+            watch('full', model, watch('preprocess', preprocess, got, shape, _encoding(got)))
         self.node_timer.recording = record  # node by node, for the min-cut
         self.node_timer.run(preprocess(frame, shape))
         if not whole:
@@ -357,9 +419,8 @@ class ProfileSession:
             for k in self.codecs:
                 sides((name, k), lambda k=k, head=head: enc[k](head(preprocess(frame, shape)), k),
                       lambda sent, tail=tail: tail(dec(*sent)))
-        for k, (frame_enc, frame_dec) in self.frames.items():
-            sides((HOST_ONLY, k), lambda frame_enc=frame_enc: frame_enc(frame),
-                  lambda sent, frame_dec=frame_dec: model(preprocess(frame_dec(*sent), shape)))
+        for key, coder in self.frames.items():
+            sides((HOST_ONLY,) + key, *host_only_sides(model, frame, shape, coder, key[1]))
 
     def result(self, warmup: int = 0) -> Profile:
         ms, cuts = self.watch.median, self.traced.cuts
@@ -375,11 +436,15 @@ class ProfileSession:
                        'edge_ms': ms(('edge_side', c.name, k), None),
                        'host_ms': ms(('host_side', c.name, k), None)}
                       for c in cuts for k in self.codecs],
-            images=[{'codec': k, 'bytes': self.sizes[k], 'encode_ms': ms(('frame_encode', k)),
-                     'decode_ms': ms(('frame_decode', k)),
-                     'edge_ms': ms(('edge_side', HOST_ONLY, k), None),
-                     'host_ms': ms(('host_side', HOST_ONLY, k), None)} for k in self.frames],
+            images=[{'codec': k, 'scale': scale, 'bytes': self.sizes[(k, scale)],
+                     'shape': list(self.scaled[scale].shape),
+                     'encode_ms': ms(('frame_encode', k, scale)),
+                     'decode_ms': ms(('frame_decode', k, scale)),
+                     'edge_ms': ms(('edge_side', HOST_ONLY, k, scale), None),
+                     'host_ms': ms(('host_side', HOST_ONLY, k, scale), None)}
+                    for k, scale in self.frames],
             edge_only_ms=ms(('edge_side', EDGE_ONLY), None),
+            defense_ms={name: ms(('defense', name)) for name in self.defenses},
             repeats=self.rounds, warmup=warmup,
             machine={**machine_info(), 'burst': self.burst, 'clock': self.clock,
                      'stat': self.watch.stat, 'jpeg_quality': self.quality,
@@ -394,7 +459,8 @@ def measure_profile(model: nn.Module, frame: np.ndarray | None = None,
                     frame_codecs: Sequence[str] | None = None,
                     repeats: int = 10, warmup: int = 2, burst: int | None = None,
                     clock: str = 'wall', stat: str = 'median', progress=None,
-                    quality: int | None = None, frame_quality: int | None = None) -> Profile:
+                    quality: int | None = None, frame_quality: int | None = None,
+                    defenses: dict[str, nn.Module] | None = None) -> Profile:
     """
     Measure a model on this machine: every cut's head and tail, codecs, the frame path.
 
@@ -416,14 +482,52 @@ def measure_profile(model: nn.Module, frame: np.ndarray | None = None,
     percentile instead of the median (see :func:`summarize_times`). ``quality`` and
     ``frame_quality`` are the JPEG qualities of the ``jpeg`` feature and frame
     codecs (default: the codec's own), as the edge will send them: sizes, and
-    so transfer times, depend on them.
+    so transfer times, depend on them. ``defenses`` (name -> module): each is
+    timed on the model input (:attr:`Profile.defense_ms`); the frame path is
+    timed at both :data:`.frames.FRAME_SCALES`.
     """
     if input_shape is None:
         raise ValueError('input_shape (C, H, W) is required')
     session = ProfileSession(model, frame, input_shape, codecs, frame_codecs, burst,
-                             model_name, clock, stat, quality, frame_quality)
+                             model_name, clock, stat, quality, frame_quality, defenses)
     run_rounds([session], repeats, warmup, progress)
     return session.result(warmup)
+
+
+def _encoding(image: np.ndarray) -> str:
+    return 'mono8' if image.ndim == 2 else 'bgr8'
+
+
+def sent_image(frame: np.ndarray, input_shape: Sequence[int], scale: str) -> np.ndarray:
+    """
+    Return the image an edge sends host-only, made as the edge makes it.
+
+    ``model``: resized to the model's input; ``camera``: the ``bgr8`` frame as
+    captured, after the check the edge makes that the host can prepare it.
+    """
+    if scale == 'model':
+        return model_size_image(frame, 'bgr8', input_shape)
+    preprocess(frame, input_shape)
+    return frame
+
+
+def host_only_sides(model: nn.Module, frame: np.ndarray, input_shape: Sequence[int],
+                    coder: tuple[Callable, Callable], scale: str) -> tuple[Callable, Callable]:
+    """
+    Return ``(edge, host)`` of the host-only path of a frame (:func:`frame_codec`'s coder).
+
+    Edge: the image at ``scale``, encoded; host: decoded, prepared, the whole
+    model (the defense is timed apart, :attr:`Profile.defense_ms`).
+    """
+    encode, decode = coder
+
+    def edge():
+        return encode(sent_image(frame, input_shape, scale))
+
+    def host(sent):
+        image = decode(*sent)
+        return model(preprocess(image, input_shape, _encoding(image)))
+    return edge, host
 
 
 @torch.no_grad()

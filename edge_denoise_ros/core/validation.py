@@ -35,8 +35,8 @@ from torch import nn
 from . import codecs
 from .frames import frame_for, preprocess
 from .planner import build_candidates, Candidate, Link, plan
-from .profiling import (auto_burst, frame_codec, gc_paused, get_clock, ProfileSession,
-                        run_rounds, run_sides, summarize_times)
+from .profiling import (auto_burst, frame_codec, gc_paused, get_clock, host_only_sides,
+                        ProfileSession, run_rounds, run_sides, summarize_times)
 from .surgery import EDGE_ONLY, HOST_ONLY, split_traced, trace
 
 
@@ -59,13 +59,8 @@ class _EndToEndSession:
                     return model(preprocess(frame, shape))
                 host = None
             elif c.kind == HOST_ONLY:
-                enc, dec = frame_codec(c.codec)
-
-                def edge(enc=enc):
-                    return enc(frame)
-
-                def host(sent, dec=dec):
-                    return model(preprocess(dec(*sent), shape))
+                edge, host = host_only_sides(model, frame, shape,
+                                             frame_codec(c.codec, c.quality), c.scale)
             else:
                 if c.cut not in halves:
                     halves[c.cut] = split_traced(traced, c.cut)

@@ -46,18 +46,6 @@ TOPIC = 'image_raw'
 SIZES = ((640, 480), (1280, 720))
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``WIDTHxHEIGHT`` (``640x480``) into ``(width, height)``."""
-    w, sep, h = text.strip().lower().partition('x')
-    try:
-        size = int(w), int(h)
-    except ValueError:
-        size = None
-    if not sep or size is None or min(size) < 1:
-        raise ValueError(f'bad frame size {text!r}; expected WIDTHxHEIGHT like 640x480')
-    return size
-
-
 @dataclass
 class CameraBenchConfig:
     """What ``bench camera`` measures."""

@@ -26,7 +26,8 @@ per frame, dropped frames, accuracy against the bag's ground truth on the
 frames classified, and the CPU the edge process used (cores).
 
 Strategies: ``raw``, ``jpeg``, ``deepn_jpeg`` (host-only: the camera frame
-goes up), ``h264`` (host-only as FogROS2 does it: an H.264 stream, the
+goes up), ``jpeg_model`` (host-only: the frame resized on the edge to the
+model's input, JPEG), ``h264`` (host-only as FogROS2 does it: an H.264 stream, the
 peer of :mod:`.video_peer`), ``edge`` (edge-only), ``split_lossless`` and
 ``split_jpeg`` (at the planner's cut for that codec and rate) and ``auto``
 (the edge node plans at start-up from the declared rate: ``cut: auto``).
@@ -54,7 +55,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .camerabench import parse_size
+import cv2
+
 from .cpuquota import CpuQuota
 from .bundle_bag import BundleBagConfig, ensure_bundle_bag
 from .demo_bag import DemoBagConfig, ensure_bag, read_ground_truth
@@ -63,13 +65,17 @@ from .labelled_frames import source_of
 from .launcher import run_edge_host
 from .netns import LinkPair, unavailable
 from ..core import frames, pipeline, planner, profiling, surgery, video
+from ..core.frames import parse_size
 from ..core.evaluation import BUNDLE_EPS
 from ..core.models import set_torch_threads
-from ..ros import dds
+from ..ros import conversions, dds
+from ..ros.bag import read_messages
 
-STRATEGIES = ('raw', 'jpeg', 'deepn_jpeg', 'h264', 'edge', 'split_lossless', 'split_jpeg',
-              'auto')
-FRAME_STRATEGIES = {'raw': 'raw', 'jpeg': 'jpeg', 'deepn_jpeg': 'deepn_jpeg'}
+STRATEGIES = ('raw', 'jpeg', 'deepn_jpeg', 'jpeg_model', 'h264', 'edge', 'split_lossless',
+              'split_jpeg', 'auto')
+# host-only strategies: (frame codec, frame_scale)
+FRAME_STRATEGIES = {'raw': ('raw', 'camera'), 'jpeg': ('jpeg', 'camera'),
+                    'deepn_jpeg': ('deepn_jpeg', 'camera'), 'jpeg_model': ('jpeg', 'model')}
 SPLIT_STRATEGIES = {'split_lossless': 'lossless', 'split_jpeg': 'jpeg'}
 VIDEO_STRATEGIES = {'h264': ('video_edge', 'video_host')}
 FRAME_SIZE = '640x480'
@@ -153,7 +159,8 @@ def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
         edge_profile=profiles.get('edge'), host_profile=profiles.get('host'),
         edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
         frame_codecs=[], model_name=target.name, quality=cfg.feature_quality,
-        accuracy_profile=target.bundle.accuracy_profile() if target.bundle else None)
+        accuracy_profile=target.bundle.accuracy_profile() if target.bundle else None,
+        defenses=None if profiles else pipeline.defense_modules(target), defense=cfg.defense)
     rows = online.plan().rows
     cuts = {}
     for strategy in wanted:
@@ -177,13 +184,16 @@ def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict,
     if cfg.bundle:               # ROS refuses an empty string override (-p bundle:=)
         p['bundle'] = cfg.bundle
     if strategy in FRAME_STRATEGIES:
-        p.update(cut=pipeline.FRAME_CUT, codec=FRAME_STRATEGIES[strategy])
+        codec, scale = FRAME_STRATEGIES[strategy]
+        p.update(cut=pipeline.FRAME_CUT, codec=codec, frame_scale=scale)
     elif strategy == 'edge':
         p.update(cut=pipeline.OUTPUT_CUT, codec='raw')
     elif strategy in SPLIT_STRATEGIES:
         p.update(cut=cuts[strategy], codec=SPLIT_STRATEGIES[strategy])
     else:
         p.update(cut='auto', codec='auto')
+        if profiles and profiles.get('frame'):   # profiled with a frame of this camera
+            p['profile_frame'] = profiles['frame']
         if profiles and profiles.get('host'):  # the edge measures itself, in its quota
             p['host_profile'] = profiles['host']
     return p
@@ -209,9 +219,10 @@ def measure(result, warmup: float, truths: dict | None = None,
         return round(lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))], 2) if lat else None
     cuts = sorted({r['cut'] for _, r in result.received})
     codecs = sorted({r['codec'] for _, r in result.received})
-    judged = [r['class_id'] == truths[s]['label'] for s, r in
-              ((x['stamp']['sec'] * 10**9 + x['stamp']['nanosec'], x)
-               for _, x in result.received) if s in (truths or {})]
+    correct = {s: r['class_id'] == truths[s]['label'] for s, r in
+               ((x['stamp']['sec'] * 10**9 + x['stamp']['nanosec'], x)
+                for _, x in result.received) if s in (truths or {})}
+    judged = list(correct.values())
     wall = (end - start) / 1e9
     cpu = result.cpu_s.get(edge)
     return {'fps': round(len(inside) / span, 2) if span > 0 else 0.0,
@@ -221,7 +232,8 @@ def measure(result, warmup: float, truths: dict | None = None,
             'bytes_per_frame': round(sum(sizes) / len(sizes), 1) if sizes else None,
             'played': result.played, 'classified': len(result.received),
             'dropped': max(0, result.played - len(result.received)),
-            'cut': ','.join(cuts), 'codec': ','.join(codecs)}
+            'cut': ','.join(cuts), 'codec': ','.join(codecs),
+            'correct': {str(s): ok for s, ok in correct.items()}}
 
 
 def driver(spec: dict) -> dict:
@@ -268,17 +280,27 @@ def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenc
     return {'rate_mbps': rate, 'strategy': strategy, 'edge_cpus': cfg.edge_cpus, **row}
 
 
-def measure_profiles(cfg: LinkBenchConfig, folder: Path, quota: CpuQuota) -> dict:
+def bag_frame(bag: str, out: Path, topic: str = '/image_raw') -> Path:
+    """Write the bag's first camera frame as a PNG (what the profiles are measured with)."""
+    for _, _, _, msg in read_messages(bag, [topic]):
+        frame, encoding = conversions.msg_to_image(msg)
+        cv2.imwrite(str(out), frames.opencv_image(frame, encoding))
+        return out
+    raise ValueError(f'no camera frame on {topic} in bag {bag}')
+
+
+def measure_profiles(cfg: LinkBenchConfig, folder: Path, quota: CpuQuota, bag: str) -> dict:
     """
     Measure the host's profile here and the edge's under ``quota``; return their files.
 
-    Each in its own process (``--profile``), at the qualities the edge sends
-    and with a camera frame of the bench's size, so the edge's stage times
-    are what the quota makes of them.
+    Each in its own process (``--profile``), at the qualities the edge sends,
+    timing every defense, with the bag's first camera frame (``frame``: the
+    edge node's ``profile_frame`` too), so the edge's stage times are what the
+    quota makes of them and codec sizes those of the frames replayed.
     """
-    out = {}
+    out = {'frame': str(bag_frame(bag, folder / 'profile_frame.png'))}
     for side, prefix in (('host', []), ('edge', quota.prefix())):
-        spec = {'out': str(folder / f'{side}_profile.json'), 'frame_size': cfg.frame_size,
+        spec = {'out': str(folder / f'{side}_profile.json'), 'frame': out['frame'],
                 'bundle': cfg.bundle,
                 'quality': cfg.feature_quality, 'frame_quality': cfg.image_quality}
         proc = subprocess.run([*prefix, sys.executable, '-u', '-m', __name__, '--profile'],
@@ -292,14 +314,15 @@ def measure_profiles(cfg: LinkBenchConfig, folder: Path, quota: CpuQuota) -> dic
 
 
 def profile_main(spec: dict) -> None:
-    """Measure the default target's profile in this process and save it (``--profile``)."""
+    """Measure the target's sustained profile in this process and save it (``--profile``)."""
     set_torch_threads(1)
     target = pipeline.Target(bundle=spec.get('bundle') or None)
-    w, h = parse_size(spec['frame_size'])
-    frame = frames.example_frame((h, w), gray=target.input_shape[0] == 1)
-    profiling.measure_profile(target.model, frame, target.input_shape, target.name,
-                              quality=spec['quality'],
-                              frame_quality=spec['frame_quality']).save(spec['out'])
+    frame = frames.read_image(spec['frame'])
+    measured = profiling.measure_profile(
+        target.model, frame, target.input_shape, target.name, quality=spec['quality'],
+        frame_quality=spec['frame_quality'], defenses=pipeline.defense_modules(target),
+        clock='cpu')
+    profiling.sustained(measured, profiling.cpu_share()).save(spec['out'])
 
 
 def run(cfg: LinkBenchConfig, progress=None) -> dict:
@@ -319,7 +342,7 @@ def run(cfg: LinkBenchConfig, progress=None) -> dict:
         if quota is not None:
             quota.create()
             log_dir.mkdir(parents=True, exist_ok=True)
-            profiles = measure_profiles(cfg, log_dir, quota)
+            profiles = measure_profiles(cfg, log_dir, quota, bag)
         with lease_domain() as lease, LinkPair(f'{os.getpid() % 100000}',
                                                index=lease.domain_id) as pair:
             for rate in cfg.rates:
@@ -334,7 +357,10 @@ def run(cfg: LinkBenchConfig, progress=None) -> dict:
     finally:
         if quota is not None:
             quota.remove()
-    result = {'rows': rows, 'config': asdict(cfg), 'logs': str(log_dir),
+    summary = summarize(rows)
+    for row in rows:
+        row.pop('correct', None)
+    result = {'rows': rows, 'summary': summary, 'config': asdict(cfg), 'logs': str(log_dir),
               'machine': machine(), 'edge_quota': edge_quota, 'profiles': profiles,
               'h264': asdict(video.H264Config())}
     if cfg.out:
@@ -344,6 +370,47 @@ def run(cfg: LinkBenchConfig, progress=None) -> dict:
         plot(rows, out / 'link.png')
         result['plot'] = str(out / 'link.png')
     return result
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """
+    Return per rate the fastest fixed strategy and how ``auto`` compares with it.
+
+    ``auto_vs_best``: auto's frames/s over the best's; accuracy of both on the
+    frames both classified (``paired_frames``; the same camera frames, so
+    which frames a run happened to drop does not move the difference) and on
+    all each classified. Needs the rows' per-frame ``correct`` maps.
+    """
+    out = []
+    for rate in dict.fromkeys(r['rate_mbps'] for r in rows):
+        here = [r for r in rows if r['rate_mbps'] == rate]
+        fixed = [r for r in here if r['strategy'] != 'auto' and r['fps']]
+        auto = next((r for r in here if r['strategy'] == 'auto'), None)
+        if not fixed:
+            continue
+        best = max(fixed, key=lambda r: r['fps'])
+        entry = {'rate_mbps': rate, 'best': best['strategy'], 'best_fps': best['fps'],
+                 'best_accuracy': best['accuracy']}
+        if auto is not None:
+            mine, theirs = auto.get('correct') or {}, best.get('correct') or {}
+            both = sorted(set(mine) & set(theirs))
+            entry.update({
+                'auto_fps': auto['fps'], 'auto_accuracy': auto['accuracy'],
+                'auto_cut': auto['cut'], 'auto_codec': auto['codec'],
+                'auto_vs_best': round(auto['fps'] / best['fps'], 3),
+                'paired_frames': len(both),
+                'auto_paired_accuracy': _fraction(mine[s] for s in both),
+                'best_paired_accuracy': _fraction(theirs[s] for s in both)})
+            if both:
+                entry['paired_difference_pt'] = round(
+                    100 * (entry['auto_paired_accuracy'] - entry['best_paired_accuracy']), 2)
+        out.append(entry)
+    return out
+
+
+def _fraction(values) -> float | None:
+    values = list(values)
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def machine() -> dict:

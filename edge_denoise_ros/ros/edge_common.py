@@ -52,6 +52,7 @@ from ..core import accounting, pipeline, planner, surgery, tails, wire
 from ..core.bundle import key as accuracy_key
 from ..core.codecs import codec_quality
 from ..core.defenses import defense_names
+from ..core.frames import FRAME_SCALES, profile_frame
 from ..core.fxguard import FX_GUARD
 from ..core.models import set_torch_threads
 from ..core.scheduled_model import ScheduledModel
@@ -101,6 +102,15 @@ HEAD_PARAMS = TARGET_PARAMS + (
               range=wire.QUALITY_RANGE),
     ParamSpec('frame_quality', pipeline.DEFAULT_FRAME_QUALITY, 'JPEG quality of camera '
               'frames sent host-only (cut=frame, codec jpeg)', range=wire.QUALITY_RANGE),
+    ParamSpec('frame_scale', 'camera', 'cut=frame (host-only): send the frame as captured '
+              '(camera) or resized on the edge to the model\'s input by its preparation '
+              '(model: a 96x96 model\'s frame goes up as 96x96 pixels); cut=auto plans both',
+              choices=FRAME_SCALES),
+    ParamSpec('profile_frame', '', 'the camera frame the start-up profile (cut=auto) is '
+              'measured with, so the frame path and codec sizes are what they will be: an '
+              'image file (a frame from this camera), WIDTHxHEIGHT (a synthetic frame of the '
+              'camera\'s size), or "" (synthetic, the model input, at least 224x224)',
+              read_only=True),
     ParamSpec('uplink_mbps', LINK.uplink_mbps, 'declared edge->host link speed in Mbit/s '
               '(cut=auto); set it live to re-plan', range=(0.001, 100000.0)),
     ParamSpec('downlink_mbps', LINK.downlink_mbps, 'declared host->edge link speed in Mbit/s '
@@ -181,7 +191,7 @@ class HeadControl:
     node's ``stats`` (where it has one).
     """
 
-    def __init__(self, node: Node, scheduler=None):
+    def __init__(self, node: Node, scheduler=None, defense: str | None = None):
         self.node = node
         self.params = declare_parameters(node, HEAD_PARAMS, self._apply)
         p = self.params
@@ -204,9 +214,11 @@ class HeadControl:
                     target.model, target.input_shape, link=link,
                     edge_profile=p['edge_profile'] or None,
                     host_profile=p['host_profile'] or None, edge_slowdown=p['edge_slowdown'],
+                    frame=profile_frame(p['profile_frame'], target.input_shape),
                     model_name=target.name, quality=p['quality'],
                     frame_quality=p['frame_quality'], accuracy_profile=self.accuracy,
-                    **_rules(p))
+                    defenses=pipeline.defense_modules(target), sustained=True,
+                    defense=defense, **_rules(p))
             except ValueError as exc:
                 raise ValueError(f'cut=auto, codec={p["codec"]}: {exc}') from None
             self._log_choice('planned')
@@ -218,14 +230,16 @@ class HeadControl:
         self.publish_plan()
 
     def _settings(self, p: dict, base: pipeline.EdgeSettings) -> pipeline.EdgeSettings:
-        s = dataclasses.replace(base, quality=p['quality'], frame_quality=p['frame_quality'])
+        s = dataclasses.replace(base, quality=p['quality'], frame_quality=p['frame_quality'],
+                                frame_scale=p['frame_scale'])
         if p['cut'] != AUTO:
             return dataclasses.replace(s, cut=p['cut'], codec=_fixed_codec(p))
         c = self.planner.choice
         if c.kind == surgery.EDGE_ONLY:
             return dataclasses.replace(s, cut=pipeline.OUTPUT_CUT, codec='raw')
         if c.kind == surgery.HOST_ONLY:
-            return dataclasses.replace(s, cut=pipeline.FRAME_CUT, codec=c.codec)
+            return dataclasses.replace(s, cut=pipeline.FRAME_CUT, codec=c.codec,
+                                       frame_scale=c.scale)
         return dataclasses.replace(s, cut=c.cut, codec=c.codec)
 
     def _apply(self, changes: dict) -> None:
@@ -260,6 +274,26 @@ class HeadControl:
             self._log_choice(f're-planned (was {before})')
         self.publish_plan()
 
+    def set_defense(self, name: str) -> None:
+        """
+        Re-plan for the input defense now in use (its time moves the best cut).
+
+        Raises ValueError, changing nothing, when the planner's profiles did
+        not time it. Without ``cut: auto`` there is nothing to re-plan.
+        """
+        if self.planner is None or self.planner.rules['defense'] == name:
+            return
+        before, saved = self.planner.choice.name, copy.copy(self.planner)
+        try:
+            self.planner.configure(defense=name)
+            self.stage.configure(self._settings(self.params, self.stage.settings))
+        except (ValueError, pipeline.PipelineError) as exc:
+            self.planner = saved
+            raise ValueError(f'defense {name}: {exc}') from None
+        if self.planner.choice.name != before:
+            self._log_choice(f're-planned for defense {name} (was {before})')
+        self.publish_plan()
+
     def _log_choice(self, what: str) -> None:
         c, link = self.planner.choice, self.planner.link
         self.node.get_logger().info(f'{what}: {c.name} at {link.uplink_mbps:g} Mbit/s up, '
@@ -272,6 +306,7 @@ class HeadControl:
                                 else s.quality)
         entry = _entry(self.accuracy, self.stage.target, s.cut, s.codec, quality)
         record = {'cut': s.cut, 'codec': s.codec, 'quality': quality,
+                  'frame_scale': s.frame_scale if s.cut == pipeline.FRAME_CUT else None,
                   'lossless': s.cut == pipeline.OUTPUT_CUT or s.codec in planner.LOSSLESS_CODECS,
                   'drop_pt': None if entry is None else planner.accuracy_drop(entry),
                   'max_accuracy_drop': p['max_accuracy_drop'], 'codecs': list(p['codecs']),
@@ -356,13 +391,25 @@ def _entry(profile: dict, target: pipeline.Target, cut: str, codec: str,
     return None
 
 
-def apply_defense(stage: pipeline.EdgeStage, changes: dict) -> None:
-    """Apply a ``defense`` parameter change to ``stage``; refuse a bad one with the reason."""
-    if 'defense' in changes:
-        try:
-            stage.configure(dataclasses.replace(stage.settings, defense=changes['defense']))
-        except pipeline.PipelineError as exc:
-            raise ValueError(str(exc)) from None
+def apply_defense(head: HeadControl, changes: dict) -> None:
+    """
+    Apply a ``defense`` parameter change to the head's stage, and re-plan for it.
+
+    A bad one is refused with the reason, and nothing changes.
+    """
+    if 'defense' not in changes:
+        return
+    stage = head.stage
+    before = stage.settings
+    try:
+        stage.configure(dataclasses.replace(before, defense=changes['defense']))
+        head.set_defense(changes['defense'])
+    except pipeline.PipelineError as exc:
+        stage.configure(before)
+        raise ValueError(str(exc)) from None
+    except ValueError:
+        stage.configure(before)
+        raise
 
 
 def guarded(node: Node, stats: NodeStats, work: Callable[..., None], *args) -> None:

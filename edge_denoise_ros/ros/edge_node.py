@@ -43,7 +43,7 @@ class EdgeNode(Node):
         super().__init__(node_name, **kwargs)
         self.stats = NodeStats()
         self.camera_params = declare_parameters(self, CAMERA_PARAMS, self._apply_camera)
-        self.head = HeadControl(self, scheduler)
+        self.head = HeadControl(self, scheduler, self.camera_params['defense'])
         self.stage = self.head.stage
         self._apply_camera(self.camera_params)
         group = priority_group(self, 'inference', default=50)
@@ -59,7 +59,7 @@ class EdgeNode(Node):
                                f'codec {s.codec}, quality {s.quality}')
 
     def _apply_camera(self, changes: dict) -> None:
-        apply_defense(self.stage, changes)
+        apply_defense(self.head, changes)
 
     def _infer(self) -> None:
         serve_newest(self, self.camera, self._serve)

@@ -59,7 +59,7 @@ class TargetNode(Node):
                                f'quality {s.quality}')
 
     def submit(self, item: tuple) -> None:
-        """Take ``(x or frame, encoding, settings, header, t_rx)`` from the denoiser."""
+        """Take ``(x or image, encoding, settings, header, t_rx)`` from the denoiser."""
         self.stats.drop('handoff_full', self.inbox.put(item))
         self.wake.trigger()
 
@@ -69,8 +69,8 @@ class TargetNode(Node):
 
     def _serve(self, value, encoding: str, settings: pipeline.EdgeSettings, header,
                t_rx: int) -> None:
-        if settings.cut == pipeline.FRAME_CUT:
-            out = self.stage.encode_frame(value, encoding, settings)
+        if settings.cut == pipeline.FRAME_CUT:      # value: the image frame_image made
+            out = self.stage.encode_image(value, settings)
         else:
             out = self.stage.head_encode(value, settings)
         self.features.publish(out, header, t_rx)
@@ -95,16 +95,16 @@ class DenoiserNode(Node):
                                f'{self.params["input_transport"]} camera input')
 
     def _apply(self, changes: dict) -> None:
-        apply_defense(self.stage, changes)
+        apply_defense(self.target.head, changes)
 
     def _run(self) -> None:
         serve_newest(self, self.camera, self._serve)
 
     def _serve(self, frame, encoding: str, header, t_rx: int) -> None:
         settings = self.stage.settings
-        if settings.cut == pipeline.FRAME_CUT:
-            self.stage.target.preprocess(frame, encoding)  # refuse what the host can't use
-            self.target.submit((frame, encoding, settings, header, t_rx))
+        if settings.cut == pipeline.FRAME_CUT:   # checked, at the scale it is sent
+            image = self.stage.frame_image(frame, encoding, settings)
+            self.target.submit((image, encoding, settings, header, t_rx))
         else:
             x = self.stage.denoise(frame, encoding)
             self.target.submit((x, encoding, settings, header, t_rx))
