@@ -308,8 +308,8 @@ def defended_profiles(tmp_path_factory, profile_file):
 
 
 @pytest.mark.ros
-def test_auto_replans_for_the_defense_in_use_and_sends_model_size_frames(rclpy_context,
-                                                                          defended_profiles):
+def test_auto_replans_for_the_defense_in_use_and_sends_model_size_frames(
+        rclpy_context, defended_profiles):
     edge_file, host_file = defended_profiles
     node = EdgeNode(context=rclpy_context, parameter_overrides=[
         Parameter(k, value=v) for k, v in (('defense', 'none'), ('cut', 'auto'),

@@ -176,4 +176,3 @@ def test_the_cpu_share_under_a_quarter_core_quota_is_a_quarter():
     share = json.loads(proc.stdout.strip().splitlines()[-1])
     assert 0.1 < share < 0.4, share       # 25 ms of every 100 ms period, whatever the load
     assert 0 < profiling.cpu_share(0.3) <= 1.05
-

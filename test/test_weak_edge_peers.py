@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from edge_denoise_ros.core import frames, video
-from edge_denoise_ros.harness import cpuquota, linkbench
+from edge_denoise_ros.harness import cpuquota, launcher, linkbench
 
 av = pytest.importorskip('av', reason='PyAV (requirements.txt) carries libx264')
 
@@ -122,9 +122,17 @@ def test_link_bench_knows_h264_and_the_quota():
     assert 'h264' in linkbench.STRATEGIES
     assert cfg.bag_path == 'out/link_bag_640x480'
     assert linkbench.edge_params('h264', 2.0, cfg, {}) == {}
-    auto = linkbench.edge_params('auto', 2.0, cfg, {}, {'host': 'h.json', 'edge': 'e.json'})
+    auto = linkbench.edge_params('auto', 2.0, cfg, {},
+                                 {'host': 'h.json', 'edge': 'e.json', 'frame': 'f.png'})
     assert auto['cut'] == 'auto' and auto['host_profile'] == 'h.json'
+    assert auto['profile_frame'] == 'f.png'   # profiled with a frame of the camera replayed
     assert 'edge_profile' not in auto   # the edge measures itself, inside its quota
+    small = linkbench.edge_params('jpeg_model', 2.0, cfg, {})
+    assert (small['cut'], small['codec'], small['frame_scale']) == ('frame', 'jpeg', 'model')
+    # No bundle: the empty parameter never reaches the command line (ROS refuses -p bundle:=).
+    args = launcher.ros_params(small)
+    assert small['bundle'] == '' and not any(a.startswith('bundle:=') for a in args)
+    assert 'frame_scale:=model' in args
     with pytest.raises(ValueError):
         linkbench.LinkBenchConfig(edge_cpus=0.0).check()
     with pytest.raises(ValueError):

@@ -92,7 +92,7 @@ def host_params(cfg: HostBenchConfig, batched: bool) -> dict:
     """Return the host's parameters for one side of the comparison."""
     return {'max_batch': cfg.max_batch if batched else 1,
             'max_batch_delay_ms': cfg.max_batch_delay_ms, 'queue_depth': cfg.queue_depth,
-            **({'bundle': cfg.bundle} if cfg.bundle else {})}   # ROS refuses -p bundle:=
+            'bundle': cfg.bundle}
 
 
 def measure_point(n: int, batched: bool, cfg: HostBenchConfig, messages, env: dict,

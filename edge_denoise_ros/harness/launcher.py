@@ -57,9 +57,16 @@ MODULES = {'host_node': 'edge_denoise_ros.ros.entry host_node',   # signals hand
 
 
 def ros_params(params: dict) -> list[str]:
-    """Return ``--ros-args -p k:=v ...`` for a parameter dict."""
+    """
+    Return ``--ros-args -p k:=v ...`` for a parameter dict.
+
+    An empty string is left out: ROS refuses ``-p k:=`` and every string
+    parameter of the nodes means "unset" by ``''``, its default.
+    """
     args = ['--ros-args']
     for key, value in params.items():
+        if value == '':
+            continue
         if isinstance(value, bool):
             value = 'true' if value else 'false'
         args += ['-p', f'{key}:={value}']

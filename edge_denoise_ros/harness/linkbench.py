@@ -180,9 +180,7 @@ def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict,
     p = {'defense': cfg.defense, 'emulate_slowdown': cfg.edge_slowdown,
          'edge_slowdown': cfg.edge_slowdown, 'uplink_mbps': rate,
          'downlink_mbps': cfg.downlink, 'quality': cfg.feature_quality,
-         'frame_quality': cfg.image_quality}
-    if cfg.bundle:               # ROS refuses an empty string override (-p bundle:=)
-        p['bundle'] = cfg.bundle
+         'frame_quality': cfg.image_quality, 'bundle': cfg.bundle}
     if strategy in FRAME_STRATEGIES:
         codec, scale = FRAME_STRATEGIES[strategy]
         p.update(cut=pipeline.FRAME_CUT, codec=codec, frame_scale=scale)
@@ -260,7 +258,7 @@ def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenc
     spec = {'bag': str(Path(bag).resolve()), 'executables': executables,
             'edge_params': edge_params(strategy, rate, cfg, cuts, profiles),
             'host_params': {**({'defense': cfg.defense} if strategy in VIDEO_STRATEGIES else {}),
-                            **({'bundle': cfg.bundle} if cfg.bundle else {})},
+                            'bundle': cfg.bundle},
             'edge_env': dds.profile_env(pair.dds_env('edge', domain_id)),
             'host_env': pair.dds_env('host', domain_id), 'host_prefix': pair.prefix('host'),
             'edge_prefix': quota.prefix() if quota is not None else [],
