@@ -456,6 +456,46 @@ def render_link_weak_edge(results: Results) -> str:
             f'what the edge process used over the replay.\n\n{table}')
 
 
+LINK_SCENES = (('link_scenes_quarter', 'a quarter core'), ('link_scenes_one', 'one core'))
+
+
+def _scenes_table(link: dict) -> str:
+    rates = sorted({r['rate_mbps'] for r in link['rows']})
+    head = ['| strategy | ' + ' | '.join(f'{r:g} Mbit/s' for r in rates) + ' |',
+            '|---|' + '---|' * len(rates)]
+    rows = []
+    for strategy in dict.fromkeys(r['strategy'] for r in link['rows']):
+        cells = {r['rate_mbps']: r for r in link['rows'] if r['strategy'] == strategy}
+        rows.append(f'| {strategy} | ' + ' | '.join(
+            '–' if rate not in cells else
+            f'{cells[rate]["fps"]} fps, ' + ('-' if cells[rate]['accuracy'] is None
+                                             else f'{_pct(cells[rate]["accuracy"])} %')
+            for rate in rates) + ' |')
+    return '\n'.join(head + rows)
+
+
+def _auto_line(s: dict) -> str:
+    paired = ('' if s.get('paired_difference_pt') is None else
+              f', {s["paired_difference_pt"]} pt on the {s["paired_frames"]} frames both '
+              f'classified ({_pct(s["auto_paired_accuracy"])} vs '
+              f'{_pct(s["best_paired_accuracy"])} %)')
+    return (f'{s["rate_mbps"]:g} Mbit/s: best {s["best"]} {s["best_fps"]} fps, auto '
+            f'{s["auto_fps"]} fps ({s["auto_cut"]} / {s["auto_codec"]}), '
+            f'{s["auto_vs_best"]}× the best{paired}')
+
+
+def render_link_scenes(results: Results) -> str:
+    """Render the realistic profile's link sweeps: every strategy, and auto against the best."""
+    parts = []
+    for name, what in LINK_SCENES:
+        link = _file(results, name)
+        lines = '; '.join(_auto_line(s) for s in link['summary'])
+        parts.append(f'**The edge held to {what}** ({_source(results, name)}, '
+                     f'[plot](docs/results/{name}.png)):\n\n{_scenes_table(link)}\n\n'
+                     f'`auto` against the fastest fixed strategy, per uplink: {lines}.')
+    return '\n\n'.join(parts)
+
+
 HOSTS_RUNS = ('hosts', 'hosts_saturated')
 
 
@@ -520,6 +560,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     'link': render_link,
     'camera': render_camera,
     'link-weak-edge': render_link_weak_edge,
+    'link-scenes': render_link_scenes,
     'robustness': render_robustness,
     'hosts': render_hosts,
 }
