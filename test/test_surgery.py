@@ -347,6 +347,19 @@ def test_cli_plan_prints_table_and_json_choice(capsys, tmp_path, one_thread):
     assert next(r for r in rows if r['name'] == 'host_only/jpeg')['excluded'] == \
         'codec jpeg not in the codecs allow-list'
     assert any(line.split()[0] == 'edge_only' for line in out if line.strip())
+    # The profile timed every defense of the default target; --defense puts one on the edge
+    # (edge-only, splits) and on the host (host-only frames), at the sides' slowdowns.
+    timed = profiling.load_profile(tmp_path / 'edge.json').defense_ms
+    assert set(timed) == {'jpeg', 'dunet', 'dunet_d'}
+    code = cli.main(['plan', *profiles, '--codecs', 'raw,q8', '--defense', 'dunet_d', '--json'])
+    defended = {r['name']: r for r in
+                json.loads(capsys.readouterr().out.strip().splitlines()[-1])['candidates']}
+    assert code == 0
+    before = {r['name']: r for r in rows}
+    assert defended['edge_only']['edge_ms'] == pytest.approx(
+        before['edge_only']['edge_ms'] + 10 * timed['dunet_d'], abs=1e-3)
+    assert defended['host_only/raw']['host_ms'] == pytest.approx(
+        before['host_only/raw']['host_ms'] + timed['dunet_d'], abs=1e-3)
     assert any('choice:' in line for line in out)
     assert any('no accuracy measurement' in line for line in out)
     mc = result['min_cut']

@@ -36,8 +36,10 @@ import torch
 
 from .common import (format_table, jpeg_quality, parse_list, positive_float, positive_int,
                      ProgressBar)
-from ..core import frames, mincut, models, pipeline, profiling, surgery, tails, validation, wire
+from ..core import (defenses, frames, mincut, models, pipeline, profiling, surgery, tails,
+                    validation, wire)
 from ..core.bundle import Bundle
+from ..core.defenses import defense_names
 from ..core.models import set_torch_threads
 from ..core.planner import DEFAULT_MAX_ACCURACY_DROP, Link, make_planner
 
@@ -126,6 +128,10 @@ def register_plan(p) -> None:
                         'its accuracy profile bounds the choice (default: the default target\'s '
                         'shipped measurements; other models: none, so only lossless codecs or '
                         'edge-only)')
+    p.add_argument('--defense', default='none', choices=defense_names(),
+                   help='the input defense the edge node runs (its parameter defense): its '
+                        'time counts on the edge for edge-only and split candidates, on the '
+                        'host for host-only frames (default: none, the model alone)')
     p.add_argument('--max-accuracy-drop', type=accuracy_drop, default=DEFAULT_MAX_ACCURACY_DROP,
                    help='never pick a lossy cut/codec/quality losing more held-out accuracy '
                         '(percentage points), nor an unmeasured one (the node parameter '
@@ -158,6 +164,8 @@ def register_plan(p) -> None:
 def register_profile(p) -> None:
     """Add ``profile``'s arguments."""
     _model_args(p, FRAME_HELP)
+    p.add_argument('--bundle', default=None,
+                   help='bundle folder: profile its target, and time its denoisers')
     p.add_argument('--repeats', type=positive_int, default=10, help='timed rounds')
     p.add_argument('--warmup', type=int, default=2, help='untimed rounds first')
     p.add_argument('--out', default=None, help='write the profile here (JSON)')
@@ -197,6 +205,14 @@ def _load(args):
     if len(shape) == 2:
         shape = (models.input_shape(args.model)[0],) + tuple(shape)
     return model, tuple(shape), _frame(args.frame, shape)
+
+
+def _defenses(args, shape) -> dict:
+    """Return the defenses a profile times: the bundle's; jpeg, and DUNET/DUNET_D at 1x28x28."""
+    if getattr(args, 'bundle', None):
+        return pipeline.defense_modules(pipeline.Target(bundle=args.bundle))
+    names = ['jpeg'] + (['dunet', 'dunet_d'] if tuple(shape) == pipeline.DENOISER_INPUT else [])
+    return {name: defenses.build_defense(name) for name in names}
 
 
 def _frame(text, shape):
@@ -259,7 +275,7 @@ def plan_command(args) -> dict:
         clock=args.clock, stat=args.stat, model_name=args.model,
         progress=ProgressBar('profile'), quality=args.quality, frame_quality=args.frame_quality,
         accuracy_profile=accuracy, max_accuracy_drop=args.max_accuracy_drop,
-        allowed=args.codecs)
+        allowed=args.codecs, defenses=_defenses(args, shape), defense=args.defense)
     result = planner.plan()
     rows = _round(result.rows)
     shown = sorted(rows, key=lambda r: r['total_ms']) if args.sort else rows
@@ -315,7 +331,8 @@ def profile_command(args) -> dict:
                                      args.frame_codecs, args.repeats, args.warmup,
                                      clock=args.clock, stat=args.stat,
                                      progress=ProgressBar('profile'), quality=args.quality,
-                                     frame_quality=args.frame_quality)
+                                     frame_quality=args.frame_quality,
+                                     defenses=_defenses(args, shape))
     sizes = {}
     for f in prof.features:
         sizes.setdefault(f['cut'], {})[f['codec']] = f['bytes']

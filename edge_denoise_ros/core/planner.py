@@ -262,8 +262,9 @@ def defended(candidates: Sequence[Candidate], defense_ms: Mapping[str, Mapping[s
         have = defense_ms.get(side) or {}
         if defense not in have:
             raise ValueError(f'the {side} profile has no time for defense {defense!r} '
-                             f'(profiled: {", ".join(sorted(have)) or "none"}); profile it '
-                             f'with the defense (edge-denoise profile --defense {defense})')
+                             f'(profiled: {", ".join(sorted(have)) or "none"}); measure the '
+                             f'profile again (edge-denoise profile times every defense of the '
+                             f'target; --bundle for a bundle\'s denoisers)')
         times[side] = float(have[defense])
     return [replace(c, host_ms=c.host_ms + times['host']) if c.kind == HOST_ONLY
             else replace(c, edge_ms=c.edge_ms + times['edge']) for c in candidates]
