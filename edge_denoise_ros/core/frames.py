@@ -182,6 +182,22 @@ def model_size_image(frame: np.ndarray, encoding: str, input_shape: Sequence[int
     return np.ascontiguousarray(_fit_image(opencv_image(frame, encoding), input_shape, prep))
 
 
+def sent_image(frame: np.ndarray, encoding: str, input_shape: Sequence[int], scale: str,
+               prep: 'Preparation' = None) -> np.ndarray:
+    """
+    Return the image an edge sends host-only, as OpenCV holds it.
+
+    ``scale`` ``model``: :func:`model_size_image`; ``camera``: the frame as
+    captured, after checking that the host's preparation can use it.
+    """
+    if scale == 'model':
+        return model_size_image(frame, encoding, input_shape, prep)
+    if scale != 'camera':
+        raise ValueError(f'frame_scale must be one of {FRAME_SCALES}, got {scale!r}')
+    preprocess(frame, input_shape, encoding, prep)
+    return opencv_image(frame, encoding)
+
+
 def preprocess(frame: np.ndarray, input_shape: Sequence[int],
                encoding: str = 'bgr8', prep: Preparation | None = None) -> torch.Tensor:
     """

@@ -46,7 +46,7 @@ from torch import nn
 from . import codecs, data, defenses, models, surgery, wire
 from .bundle import Bundle
 from .datasets import read_labels
-from .frames import FRAME_SCALES, model_size_image, opencv_image, Preparation, preprocess
+from .frames import FRAME_SCALES, Preparation, preprocess, sent_image
 
 FRAME_CUT = 'frame'
 OUTPUT_CUT = 'output'
@@ -342,10 +342,7 @@ class EdgeStage:
         s = settings or self.settings
         t = self.target
         try:
-            if s.frame_scale == 'model':
-                return model_size_image(frame, encoding, t.input_shape, t.preparation)
-            preprocess(frame, t.input_shape, encoding, t.preparation)   # what the host could use
-            return opencv_image(frame, encoding)
+            return sent_image(frame, encoding, t.input_shape, s.frame_scale, t.preparation)
         except ValueError as exc:
             raise PipelineError('bad_image', str(exc)) from None
 

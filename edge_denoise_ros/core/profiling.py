@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from . import codecs, wire
-from .frames import frame_for, FRAME_SCALES, model_size_image, preprocess
+from .frames import frame_for, FRAME_SCALES, preprocess, sent_image
 from .surgery import EDGE_ONLY, example_args, HOST_ONLY, split_traced, trace, Traced
 
 PROFILE_FORMAT = 'edge_denoise/profile/1'
@@ -356,8 +356,8 @@ class ProfileSession:
             self.traced = trace(model, x)
         self.halves = {c.name: split_traced(self.traced, c) for c in self.traced.cuts}
         self.sizes, self.frames = {}, {}
-        self.scaled = {'camera': self.frame,
-                       'model': model_size_image(self.frame, 'bgr8', self.input_shape)}
+        self.scaled = {scale: sent_image(self.frame, 'bgr8', self.input_shape, scale)
+                       for scale in FRAME_SCALES}
         for k in check_codecs(frame_codecs, wire.FRAME_CODECS, 'image'):
             try:
                 coder = frame_codec(k, frame_quality)
@@ -400,7 +400,7 @@ class ProfileSession:
             watch(('defense', name), defense, x)
         for key, (frame_enc, frame_dec) in self.frames.items():
             sent = watch(('frame_encode',) + key,
-                         lambda scale=key[1]: frame_enc(sent_image(frame, shape, scale)))
+                         lambda scale=key[1]: frame_enc(sent_image(frame, 'bgr8', shape, scale)))
             got = watch(('frame_decode',) + key, frame_dec, *sent)
             watch('full', model, watch('preprocess', preprocess, got, shape, _encoding(got)))
         self.node_timer.recording = record  # node by node, for the min-cut
@@ -498,19 +498,6 @@ def _encoding(image: np.ndarray) -> str:
     return 'mono8' if image.ndim == 2 else 'bgr8'
 
 
-def sent_image(frame: np.ndarray, input_shape: Sequence[int], scale: str) -> np.ndarray:
-    """
-    Return the image an edge sends host-only, made as the edge makes it.
-
-    ``model``: resized to the model's input; ``camera``: the ``bgr8`` frame as
-    captured, after the check the edge makes that the host can prepare it.
-    """
-    if scale == 'model':
-        return model_size_image(frame, 'bgr8', input_shape)
-    preprocess(frame, input_shape)
-    return frame
-
-
 def host_only_sides(model: nn.Module, frame: np.ndarray, input_shape: Sequence[int],
                     coder: tuple[Callable, Callable], scale: str) -> tuple[Callable, Callable]:
     """
@@ -522,7 +509,7 @@ def host_only_sides(model: nn.Module, frame: np.ndarray, input_shape: Sequence[i
     encode, decode = coder
 
     def edge():
-        return encode(sent_image(frame, input_shape, scale))
+        return encode(sent_image(frame, 'bgr8', input_shape, scale))
 
     def host(sent):
         image = decode(*sent)

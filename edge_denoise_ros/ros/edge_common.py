@@ -287,7 +287,7 @@ class HeadControl:
         try:
             self.planner.configure(defense=name)
             self.stage.configure(self._settings(self.params, self.stage.settings))
-        except (ValueError, pipeline.PipelineError) as exc:
+        except ValueError as exc:            # a PipelineError too
             self.planner = saved
             raise ValueError(f'defense {name}: {exc}') from None
         if self.planner.choice.name != before:
@@ -404,12 +404,9 @@ def apply_defense(head: HeadControl, changes: dict) -> None:
     try:
         stage.configure(dataclasses.replace(before, defense=changes['defense']))
         head.set_defense(changes['defense'])
-    except pipeline.PipelineError as exc:
+    except ValueError as exc:                # a PipelineError too: the reason, one line
         stage.configure(before)
         raise ValueError(str(exc)) from None
-    except ValueError:
-        stage.configure(before)
-        raise
 
 
 def guarded(node: Node, stats: NodeStats, work: Callable[..., None], *args) -> None:
