@@ -49,7 +49,8 @@ def run_fuzz_command(args) -> dict:
     print(format_table([{k: result[k] for k in FUZZ_FIELDS}], list(FUZZ_FIELDS)))
     rows = [{'kind': kind, **k} for kind, k in result['by_kind'].items()]
     rows.sort(key=lambda r: -r['worst_ms'])
-    print(format_table(rows, ['kind', 'n', 'classified', 'worst_ms', 'worst_mb']))
+    print(format_table(rows, ['kind', 'n', 'classified', 'worst_ms', 'median_ms', 'worst_mb',
+                              'median_mb']))
     return result
 
 
