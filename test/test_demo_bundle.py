@@ -26,6 +26,8 @@ data for ``train``.
 """
 
 import json
+import os
+from pathlib import Path
 import shutil
 
 import cv2
@@ -39,7 +41,8 @@ from edge_denoise_ros.core import data, datasets, frames, models, pipeline
 from edge_denoise_ros.core.models import compute_threads
 from edge_denoise_ros.core.scenes import make_scenes, SceneConfig
 from edge_denoise_ros.harness import labelled_frames
-from edge_denoise_ros.harness.bundle_bag import BundleBagConfig, ensure_bundle_bag
+from edge_denoise_ros.harness.bundle_bag import (BundleBagConfig, ensure_bundle_bag,
+                                                 prune_cache)
 from edge_denoise_ros.harness.demo_bag import read_ground_truth
 
 pytestmark = pytest.mark.ros
@@ -149,3 +152,16 @@ def test_a_bag_with_ground_truth_is_training_data(user, bag, tmp_path):
     card = json.loads((bundle / 'card.json').read_text())
     assert card['data']['train'] == path
     assert card['data']['n_train'] + card['data']['n_test'] == FRAMES
+
+
+def test_the_demo_bag_cache_keeps_the_bags_used_last_and_nothing_else_is_touched(tmp_path):
+    names = [f'{i:012x}-{i:016x}' for i in range(6)]
+    for age, name in enumerate(names):                 # names[0] the newest ... names[5] oldest
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'metadata.yaml').write_text('x')
+        os.utime(tmp_path / name, (1e9 - age * 60, 1e9 - age * 60))
+    (tmp_path / 'my_recording').mkdir()                # a user's bag: not the cache's
+    removed = prune_cache(tmp_path, keep=4)
+    assert sorted(Path(r).name for r in removed) == sorted(names[4:])
+    assert sorted(d.name for d in tmp_path.iterdir()) == sorted(names[:4] + ['my_recording'])
+    assert prune_cache(tmp_path / 'absent') == []

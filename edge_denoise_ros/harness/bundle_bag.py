@@ -25,13 +25,17 @@ size is the model's is the attacked input itself; a larger one (``stretch``
 preparation) carries the perturbation resized to it; with ``crop`` or
 ``letterbox`` preparation an attacked frame is published at the model's size.
 :func:`ensure_bundle_bag` caches the bag under ``out/demo_bags``, keyed by the
-target's hash, the frames' source and the settings.
+target's hash, the frames' source and the settings; the cache keeps the
+``KEEP_CACHED`` bags used last (:func:`prune_cache`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,6 +51,8 @@ from ..ros import conversions
 from ..ros.bag import absolute, Progress
 
 DEMO_BAGS = 'out/demo_bags'
+KEEP_CACHED = 4                 # demo bags kept in DEMO_BAGS: the ones used last
+CACHED_NAME = re.compile(r'[0-9a-f]{12}-[0-9a-f]{16}')      # <target hash>-<key>
 FORMAT = 1                      # bump when the bag's content changes for the same key
 
 
@@ -200,11 +206,37 @@ def ensure_bundle_bag(target: pipeline.Target, source: dict, cfg: BundleBagConfi
     ``path`` None: ``out/demo_bags/<target hash>-<key>``.
     """
     key = bag_key(target, source, cfg)
+    cached = path is None
     path = path or str(Path(DEMO_BAGS) / f'{target.hash}-{key}')
     p = Path(path)
     if p.exists():
         meta = demo_metadata(p)
         if meta.get('key') == key:
+            if cached:
+                os.utime(p)              # used now: the last to be pruned
             return path, meta
-    return path, make_bundle_bag(p, target, source, cfg, key, overwrite=p.exists(),
-                                 progress=progress)
+    record = make_bundle_bag(p, target, source, cfg, key, overwrite=p.exists(),
+                             progress=progress)
+    if cached:
+        prune_cache(p.parent, KEEP_CACHED)
+    return path, record
+
+
+def prune_cache(folder, keep: int = KEEP_CACHED) -> list[str]:
+    """
+    Remove all but the ``keep`` demo bags of ``folder`` used last; return what was removed.
+
+    Only folders named as the cache names its bags (``<target hash>-<key>``) are
+    touched: anything else a user put there stays.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    bags = [d for d in folder.iterdir()
+            if d.is_dir() and not d.is_symlink() and CACHED_NAME.fullmatch(d.name)]
+    bags.sort(key=lambda d: d.stat().st_mtime, reverse=True)
+    removed = []
+    for d in bags[max(0, keep):]:
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(str(d))
+    return removed
