@@ -20,7 +20,8 @@ or the edge: ``edge_process`` once with raw and once with compressed camera
 input). For every case of :mod:`.fuzz_cases` the driver publishes the case, then a
 valid *probe* message, and waits for the probe's result (the host's
 ``classification``, the edge's ``features``): the probe is served only after the
-case, so the CPU time the node spent meanwhile, less a probe's own median cost, is
+case, so the CPU time the node spent meanwhile, less a probe's own median cost and
+less what the idle node spends in that time (its timers, ``idle_ms_per_s``), is
 the case's cost, and the peak resident memory over that window (``VmHWM`` reset
 before each case) less the memory before it is the case's memory. A probe that is
 not back in ``probe_timeout_s`` is waited for up to ``late_timeout_s`` more (noted in
@@ -66,6 +67,7 @@ TARGETS = ('host', 'edge')
 DIAGNOSTICS = '/diagnostics'
 IDLE_WINDOW_S = 0.004        # the edge is idle once it spent < IDLE_CPU_MS in this window
 IDLE_CPU_MS = 0.3
+IDLE_RATE_S = 2.0            # how long the node's background CPU (timers) is measured
 COUNTED_PREFIXES = ('errors.', 'dropped.', 'refused.')
 FRAME_DROPS = ('dropped.lost_in_transit', 'dropped.before_join')
 
@@ -323,6 +325,12 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
                 probe_ms.append((procstat.cpu_ns(pid) - c0) / 1e6)
         out['probe_ms'] = round(statistics.median(probe_ms), 3) if probe_ms else None
         base_ms = out['probe_ms'] or 0.0
+        # What the node spends doing nothing (its timers: diagnostics, discovery): taken
+        # off each case for the time its window lasted, which matters for a late probe.
+        c0 = procstat.cpu_ns(pid)
+        time.sleep(IDLE_RATE_S)
+        idle_ms_per_s = (procstat.cpu_ns(pid) - c0) / 1e6 / IDLE_RATE_S
+        out['idle_ms_per_s'] = round(idle_ms_per_s, 3)
         rss_start = procstat.rss_bytes(pid)
         peak_ok = procstat.reset_peak(pid)
         for i in range(n_cases):
@@ -331,7 +339,7 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
             _wait_idle(pid)    # what the last case left (a large message's DDS work) is its own
             rss0 = procstat.rss_bytes(pid)
             procstat.reset_peak(pid)
-            c0 = procstat.cpu_ns(pid)
+            c0, t0 = procstat.cpu_ns(pid), time.monotonic()
             stamp = send(case)
             if cfg.target == 'edge':
                 # The edge keeps only the newest frame: the probe must not push the case out.
@@ -351,7 +359,8 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
                                                 lambda: session.proc.running)
             alive = session.proc.running
             if alive:
-                cost_ms = max(0.0, (procstat.cpu_ns(pid) - c0) / 1e6 - base_ms)
+                cost_ms = max(0.0, (procstat.cpu_ns(pid) - c0) / 1e6 - base_ms
+                              - idle_ms_per_s * (time.monotonic() - t0))
                 cost_mb = max(0.0, (procstat.peak_rss_bytes(pid) - rss0) / 2**20) \
                     if peak_ok else 0.0
             else:
@@ -464,6 +473,7 @@ def summarize(cfg: FuzzConfig, parts: dict, seconds: float) -> dict:
         'valid_classified_fraction': round(served / valid, 6) if valid else None,
         'received': received, 'sent': sum(p['sent'] for p in parts.values()),
         'probe_ms': {t: p['probe_ms'] for t, p in parts.items()},
+        'idle_ms_per_s': {t: p['idle_ms_per_s'] for t, p in parts.items()},
         'crash_kinds': [k for p in parts.values() for k in p['crash_kinds']],
         'probes_late_after': [k for p in parts.values() for k in p['probes_late_after']],
         'probes_unserved_after': [k for p in parts.values()
