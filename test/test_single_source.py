@@ -89,6 +89,14 @@ def test_cli_link_defaults_and_choices_come_from_their_owners():
         demo.parse_args(['--quality', str(wire.QUALITY_RANGE[1] + 1)])
 
 
+@pytest.mark.parametrize('words', [('plan',), ('profile',)])
+def test_plan_and_profile_cost_jpeg_at_the_qualities_the_edge_node_sends(words):
+    # plan shows the choice the node makes: the same JPEG qualities by default
+    command = _command(*words)
+    for flag, param in (('--quality', 'quality'), ('--frame-quality', 'frame_quality')):
+        assert _option(command, flag).default == _spec(EDGE_PARAMS, param).default, flag
+
+
 def test_one_frame_validation_and_one_accuracy_loop():
     assert conversions.check_frame is data.check_frame
     assert _sources_with(r'argmax\(1\)\s*==') == ['core/evaluation.py']

@@ -91,12 +91,12 @@ def _model_args(p, frame_help: str,
                    help='model input CxHxW (default: the model\'s natural size)')
     p.add_argument('--frame', default=None, help=frame_help)
     p.add_argument('--codecs', type=codec_list, default=None, help=codecs_help)
-    p.add_argument('--quality', type=jpeg_quality, default=None,
+    p.add_argument('--quality', type=jpeg_quality, default=pipeline.DEFAULT_QUALITY,
                    help='JPEG quality of the jpeg feature codec, as the edge sends it (the '
-                        'node parameter quality; default: the codec\'s own)')
-    p.add_argument('--frame-quality', type=jpeg_quality, default=None,
+                        'node parameter quality, and its default: %(default)s)')
+    p.add_argument('--frame-quality', type=jpeg_quality, default=pipeline.DEFAULT_FRAME_QUALITY,
                    help='JPEG quality of host-only jpeg frames (the node parameter '
-                        'frame_quality; default: the codec\'s own)')
+                        'frame_quality, and its default: %(default)s)')
     _timing_args(p, threads=None, clock='wall', stat='median')
 
 
