@@ -170,7 +170,9 @@ def _describe(row: dict) -> str:
     if row['kind'] == 'edge_only':
         return 'edge-only'
     if row['kind'] == 'host_only':
-        return f'host-only {row["codec"].replace("_", "-").upper()}'
+        scale = ' of the frame resized to the model input' if row['name'].endswith('@model') \
+            else ''
+        return f'host-only {row["codec"].replace("_", "-").upper()}{scale}'
     return f'the split {row["cut"]}/{row["codec"]}'
 
 
@@ -185,7 +187,17 @@ def _plan_sentence(plan: dict, first: bool) -> str:
     if best_split is not None and choice['kind'] != 'split':
         text += (f', the best split {best_split["cut"]}/{best_split["codec"]} '
                  f'{best_split["total_ms"]:.1f} ms')
+        if best_split.get('excluded'):
+            text += f' but excluded: {best_split["excluded"]}'
     return text + ')'
+
+
+def _excluded(plan: dict) -> str:
+    n = sum(1 for r in plan['candidates'] if r.get('excluded'))
+    if not n:
+        return ''
+    return (f', {n} of them lossy with no accuracy measured for this model and so excluded '
+            f'by the accuracy bound (`--max-accuracy-drop` {plan["max_accuracy_drop"]:g} pt)')
 
 
 def render_surgery(results: Results) -> str:
@@ -198,7 +210,7 @@ def render_surgery(results: Results) -> str:
             f'default model and at sampled cuts of ResNet-50, Inception-v3, MobileNetV2, '
             f'VGG-19, SqueezeNet and ShuffleNetV2 (`test/test_surgery.py`). For '
             f'{first["model"]} ({shape}) with a {first["edge_slowdown"]:g}× slower edge '
-            f'({len(first["candidates"])} candidates): '
+            f'({len(first["candidates"])} candidates{_excluded(first)}): '
             + '; '.join(_plan_sentence(p, i == 0) for i, p in enumerate(plans)) + '.')
     if 'planner' in results:
         text += ' ' + _planner_sentence(results)
