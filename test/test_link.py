@@ -64,5 +64,11 @@ def test_split_jpeg_beats_raw_on_a_slow_link(can_make_namespaces, tmp_path):
     # 2 Mbit/s carries at most ~1.7 raw frames/s: the split strategy must do far better.
     assert raw['fps'] <= 2.0
     assert split['fps'] >= 5 * max(raw['fps'], 0.5)
+    # Where the frames went: every frame the edge took in was served or dropped with a reason.
+    edge = {k: float(v) for k, v in split['diagnostics']['denoiser'].items()
+            if k in ('received', 'frames', 'dropped')}
+    assert edge['received'] == edge['frames'] + edge['dropped'] > 0, split['diagnostics']
+    assert float(split['diagnostics']['host_node']['frames']) >= split['classified']
+    assert split['player']['played'] == {'/image_raw': split['played']}
     assert (tmp_path / 'link.png').stat().st_size > 10_000
     assert not _ours()

@@ -245,6 +245,11 @@ def driver(spec: dict) -> dict:
                            executables=(edge, host))
     row = measure(result, spec['warmup'], read_ground_truth(spec['bag']), edge)
     row['crashed'] = result.crashed
+    # Each node's last diagnostics (received, served, dropped by reason) and the player's
+    # count: a run that classified little says where its frames went.
+    row['diagnostics'] = {name.split(': ', 1)[-1]: values
+                          for name, values in sorted(result.statuses.items())}
+    row['player'] = {k: result.report.get(k) for k in ('played', 'skipped', 'max_lag_ms')}
     return row
 
 
