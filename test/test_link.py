@@ -19,7 +19,7 @@ import subprocess
 import pytest
 
 from edge_denoise_ros.harness import netns
-from edge_denoise_ros.harness.linkbench import LinkBenchConfig, run
+from edge_denoise_ros.harness.linkbench import camera_lost, LinkBenchConfig, run
 
 pytestmark = pytest.mark.ros
 
@@ -70,5 +70,13 @@ def test_split_jpeg_beats_raw_on_a_slow_link(can_make_namespaces, tmp_path):
     assert edge['received'] == edge['frames'] + edge['dropped'] > 0, split['diagnostics']
     assert float(split['diagnostics']['host_node']['frames']) >= split['classified']
     assert split['player']['played'] == {'/image_raw': split['played']}
+    assert split['camera_lost'] == split['played'] - edge['received'] >= 0
     assert (tmp_path / 'link.png').stat().st_size > 10_000
     assert not _ours()
+
+
+def test_camera_frames_lost_before_the_edge_are_played_less_received():
+    diagnostics = {'host_node': {'received': '90'}, 'denoiser': {'received': '95.0'}}
+    assert camera_lost(100, diagnostics) == 5
+    assert camera_lost(100, {'edge_node': {'received': '100'}}) == 0
+    assert camera_lost(100, {'video_edge': {'frames': '80'}}) is None    # no intake count

@@ -22,8 +22,10 @@ way). Each strategy replays the demo bag (640x480 camera frames by
 default) at camera rate, looping, for ``duration`` seconds and is measured
 at the robot: sustained frames/s of results received back, end-to-end
 latency (camera frame at the edge -> result back at the edge) p50/p99, bytes
-per frame, dropped frames, accuracy against the bag's ground truth on the
-frames classified, and the CPU the edge process used (cores).
+per frame, dropped frames (``camera_lost``: those that never reached the edge's
+callback; each node's last ``diagnostics`` say where the rest went), accuracy
+against the bag's ground truth on the frames classified, and the CPU the edge
+process used (cores).
 
 Strategies: ``raw``, ``jpeg``, ``deepn_jpeg`` (host-only: the camera frame
 goes up), ``jpeg_model`` (host-only: the frame resized on the edge to the
@@ -250,7 +252,26 @@ def driver(spec: dict) -> dict:
     row['diagnostics'] = {name.split(': ', 1)[-1]: values
                           for name, values in sorted(result.statuses.items())}
     row['player'] = {k: result.report.get(k) for k in ('played', 'skipped', 'max_lag_ms')}
+    row['camera_lost'] = camera_lost(result.played, row['diagnostics'])
     return row
+
+
+CAMERA_INTAKES = ('denoiser', 'edge_node')    # the node whose callback takes camera frames
+
+
+def camera_lost(played: int, diagnostics: dict) -> int | None:
+    """
+    Return the camera frames played that never reached the edge's callback, or None.
+
+    Best-effort frames a CPU-starved edge process could not take in are lost in
+    the middleware, where the edge cannot count them; the player's count less
+    the edge's ``received`` can.
+    """
+    for name in CAMERA_INTAKES:
+        received = diagnostics.get(name, {}).get('received')
+        if received is not None:
+            return played - int(float(received))
+    return None
 
 
 def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenchConfig,
