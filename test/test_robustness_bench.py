@@ -42,8 +42,11 @@ def _check(result: dict) -> None:
 
 
 def test_fuzz_host(tmp_path):
-    _check(run_fuzz(FuzzConfig(target='host', cases=150, seed=11, warmup=10,
-                               log_dir=str(tmp_path))))
+    result = run_fuzz(FuzzConfig(target='host', cases=150, seed=11, warmup=10, burst=3,
+                                 log_dir=str(tmp_path)))
+    _check(result)      # the bursts' messages are counted too
+    burst = result['burst']['features']
+    assert burst['kind'] == 'oversize' and burst['rounds'] == 2 and burst['probes_served'], burst
 
 
 def test_fuzz_edge(tmp_path):

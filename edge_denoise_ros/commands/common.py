@@ -44,6 +44,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """Argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text}')
+    return value
+
+
 def positive_float(text: str) -> float:
     """Argparse type: a float > 0."""
     value = float(text)

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from .common import format_table, positive_float, positive_int, ProgressBar
+from .common import format_table, non_negative_int, positive_float, positive_int, ProgressBar
 from ..harness.fuzz import FuzzConfig, run_fuzz, TARGETS
 from ..harness.soak import run_soak, SoakConfig
 
@@ -35,6 +35,9 @@ def register_fuzz(p) -> None:
     p.add_argument('--warmup', type=positive_int, default=d.warmup,
                    help='valid messages before the cases (their median CPU time is the '
                         "probe's cost taken off each case)")
+    p.add_argument('--burst', type=non_negative_int, default=d.burst,
+                   help='large bad messages sent back to back at the end, twice; the memory '
+                        'each burst leaves behind is reported (0: none)')
     p.add_argument('--edge-node', action='store_true',
                    help='edge: the single edge_node instead of edge_process')
     p.add_argument('--log-dir', default=None, help='node logs (default: a temporary folder)')
@@ -44,7 +47,8 @@ def register_fuzz(p) -> None:
 def run_fuzz_command(args) -> dict:
     """Run ``bench fuzz`` and print its figures and the worst classes."""
     cfg = FuzzConfig(target=args.target, cases=args.cases, seed=args.seed,
-                     warmup=args.warmup, composed=not args.edge_node, log_dir=args.log_dir)
+                     warmup=args.warmup, composed=not args.edge_node, log_dir=args.log_dir,
+                     burst=args.burst)
     result = run_fuzz(cfg, progress=ProgressBar(f'bench fuzz {args.target}'))
     print(format_table([{k: result[k] for k in FUZZ_FIELDS}], list(FUZZ_FIELDS)))
     rows = [{'kind': kind, **k} for kind, k in result['by_kind'].items()]

@@ -27,7 +27,9 @@ before each case) less the memory before it is the case's memory. A probe that i
 not back in ``probe_timeout_s`` is waited for up to ``late_timeout_s`` more (noted in
 ``probes_late_after``): a sample DDS could not hand over at once holds the probe
 behind it, and its cost belongs to its own case. A node that dies is counted as a
-crash and started again. Per kind, the worst and the median cost are reported;
+crash and started again. At the end, ``burst`` large bad messages go back to back,
+twice, and the node's memory growth over each burst is reported (what the
+middleware keeps of them). Per kind, the worst and the median cost are reported;
 ``worst_ms`` and ``worst_mb`` are the worst *bad* message's (a valid frame's cost
 is its inference, ``bench camera``'s business).
 
@@ -88,7 +90,8 @@ class FuzzConfig:
     start_timeout_s: float = 90.0
     node_params: dict = field(default_factory=dict)
     log_dir: str | None = None
-    huge_frames: bool = True              # edge: include 36 MB raw frames
+    huge_frames: bool = True              # edge: include 4K raw frames
+    burst: int = 30                       # large bad messages sent back to back, twice (0: none)
 
 
 class _Driver:
@@ -401,6 +404,9 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
                 session.start(driver)
             if progress is not None:
                 progress(i + 1, n_cases, {'crashes': out['crashes']})
+        big = _big_case(cfg, maker, transport)
+        if cfg.burst and big is not None and session.proc.running:
+            out['burst'] = _burst(cfg, big, maker, session, driver, send, out)
         statuses = driver.wait_diagnostics(2)
         with driver.lock:     # a probe served late still counts as served; how late is noted
             late = [kind for stamp, kind in missed if stamp in driver.seen]
@@ -425,6 +431,50 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
     out['exit_codes'] = session.exit_codes
     out['log'] = str(log_dir)
     return out
+
+
+def _big_case(cfg: FuzzConfig, maker, transport: str):
+    """Return the maker of this node's large bad message (the burst's), or None."""
+    if cfg.target == 'host':
+        return maker.oversize
+    return maker.raw_huge if transport == 'raw' and cfg.huge_frames else None
+
+
+BURST_ROUNDS = 2
+
+
+def _burst(cfg: FuzzConfig, big, maker, session: _Session, driver: _Driver, send,
+           out: dict) -> dict:
+    """
+    Send ``cfg.burst`` large bad messages back to back, then a probe; twice.
+
+    Return the node's resident memory growth over each round (MB): the middleware
+    keeps a buffer grown to a large sample for each history slot it landed in, so
+    the first round shows what a burst leaves behind and the second that it stays
+    bounded.
+    """
+    pid = session.pid
+    growth, served_all = [], True
+    for _ in range(BURST_ROUNDS):
+        _wait_idle(pid)
+        before = procstat.rss_bytes(pid)
+        kind = None
+        for _ in range(cfg.burst):
+            case = big()
+            kind = case.kind
+            send(case)
+        probe = send(maker.probe(out['probes']))
+        out['probes'] += 1
+        served = driver.wait_for(probe, cfg.probe_timeout_s + cfg.late_timeout_s,
+                                 lambda: session.proc.running)
+        out['probes_served'] += served
+        served_all = served_all and served
+        if not session.proc.running:
+            break
+        _wait_idle(pid)
+        growth.append(round((procstat.rss_bytes(pid) - before) / 2**20, 1))
+    return {'kind': kind, 'messages': cfg.burst, 'rounds': len(growth),
+            'rss_growth_mb': growth, 'probes_served': served_all}
 
 
 def run_fuzz(cfg: FuzzConfig, progress=None) -> dict:
@@ -485,6 +535,7 @@ def summarize(cfg: FuzzConfig, parts: dict, seconds: float) -> dict:
                                   for k in p['probes_unserved_after']],
         'exit_codes': {t: p['exit_codes'] for t, p in parts.items()},
         'by_kind': dict(sorted(by_kind.items())),
+        'burst': {t: p['burst'] for t, p in parts.items() if 'burst' in p},
         'seed': cfg.seed, 'seconds': round(seconds, 1),
         'logs': next(iter(parts.values()))['log'],
     }

@@ -409,6 +409,17 @@ def render_robustness(results: Results) -> str:
                  'which holds the serialized message up to three times before any callback '
                  'runs, and keeps buffers grown to its size. The bar is not met for them; their '
                  f'median cost: {_and(medians)}.')
+    bursts = [(name, b) for name, run in runs for b in run.get('burst', {}).values()]
+    if bursts:
+        text += ('\n\nBursts: ' + _and([
+            f'{_int(b["messages"])} `{b["kind"]}` back to back leave `{name}`\'s node '
+            f'{b["rss_growth_mb"][0]:.1f} MB larger'
+            + (f', the same burst again {b["rss_growth_mb"][1]:.1f} MB'
+               if len(b['rss_growth_mb']) > 1 else '') for name, b in bursts])
+            + ': the middleware keeps a buffer grown to a large sample for every history '
+              'slot one landed in, so what stays is bounded by the subscription\'s depth '
+              '(`features_depth`, `camera_qos_depth`) times the largest message, not by the '
+              'traffic.')
     growth = soak['rss_growth_pct_by_node']
     drops = soak['dropped_by_reason']
     text += (
