@@ -404,6 +404,8 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
                 session.start(driver)
             if progress is not None:
                 progress(i + 1, n_cases, {'crashes': out['crashes']})
+        _wait_idle(session.pid)
+        rss_end = procstat.rss_bytes(session.pid)     # over the cases; the bursts apart
         big = _big_case(cfg, maker, transport)
         if cfg.burst and big is not None and session.proc.running:
             out['burst'] = _burst(cfg, big, maker, session, driver, send, out)
@@ -415,7 +417,6 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
         out['probes_served'] += len(late)
         out['probes_late_after'] = sorted(out['probes_late_after'] + late)
         values = _intake_status(statuses, cfg.target, cfg.composed)
-        rss_end = procstat.rss_bytes(session.pid)
         out['rss_growth_pct'] = round(100.0 * (rss_end - rss_start) / rss_start, 3)
         out['received'] = int(float(values.get('received', out['sent'] if
                                                cfg.target == 'host' else -1)))
