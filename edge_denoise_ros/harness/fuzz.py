@@ -17,7 +17,8 @@
 
 The node under test runs as its own process on a private DDS domain (``host_node``,
 or the edge: ``edge_process`` once with raw and once with compressed camera
-input). For every case of :mod:`.fuzz_cases` the driver publishes the case, then a
+input), with the shipped Fast DDS profile as deployed (the driver too, as a camera
+driver must). For every case of :mod:`.fuzz_cases` the driver publishes the case, then a
 valid *probe* message, and waits for the probe's result (the host's
 ``classification``, the edge's ``features``): the probe is served only after the
 case, so the CPU time the node spent meanwhile, less a probe's own median cost and
@@ -63,9 +64,10 @@ from std_msgs.msg import String
 from . import procstat
 from .fuzz_cases import Case, EdgeCases, HostCases
 from .isolation import lease_domain
-from .launcher import NodeProcess, start_node
+from .launcher import NodeProcess, start_node, swap_environ
 from ..core import accounting, models, pipeline
 from ..ros.common import features_qos, status_values, sub_events
+from ..ros.dds import BUILTIN_ENV, profile_env, PROFILE_ENV
 
 TARGETS = ('host', 'edge')
 DIAGNOSTICS = '/diagnostics'
@@ -291,7 +293,12 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
               progress=None) -> dict:
     """Fuzz one node process with ``n_cases`` cases; return the raw figures."""
     context = Context()
-    rclpy.init(context=context, domain_id=int(env['ROS_DOMAIN_ID']))
+    # The driver's participant loads the node's Fast DDS profile, as a camera driver must.
+    saved = swap_environ({k: env.get(k) for k in (PROFILE_ENV, BUILTIN_ENV)})
+    try:
+        rclpy.init(context=context, domain_id=int(env['ROS_DOMAIN_ID']))
+    finally:
+        swap_environ(saved)
     executor = SingleThreadedExecutor(context=context)
     driver = _Driver(context, cfg.target, transport)
     executor.add_node(driver.node)
@@ -491,7 +498,8 @@ def run_fuzz(cfg: FuzzConfig, progress=None) -> dict:
     with lease_domain() as lease:
         for j, transport in enumerate(transports):
             n = cfg.cases // len(transports) + (j < cfg.cases % len(transports))
-            parts[transport] = _fuzz_one(cfg, transport, n, lease.env(), log_dir, progress)
+            parts[transport] = _fuzz_one(cfg, transport, n, profile_env(lease.env()), log_dir,
+                                         progress)
     return summarize(cfg, parts, time.monotonic() - started)
 
 
