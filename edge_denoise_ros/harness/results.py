@@ -411,7 +411,7 @@ def render_robustness(results: Results) -> str:
                  f'median cost: {_and(medians)}.')
     bursts = [(name, b) for name, run in runs for b in run.get('burst', {}).values()]
     if bursts:
-        text += ('\n\nBursts: ' + _and([
+        text += ('\n\nBursts: ' + '; '.join([
             f'{_int(b["messages"])} `{b["kind"]}` back to back leave `{name}`\'s node '
             f'{b["rss_growth_mb"][0]:.1f} MB larger'
             + (f', the same burst again {b["rss_growth_mb"][1]:.1f} MB'
