@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+import functools
 import json
 from pathlib import Path
 
@@ -38,7 +39,6 @@ from .common import (format_table, jpeg_quality, parse_list, positive_float, pos
                      ProgressBar)
 from ..core import (defenses, frames, mincut, models, pipeline, profiling, surgery, tails,
                     validation, wire)
-from ..core.bundle import Bundle
 from ..core.defenses import defense_names
 from ..core.models import set_torch_threads
 from ..core.planner import DEFAULT_MAX_ACCURACY_DROP, Link, make_planner
@@ -194,25 +194,30 @@ def register_bench_planner(p) -> None:
 
 
 def _load(args):
-    """Return ``(model, input_shape, frame)`` from the common arguments."""
+    """
+    Return ``(target, model, input_shape, frame)`` from the common arguments.
+
+    ``target``: the bundle's (its model, input and preparation), None without ``--bundle``.
+    """
     torch.manual_seed(0)  # models without weights files: the same features, run to run
-    if getattr(args, 'bundle', None):          # the bundle's target, input and preparation
+    if getattr(args, 'bundle', None):
         target = pipeline.Target(bundle=args.bundle)
         args.model = target.name
-        return target.model, target.input_shape, _frame(args.frame, target.input_shape)
+        return (target, target.model, target.input_shape,
+                _frame(args.frame, target.input_shape))
     model = models.build_target(args.model, weights=args.weights)
     shape = args.input or models.input_shape(args.model)   # a .pt2: the shape it was exported
     if len(shape) == 2:
         shape = (models.input_shape(args.model)[0],) + tuple(shape)
-    return model, tuple(shape), _frame(args.frame, shape)
+    return None, model, tuple(shape), _frame(args.frame, shape)
 
 
-def _defenses(args, shape) -> dict:
-    """Return the defenses a profile times: the bundle's; jpeg, and DUNET/DUNET_D at 1x28x28."""
-    if getattr(args, 'bundle', None):
-        return pipeline.defense_modules(pipeline.Target(bundle=args.bundle))
-    names = ['jpeg'] + (['dunet', 'dunet_d'] if tuple(shape) == pipeline.DENOISER_INPUT else [])
-    return {name: defenses.build_defense(name) for name in names}
+def _defenses(target, shape) -> dict:
+    """Return the defenses a profile times: the bundle target's, else those the input fits."""
+    if target is not None:
+        return pipeline.defense_modules(target)
+    return {name: defenses.build_defense(name) for name in pipeline.usable_defenses(shape)
+            if name != 'none'}
 
 
 def _frame(text, shape):
@@ -251,10 +256,10 @@ def _round(rows: list[dict]) -> list[dict]:
             for r in rows]
 
 
-def _accuracy_profile(args) -> tuple[dict, str]:
+def _accuracy_profile(args, target) -> tuple[dict, str]:
     """Return the accuracy profile ``plan`` weighs and where it came from."""
-    if args.bundle:
-        return Bundle.load(args.bundle).accuracy_profile(), f'bundle {args.bundle}'
+    if target is not None:
+        return target.bundle.accuracy_profile(), f'bundle {args.bundle}'
     if args.model == models.DEFAULT_MODEL and args.input is None:
         target = pipeline.Target(args.model, args.weights)
         return tails.shipped_accuracy_profile(target), 'the shipped tails\' measurements'
@@ -264,8 +269,8 @@ def _accuracy_profile(args) -> tuple[dict, str]:
 def plan_command(args) -> dict:
     """Profile (or load profiles), cost every candidate, print the table and the choice."""
     set_torch_threads(args.threads)
-    model, shape, frame = _load(args)
-    accuracy, source = _accuracy_profile(args)
+    target, model, shape, frame = _load(args)
+    accuracy, source = _accuracy_profile(args, target)
     link = Link(args.uplink_mbps, args.downlink_mbps, args.rtt_ms, args.result_bytes)
     features = None if args.codecs is None else \
         [c for c in args.codecs if c in wire.FEATURE_CODECS]
@@ -275,7 +280,8 @@ def plan_command(args) -> dict:
         clock=args.clock, stat=args.stat, model_name=args.model,
         progress=ProgressBar('profile'), quality=args.quality, frame_quality=args.frame_quality,
         accuracy_profile=accuracy, max_accuracy_drop=args.max_accuracy_drop,
-        allowed=args.codecs, defenses=_defenses(args, shape), defense=args.defense)
+        allowed=args.codecs, defenses=functools.partial(_defenses, target, shape),
+        defense=args.defense)
     result = planner.plan()
     rows = _round(result.rows)
     shown = sorted(rows, key=lambda r: r['total_ms']) if args.sort else rows
@@ -326,13 +332,13 @@ def _side(profile, slowdown: float) -> str:
 def profile_command(args) -> dict:
     """Measure a profile here; print per-cut times and codec sizes; save it with --out."""
     set_torch_threads(args.threads)
-    model, shape, frame = _load(args)
+    target, model, shape, frame = _load(args)
     prof = profiling.measure_profile(model, frame, shape, args.model, args.codecs,
                                      args.frame_codecs, args.repeats, args.warmup,
                                      clock=args.clock, stat=args.stat,
                                      progress=ProgressBar('profile'), quality=args.quality,
                                      frame_quality=args.frame_quality,
-                                     defenses=_defenses(args, shape))
+                                     defenses=_defenses(target, shape))
     sizes = {}
     for f in prof.features:
         sizes.setdefault(f['cut'], {})[f['codec']] = f['bytes']

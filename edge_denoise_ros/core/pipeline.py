@@ -37,7 +37,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -237,13 +237,23 @@ def build_defense(name: str, target: Target) -> nn.Module:
 
 def defenses_for(target: Target) -> tuple[str, ...]:
     """Return the defenses a target can use: its bundle's denoisers, jpeg and none."""
+    return usable_defenses(target.input_shape, target.bundle)
+
+
+def usable_defenses(input_shape: Sequence[int], bundle: Bundle | None = None
+                    ) -> tuple[str, ...]:
+    """
+    Return the defenses an input can use: jpeg, none and the denoisers that fit it.
+
+    The denoisers are ``bundle``'s; without one, the shipped ones, at 1x28x28 only.
+    """
     names = []
     for name in defenses.defense_names():
         if name in ('dunet', 'dunet_d'):
-            if target.bundle is not None:
-                if name not in target.bundle.card.get('denoisers', {}):
+            if bundle is not None:
+                if name not in bundle.card.get('denoisers', {}):
                     continue
-            elif target.input_shape != DENOISER_INPUT:
+            elif tuple(input_shape) != DENOISER_INPUT:
                 continue
         names.append(name)
     return tuple(names)

@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, replace
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from torch import nn
@@ -594,7 +594,8 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                  accuracy_profile: Mapping[str, dict] | None = None,
                  max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
                  allowed: Sequence[str] | None = None, codec: str | None = None,
-                 defenses: Mapping[str, nn.Module] | None = None,
+                 defenses: Mapping[str, nn.Module] | Callable[[], Mapping[str, nn.Module]]
+                 | None = None,
                  defense: str | None = None, sustained: bool = False) -> Planner:
     """
     Build the planner an edge node (or ``edge-denoise plan``) starts with.
@@ -606,8 +607,9 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
     used. ``quality`` / ``frame_quality``: the JPEG qualities the edge sends
     (see :func:`measure_profile`). ``accuracy_profile``,
     ``max_accuracy_drop``, ``allowed`` and ``codec``: what it may pick
-    (:func:`screen`). ``defenses`` (name -> module) are timed in a profile
-    measured here; ``defense`` is the one in use (see :func:`defended`).
+    (:func:`screen`). ``defenses`` (name -> module, or a function that builds
+    them, called only when a profile is measured here) are timed in that
+    profile; ``defense`` is the one in use (see :func:`defended`).
     ``sustained``: a profile measured here takes CPU times and turns them into
     the wall time of frames in a row at the CPU share this process gets
     (:func:`.profiling.sustained`; a CPU quota's throttling included).
@@ -622,7 +624,7 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
         here = measure_profile(model, frame, shape, model_name, codecs, frame_codecs,
                                repeats, warmup, clock='cpu' if sustained else clock, stat=stat,
                                progress=progress, quality=quality, frame_quality=frame_quality,
-                               defenses=defenses)
+                               defenses=defenses() if callable(defenses) else defenses)
         if sustained:
             here = profiling.sustained(here, profiling.cpu_share())
         edge, host = edge or here, host or here

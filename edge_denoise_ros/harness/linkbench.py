@@ -48,6 +48,7 @@ talks UDPv4 only, so everything between edge and host crosses the link.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -162,7 +163,7 @@ def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
         edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
         frame_codecs=[], model_name=target.name, quality=cfg.feature_quality,
         accuracy_profile=target.bundle.accuracy_profile() if target.bundle else None,
-        defenses=None if profiles else pipeline.defense_modules(target), defense=cfg.defense)
+        defenses=functools.partial(pipeline.defense_modules, target), defense=cfg.defense)
     rows = online.plan().rows
     cuts = {}
     for strategy in wanted:

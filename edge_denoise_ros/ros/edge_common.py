@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import functools
 import json
 import time
 from typing import Callable
@@ -217,7 +218,7 @@ class HeadControl:
                     frame=profile_frame(p['profile_frame'], target.input_shape),
                     model_name=target.name, quality=p['quality'],
                     frame_quality=p['frame_quality'], accuracy_profile=self.accuracy,
-                    defenses=pipeline.defense_modules(target), sustained=True,
+                    defenses=functools.partial(pipeline.defense_modules, target), sustained=True,
                     defense=defense, **_rules(p))
             except ValueError as exc:
                 raise ValueError(f'cut=auto, codec={p["codec"]}: {exc}') from None
