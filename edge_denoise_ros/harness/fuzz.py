@@ -314,8 +314,8 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
     stream = _Stream() if cfg.target == 'host' else None
     missed: list[tuple[int, str]] = []        # probes not served in time, and the case before
     out = {'cases': 0, 'crashes': 0, 'crash_kinds': [], 'probes': 0, 'probes_served': 0,
-           'valid_sent': 0, 'valid_served': 0, 'worst_ms': 0.0, 'worst_mb': 0.0,
-           'by_kind': {}, 'sent': 0, 'probes_late_after': []}
+           'valid_sent': 0, 'valid_served': 0, 'by_kind': {}, 'sent': 0,
+           'probes_late_after': []}
     index = [0]
 
     def send(case: Case) -> int:
@@ -359,16 +359,13 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
                 if not (case.valid and driver.wait_for(stamp, cfg.probe_timeout_s,
                                                        lambda: session.proc.running)):
                     _wait_idle(pid)
-            probe_stamp = send(maker.probe(i))
-            served = driver.wait_for(probe_stamp, cfg.probe_timeout_s,
+            probe_stamp, sent_at = send(maker.probe(i)), time.monotonic()
+            # A case DDS could not hand over at once (a large sample waits for the reliable
+            # repair) holds the probe behind it: a late probe is waited for, so that the
+            # case's cost is measured in its own window, not in the next case's.
+            served = driver.wait_for(probe_stamp, cfg.probe_timeout_s + cfg.late_timeout_s,
                                      lambda: session.proc.running)
-            late = False
-            if not served and session.proc.running:
-                # A case DDS could not hand over at once (a large sample waits for the
-                # reliable repair) holds the probe behind it: wait on, so that the case's
-                # cost is measured in its own window, not in the next case's.
-                served = late = driver.wait_for(probe_stamp, cfg.late_timeout_s,
-                                                lambda: session.proc.running)
+            late = served and time.monotonic() - sent_at > cfg.probe_timeout_s
             alive = session.proc.running
             if alive:
                 cost_ms = max(0.0, (procstat.cpu_ns(pid) - c0) / 1e6 - base_ms
@@ -378,9 +375,8 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
             else:
                 cost_ms = cost_mb = float('nan')
             k = out['by_kind'].setdefault(case.kind, {'n': 0, 'classified': 0,
-                                                      'worst_ms': 0.0, 'worst_mb': 0.0,
-                                                      'costs_ms': [], 'costs_mb': [],
-                                                      'valid': case.valid})
+                                                      'valid': case.valid,
+                                                      'costs_ms': [], 'costs_mb': []})
             k['n'] += 1
             out['cases'] += 1
             out['probes'] += 1
@@ -399,11 +395,6 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
             if alive:
                 k['costs_ms'].append(cost_ms)
                 k['costs_mb'].append(cost_mb)
-                k['worst_ms'] = round(max(k['worst_ms'], cost_ms), 3)
-                k['worst_mb'] = round(max(k['worst_mb'], cost_mb), 3)
-                if case.valid is not True:       # the bar is on bad messages, not frames
-                    out['worst_ms'] = max(out['worst_ms'], round(cost_ms, 3))
-                    out['worst_mb'] = max(out['worst_mb'], round(cost_mb, 3))
             else:
                 out['crashes'] += 1
                 out['crash_kinds'].append(case.kind)
@@ -463,13 +454,11 @@ def _burst(cfg: FuzzConfig, big, maker, session: _Session, driver: _Driver, send
     """
     pid = session.pid
     growth, served_all = [], True
+    case = big()                  # one message, sent again and again: the same bytes
     for _ in range(BURST_ROUNDS):
         _wait_idle(pid)
         before = procstat.rss_bytes(pid)
-        kind = None
         for _ in range(cfg.burst):
-            case = big()
-            kind = case.kind
             send(case)
         probe = send(maker.probe(out['probes']))
         out['probes'] += 1
@@ -481,7 +470,7 @@ def _burst(cfg: FuzzConfig, big, maker, session: _Session, driver: _Driver, send
             break
         _wait_idle(pid)
         growth.append(round((procstat.rss_bytes(pid) - before) / 2**20, 1))
-    return {'kind': kind, 'messages': cfg.burst, 'rounds': len(growth),
+    return {'kind': case.kind, 'messages': cfg.burst, 'rounds': len(growth),
             'rss_growth_mb': growth, 'probes_served': served_all}
 
 
@@ -503,6 +492,11 @@ def run_fuzz(cfg: FuzzConfig, progress=None) -> dict:
     return summarize(cfg, parts, time.monotonic() - started)
 
 
+def _stat(fn, values: list, empty):
+    """Return ``fn(values)`` rounded to 3 places, or ``empty`` for no values."""
+    return round(fn(values), 3) if values else empty
+
+
 def summarize(cfg: FuzzConfig, parts: dict, seconds: float) -> dict:
     """Return the JSON summary of the per-process figures in ``parts``."""
     cases = sum(p['cases'] for p in parts.values())
@@ -511,29 +505,27 @@ def summarize(cfg: FuzzConfig, parts: dict, seconds: float) -> dict:
     probes = sum(p['probes'] for p in parts.values())
     valid = probes + sum(p['valid_sent'] for p in parts.values())
     served = sum(p['probes_served'] + p['valid_served'] for p in parts.values())
-    by_kind: dict[str, dict] = {}
+    merged: dict[str, dict] = {}
     for p in parts.values():
         for kind, k in p['by_kind'].items():
-            agg = by_kind.setdefault(kind, {'n': 0, 'classified': 0, 'worst_ms': 0.0,
-                                            'worst_mb': 0.0, 'costs_ms': [], 'costs_mb': [],
-                                            'valid': k.get('valid')})
-            agg['n'] += k['n']
-            agg['classified'] += k['classified']
-            agg['worst_ms'] = max(agg['worst_ms'], k['worst_ms'])
-            agg['worst_mb'] = max(agg['worst_mb'], k['worst_mb'])
-            agg['costs_ms'] += k.get('costs_ms', [])
-            agg['costs_mb'] += k.get('costs_mb', [])
-    for agg in by_kind.values():
-        costs_ms, costs_mb = agg.pop('costs_ms'), agg.pop('costs_mb')
-        agg['median_ms'] = round(statistics.median(costs_ms), 3) if costs_ms else None
-        agg['median_mb'] = round(statistics.median(costs_mb), 3) if costs_mb else None
+            agg = merged.setdefault(kind, {'n': 0, 'classified': 0, 'valid': k['valid'],
+                                           'costs_ms': [], 'costs_mb': []})
+            for key in ('n', 'classified', 'costs_ms', 'costs_mb'):
+                agg[key] += k[key]
+    by_kind = {kind: {'n': k['n'], 'classified': k['classified'],
+                      'worst_ms': _stat(max, k['costs_ms'], 0.0),
+                      'worst_mb': _stat(max, k['costs_mb'], 0.0), 'valid': k['valid'],
+                      'median_ms': _stat(statistics.median, k['costs_ms'], None),
+                      'median_mb': _stat(statistics.median, k['costs_mb'], None)}
+               for kind, k in sorted(merged.items())}
+    bad = [k for k in by_kind.values() if k['valid'] is not True]   # the bar's, not frames
     return {
         'target': cfg.target, 'cases': cases,
         'crashes': sum(p['crashes'] for p in parts.values()),
         'counted': counted, 'uncounted': received - counted,
         'rss_growth_pct': max(p['rss_growth_pct'] for p in parts.values()),
-        'worst_ms': round(max(p['worst_ms'] for p in parts.values()), 3),
-        'worst_mb': round(max(p['worst_mb'] for p in parts.values()), 3),
+        'worst_ms': max((k['worst_ms'] for k in bad), default=0.0),
+        'worst_mb': max((k['worst_mb'] for k in bad), default=0.0),
         'valid_classified_fraction': round(served / valid, 6) if valid else None,
         'received': received, 'sent': sum(p['sent'] for p in parts.values()),
         'probe_ms': {t: p['probe_ms'] for t, p in parts.items()},
@@ -543,7 +535,7 @@ def summarize(cfg: FuzzConfig, parts: dict, seconds: float) -> dict:
         'probes_unserved_after': [k for p in parts.values()
                                   for k in p['probes_unserved_after']],
         'exit_codes': {t: p['exit_codes'] for t, p in parts.items()},
-        'by_kind': dict(sorted(by_kind.items())),
+        'by_kind': by_kind,
         'burst': {t: p['burst'] for t, p in parts.items() if 'burst' in p},
         'seed': cfg.seed, 'seconds': round(seconds, 1),
         'logs': next(iter(parts.values()))['log'],
