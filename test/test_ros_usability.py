@@ -31,6 +31,7 @@ import torch
 
 from edge_denoise_ros.core import pipeline
 from edge_denoise_ros.ros import common
+from edge_denoise_ros.ros.edge_common import HEAD_PARAMS
 from edge_denoise_ros.ros.edge_node import EdgeNode
 
 pytestmark = pytest.mark.ros
@@ -59,6 +60,24 @@ def test_diagnostics_go_to_the_absolute_topic_with_a_namespace(edge):
     topics = {name for name, _ in edge.get_publisher_names_and_types_by_node(
         edge.get_name(), edge.get_namespace())}
     assert '/diagnostics' in topics and '/robot1/features' in topics
+
+
+@pytest.mark.parametrize('overrides,cut', [
+    ({}, pipeline.DEFAULT_CUT),                                    # the shipped classifier
+    ({'bundle': 'weights/scenes'}, 'auto'),                        # one parameter: a bundle
+    ({'bundle': 'weights/scenes', 'cut': 'net.features.4'}, 'net.features.4'),   # set: kept
+])
+def test_a_bundle_alone_gives_a_cut_of_its_own_target(rclpy_context, overrides, cut):
+    # The shipped edge.yaml leaves cut out so that it follows the bundle: layer1 is a cut of
+    # the shipped classifier only, and a node given just bundle:= must start.
+    from rclpy.node import Node
+    node = Node('cut_default', context=rclpy_context, parameter_overrides=[
+        Parameter(k, value=v) for k, v in overrides.items()])
+    try:
+        values = common.declare_parameters(node, HEAD_PARAMS)
+        assert values['cut'] == cut and node.get_parameter('cut').value == cut
+    finally:
+        node.destroy_node()
 
 
 def _string_keys(call: ast.Call) -> dict:

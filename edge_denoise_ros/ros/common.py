@@ -81,6 +81,9 @@ class ParamSpec:
     range: tuple[float, float] | None = None
     read_only: bool = False
     validate: Callable[[Any], Any] | None = None   # raises ValueError with the reason
+    # The default given the parameters declared before it (the cut of a bundle's target);
+    # ``default`` is then the value without them and fixes the type.
+    default_from: Callable[[dict], Any] | None = None
 
     @property
     def is_float(self) -> bool:
@@ -176,7 +179,8 @@ def declare_parameters(node, specs: Sequence[ParamSpec],
     by_name = {s.name: s for s in specs}
     values = {}
     for spec in specs:
-        value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        default = spec.default if spec.default_from is None else spec.default_from(values)
+        value = node.declare_parameter(spec.name, default, spec.descriptor()).value
         reason = spec.check(value)
         if spec.is_float and not reason:
             value = float(value)

@@ -92,7 +92,10 @@ CAMERA_PARAMS = (
 HEAD_PARAMS = TARGET_PARAMS + (
     ParamSpec('cut', pipeline.DEFAULT_CUT, 'where the model is cut: a cut name (see '
               'edge-denoise plan), frame (host-only), output (edge-only), or auto (planned at '
-              'start-up from the link speeds and the edge profile, within max_accuracy_drop)'),
+              'start-up from the link speeds and the edge profile, within max_accuracy_drop). '
+              f'Default: auto with a bundle (its target\'s cuts are its own), else '
+              f'{pipeline.DEFAULT_CUT}', default_from=lambda declared: AUTO if declared.get(
+                  'bundle') else pipeline.DEFAULT_CUT),
     ParamSpec('codec', AUTO, 'feature codec raw, lossless, q8 or jpeg; for cut=frame an '
               'image codec raw, jpeg or deepn_jpeg; auto: the planner picks it (cut=auto), '
               f'else {pipeline.DEFAULT_CODEC} (raw for cut=output). With cut=auto a named codec '
