@@ -70,6 +70,10 @@ def register_soak(p) -> None:
                    help='frames in the first and the last latency window')
     p.add_argument('--edge-node', action='store_true',
                    help='the single edge_node instead of edge_process')
+    p.add_argument('--bundle', default=None,
+                   help='a bundle the nodes serve; the frames are its held-out scenes '
+                        '(default: the shipped 1x28x28 classifier, Fashion-MNIST frames)')
+    p.add_argument('--frame-size', default=d.frame_size, help='camera frames WIDTHxHEIGHT')
     p.add_argument('--log-dir', default=None, help='node logs (default: a temporary folder)')
     p.set_defaults(func=run_soak_command)
 
@@ -77,7 +81,8 @@ def register_soak(p) -> None:
 def run_soak_command(args) -> dict:
     """Run ``bench soak`` and print its figures."""
     cfg = SoakConfig(frames=args.frames, rate_hz=args.rate, warmup=args.warmup,
-                     window=args.window, composed=not args.edge_node, log_dir=args.log_dir)
+                     window=args.window, composed=not args.edge_node, log_dir=args.log_dir,
+                     bundle=args.bundle, frame_size=args.frame_size)
     result = run_soak(cfg, progress=ProgressBar('bench soak'))
     print(format_table([{k: result[k] for k in ('frames', 'classified', 'p99_first_ms',
                                                 'p99_last_ms')}]))

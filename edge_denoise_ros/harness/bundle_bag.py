@@ -47,6 +47,7 @@ from .demo_bag import (demo_metadata, demo_truth, DemoBagConfig, frame_header,
                        prepare_output, write_camera_bag)
 from .labelled_frames import load_source, source_identity
 from ..core import evaluation, pipeline
+from ..core.frames import parse_size
 from ..ros import conversions
 from ..ros.bag import absolute, Progress
 
@@ -88,6 +89,20 @@ class BundleBagConfig:
 def bgr_frame(img: np.ndarray) -> np.ndarray:
     """Return an OpenCV image (gray or BGR) as a ``bgr8`` camera frame."""
     return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img)
+
+
+def at_camera_size(images: list[np.ndarray], camera_size: str = '') -> list[np.ndarray]:
+    """
+    Return OpenCV images as ``bgr8`` camera frames, scaled (linear) to ``camera_size``.
+
+    ``camera_size`` ``WIDTHxHEIGHT`` is a real camera's resolution (the scene seen
+    at it); ``''`` keeps each image's own size.
+    """
+    frames_out = [bgr_frame(img) for img in images]
+    if not camera_size:
+        return frames_out
+    w, h = parse_size(camera_size)
+    return [cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR) for img in frames_out]
 
 
 def _bgr(hwc: np.ndarray, target: pipeline.Target) -> np.ndarray:
@@ -153,10 +168,7 @@ def make_bundle_bag(out, target: pipeline.Target, source: dict, cfg: BundleBagCo
     rng = np.random.default_rng(cfg.seed)
     adv = np.zeros(n, dtype=bool)
     adv[rng.choice(n, size=int(round(n * cfg.adversarial_fraction)), replace=False)] = True
-    images = [bgr_frame(img) for img in found.images]
-    if cfg.camera_size:           # a real camera's frames: the scene seen at its resolution
-        w, h = (int(v) for v in cfg.camera_size.lower().split('x'))
-        images = [cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR) for img in images]
+    images = at_camera_size(found.images, cfg.camera_size)
     frame_list = attack_frames(images, found.labels, adv, target, cfg, progress)
     out = prepare_output(out, overwrite)
     record = {**asdict(cfg), 'format': FORMAT, 'key': key, 'model_hash': target.hash,

@@ -423,8 +423,9 @@ def render_robustness(results: Results) -> str:
     growth = soak['rss_growth_pct_by_node']
     drops = soak['dropped_by_reason']
     text += (
-        f'\n\n**Soak** ({_source(results, "soak")}): {_int(soak["frames"])} camera frames at '
-        f'{soak["rate_hz"]:g} Hz through `edge_process` and `host_node`: '
+        f'\n\n**Soak** ({_source(results, "soak")}): {_int(soak["frames"])} camera frames'
+        f'{_soak_frames(soak)} at {soak["rate_hz"]:g} Hz through `edge_process` and '
+        f'`host_node`{_soak_served(soak)}: '
         f'{_int(soak["classified"])} classified, '
         f'{_and([f"{_int(v)} {k}" for k, v in drops.items()]) or "none"} dropped; RSS growth '
         f'after {_int(soak["warmup"])} frames of warm-up '
@@ -432,6 +433,21 @@ def render_robustness(results: Results) -> str:
         f'latency {_one(soak["p99_first_ms"])} ms over the first {_int(soak["window"])} frames '
         f'after warm-up, {_one(soak["p99_last_ms"])} ms over the last.')
     return text
+
+
+def _soak_frames(soak: dict) -> str:
+    """Say which frames a soak played (older runs: 224x224 Fashion-MNIST, no profile)."""
+    if 'frame_size' not in soak:
+        return ' (224x224, without the Fast DDS profile)'
+    where = f'the held-out scenes of `{soak["bundle"]}`' if soak.get('bundle') else \
+        'Fashion-MNIST test images'
+    profile = 'the shipped Fast DDS profile' if soak.get('fastdds_profile') else \
+        'no Fast DDS profile'
+    return f' ({soak["frame_size"]}, {where}; {profile})'
+
+
+def _soak_served(soak: dict) -> str:
+    return f' serving `{soak["bundle"]}`' if soak.get('bundle') else ''
 
 
 CAMERA_RUNS = ('camera', 'camera_no_profile', 'camera_reliable_no_profile')

@@ -16,10 +16,13 @@
 ``bench soak``: a long camera stream through edge and host, memory and latency watched.
 
 ``host_node`` and ``edge_process`` run as their own processes on a private DDS
-domain; this process is the camera: ``frames`` bgr8 frames (Fashion-MNIST test
-images up-scaled, each with its own stamp) at ``rate_hz`` on sensor-data QoS, as a
-camera driver publishes them. It collects ``classification`` and ``diagnostics``
-and samples each node's resident memory every second.
+domain, as deployed: with the shipped Fast DDS profile (``profile``), serving the
+``bundle`` when one is given. This process is the camera, with the same profile:
+``frames`` bgr8 frames of ``frame_size`` (640x480 by default; the bundle's held-out
+scenes, else Fashion-MNIST test images, scaled to it; each with its own stamp) at
+``rate_hz`` on sensor-data QoS, as a camera driver publishes them. It collects
+``classification`` and ``diagnostics`` and samples each node's resident memory
+every second.
 
 Result: frames sent and classified; every frame not classified by its reason
 (from the nodes' diagnostics: not received by the edge, skipped for a newer frame,
@@ -50,10 +53,16 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from . import procstat
+from .bundle_bag import at_camera_size
+from .demo import bundle_defaults
 from .fuzz_cases import image_fields, sample_frames
 from .isolation import lease_domain
-from .launcher import start_node, wait_for_graph
+from .labelled_frames import load_source, source_of
+from .launcher import start_node, swap_environ, wait_for_graph
+from ..core.bundle import Bundle
+from ..core.frames import parse_size
 from ..ros.common import status_count, status_values, sub_events
+from ..ros.dds import BUILTIN_ENV, profile_env, PROFILE_ENV
 
 DIAGNOSTICS = '/diagnostics'
 SAMPLE_PERIOD_S = 1.0
@@ -75,6 +84,24 @@ class SoakConfig:
     drain_s: float = 5.0
     log_dir: str | None = None
     seed: int = 0
+    # A bundle the nodes serve (the demo's defense, cut: auto); the frames are its held-out
+    # scenes.
+    bundle: str | None = None
+    frame_size: str = '640x480'  # the camera's frames, WIDTHxHEIGHT
+    profile: str | None = ''     # Fast DDS profile of nodes and camera: '' shipped, None none
+
+
+FRAME_POOL = 64                  # distinct frames, played in turn
+
+
+def soak_frames(cfg: SoakConfig) -> list[dict]:
+    """Return the camera's frames as sensor_msgs/Image fields (``FRAME_POOL`` of them)."""
+    if cfg.bundle:
+        b = Bundle.load(cfg.bundle)
+        images = load_source(source_of(None, b), b.labels(), FRAME_POOL, cfg.seed).images
+    else:
+        images = sample_frames(FRAME_POOL, seed=cfg.seed)
+    return [image_fields(f) for f in at_camera_size(images, cfg.frame_size)]
 
 
 class _Camera:
@@ -159,23 +186,32 @@ def run_soak(cfg: SoakConfig, progress=None) -> dict:
     """Run ``bench soak``; return its JSON result."""
     if cfg.frames < 1 or cfg.rate_hz <= 0:
         raise ValueError(f'need frames >= 1 and rate_hz > 0, got {cfg.frames}, {cfg.rate_hz}')
+    parse_size(cfg.frame_size)
     log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix='edge_denoise_soak_'))
-    frames = [image_fields(f) for f in sample_frames(64, seed=cfg.seed)]
+    frames = soak_frames(cfg)
     started = time.monotonic()
     edge_exe = 'edge_process' if cfg.composed else 'edge_node'
     procs, memory = {}, {'host_node': [], edge_exe: []}
+    served = {'bundle': cfg.bundle} if cfg.bundle else {}
+    edge_served = {**bundle_defaults(cfg.bundle), **served} if cfg.bundle else {}
     with lease_domain() as lease:
-        env = lease.env()
+        env = profile_env(lease.env(), cfg.profile)
         context = Context()
-        rclpy.init(context=context, domain_id=lease.domain_id)
+        saved = swap_environ({k: env.get(k) for k in (PROFILE_ENV, BUILTIN_ENV)})
+        try:          # the camera's participant loads the nodes' profile, as a driver must
+            rclpy.init(context=context, domain_id=lease.domain_id)
+        finally:
+            swap_environ(saved)
         executor = SingleThreadedExecutor(context=context)
         camera = _Camera(context)
         executor.add_node(camera.node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         try:
-            procs['host_node'] = start_node('host_node', cfg.host_params, env, log_dir)
-            procs[edge_exe] = start_node(edge_exe, cfg.edge_params, env, log_dir)
+            procs['host_node'] = start_node('host_node', {**served, **cfg.host_params}, env,
+                                            log_dir)
+            procs[edge_exe] = start_node(edge_exe, {**edge_served, **cfg.edge_params},
+                                         env, log_dir)
             _wait_connected(camera, procs, cfg.start_timeout_s)
             sent, warm_sample = _play(cfg, camera, frames, procs, memory, progress)
             end = time.monotonic() + cfg.drain_s
@@ -209,6 +245,8 @@ def run_soak(cfg: SoakConfig, progress=None) -> dict:
                            for n, s in memory.items()},
         'duplicates': duplicates, 'crashed': crashed, 'exit_codes': codes,
         'rate_hz': cfg.rate_hz, 'warmup': cfg.warmup, 'window': w,
+        'frame_size': f'{frames[0]["width"]}x{frames[0]["height"]}', 'bundle': cfg.bundle,
+        'fastdds_profile': env.get(PROFILE_ENV),
         'seconds': round(time.monotonic() - started, 1), 'logs': str(log_dir),
     }
 
