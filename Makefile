@@ -83,9 +83,9 @@ bundle: setup
 	$(BIN)/edge-denoise train target --model mobilenet_v3_small --weights $(SCENES)/target.pt \
 	  --data out/scenes/train --input 3x96x96 --epochs 4 --batch-size 128 --optimizer adamw \
 	  --lr 0.002 --weight-decay 0.0001 --label-smoothing 0.1 --threads 2 --seed 1 --out $(SCENES)
-	$(BIN)/edge-denoise train denoiser --out $(SCENES) --data out/scenes/train --n-train 8000 \
-	  --width 0.125 --epochs 5 --batch-size 64 --lr 0.001 --threads 2 --seed 0 --eval-limit 500
-	$(BIN)/edge-denoise train denoiser-d --out $(SCENES) --n-train 8000 --epochs 2 \
+	$(BIN)/edge-denoise train denoiser --out $(SCENES) --data out/scenes/train --n-train 24000 \
+	  --width 0.125 --epochs 4 --batch-size 64 --lr 0.001 --threads 2 --seed 0 --eval-limit 500
+	$(BIN)/edge-denoise train denoiser-d --out $(SCENES) --n-train 24000 --epochs 2 \
 	  --batch-size 64 --lr 0.0002 --threads 2 --seed 0 --eval-limit 500
 	$(BIN)/edge-denoise bundle accuracy --bundle $(SCENES) --codecs q8,jpeg,deepn_jpeg \
 	  --qualities 5,20,50,90 --limit 2000 --threads 2
@@ -98,7 +98,7 @@ OUTRES := out/results
 scenes-results: setup
 	mkdir -p $(OUTRES)
 	$(BIN)/edge-denoise bundle show --bundle $(SCENES) --json | tail -n 1 > $(OUTRES)/scenes_bundle.json
-	$(BIN)/edge-denoise eval --bundle $(SCENES) --limit 2000 --threads 1 --json | tail -n 1 > $(OUTRES)/scenes_eval.json
+	$(BIN)/edge-denoise eval --bundle $(SCENES) --limit 2000 --threads 2 --json | tail -n 1 > $(OUTRES)/scenes_eval.json
 	$(BIN)/edge-denoise plan --bundle $(SCENES) --uplink-mbps 2 --edge-slowdown 4 --threads 1 --json | tail -n 1 > $(OUTRES)/scenes_plan_2mbps.json
 	$(BIN)/edge-denoise demo --bundle $(SCENES) --json | tail -n 1 > $(OUTRES)/scenes_demo.json
 	$(BIN)/edge-denoise demo --bundle $(SCENES) --cut net.features.4 --codec lossless --json | tail -n 1 > $(OUTRES)/scenes_demo_lossless.json
