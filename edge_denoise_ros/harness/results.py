@@ -379,7 +379,6 @@ def _over(run: dict, field: str, bar: float) -> str:
 def render_robustness(results: Results) -> str:
     """Render bench fuzz (host, edge) and bench soak against the issue's bars."""
     runs = [(n, _file(results, n)) for n in ('fuzz_host', 'fuzz_edge')]
-    soak = _file(results, 'soak')
     table = '\n'.join(
         ['| file | cases | crashes | counted / uncounted | worst CPU ms (class) | worst MB '
          '(class) | valid classified | RSS growth |', '|---|---|---|---|---|---|---|---|'] +
@@ -420,10 +419,22 @@ def render_robustness(results: Results) -> str:
               'slot one landed in, so what stays is bounded by the subscription\'s depth '
               '(`features_depth`, `camera_qos_depth`) times the largest message, not by the '
               'traffic.')
+    for name in SOAK_RUNS:
+        if name in results or name == 'soak':
+            text += '\n\n' + _soak(results, name)
+    return text
+
+
+SOAK_RUNS = ('soak', 'soak_scenes')     # the default soak (the bar's command), a bundle's
+
+
+def _soak(results: Results, name: str) -> str:
+    """Render one bench soak run: what was classified, dropped, memory and latency."""
+    soak = _file(results, name)
     growth = soak['rss_growth_pct_by_node']
     drops = soak['dropped_by_reason']
-    text += (
-        f'\n\n**Soak** ({_source(results, "soak")}): {_int(soak["frames"])} camera frames'
+    return (
+        f'**Soak** ({_source(results, name)}): {_int(soak["frames"])} camera frames'
         f'{_soak_frames(soak)} at {soak["rate_hz"]:g} Hz through `edge_process` and '
         f'`host_node`{_soak_served(soak)}: '
         f'{_int(soak["classified"])} classified, '
@@ -432,7 +443,6 @@ def render_robustness(results: Results) -> str:
         f'{_and([f"{n} {v:.2f} %" for n, v in growth.items()])} (bar {SOAK_BAR_PCT:g} %); p99 '
         f'latency {_one(soak["p99_first_ms"])} ms over the first {_int(soak["window"])} frames '
         f'after warm-up, {_one(soak["p99_last_ms"])} ms over the last.')
-    return text
 
 
 def _soak_frames(soak: dict) -> str:
