@@ -294,13 +294,14 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
     """Fuzz one node process with ``n_cases`` cases; return the raw figures."""
     context = Context()
     # The driver's participant loads the node's Fast DDS profile, as a camera driver must.
+    # Fast DDS reads the profile when the first node creates the participant, not at init.
     saved = swap_environ({k: env.get(k) for k in (PROFILE_ENV, BUILTIN_ENV)})
     try:
         rclpy.init(context=context, domain_id=int(env['ROS_DOMAIN_ID']))
+        driver = _Driver(context, cfg.target, transport)
     finally:
         swap_environ(saved)
     executor = SingleThreadedExecutor(context=context)
-    driver = _Driver(context, cfg.target, transport)
     executor.add_node(driver.node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()

@@ -197,13 +197,15 @@ def run_soak(cfg: SoakConfig, progress=None) -> dict:
     with lease_domain() as lease:
         env = profile_env(lease.env(), cfg.profile)
         context = Context()
+        # The camera's participant loads the nodes' profile, as a driver must: Fast DDS
+        # reads it when the first node creates the participant, not at init.
         saved = swap_environ({k: env.get(k) for k in (PROFILE_ENV, BUILTIN_ENV)})
-        try:          # the camera's participant loads the nodes' profile, as a driver must
+        try:
             rclpy.init(context=context, domain_id=lease.domain_id)
+            camera = _Camera(context)
         finally:
             swap_environ(saved)
         executor = SingleThreadedExecutor(context=context)
-        camera = _Camera(context)
         executor.add_node(camera.node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
