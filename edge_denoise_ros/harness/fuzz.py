@@ -64,10 +64,10 @@ from std_msgs.msg import String
 from . import procstat
 from .fuzz_cases import Case, EdgeCases, HostCases
 from .isolation import lease_domain
-from .launcher import NodeProcess, start_node, swap_environ
+from .launcher import init_with_profile, NodeProcess, start_node
 from ..core import accounting, models, pipeline
 from ..ros.common import features_qos, status_values, sub_events
-from ..ros.dds import BUILTIN_ENV, profile_env, PROFILE_ENV
+from ..ros.dds import profile_env
 
 TARGETS = ('host', 'edge')
 DIAGNOSTICS = '/diagnostics'
@@ -294,13 +294,8 @@ def _fuzz_one(cfg: FuzzConfig, transport: str, n_cases: int, env: dict, log_dir:
     """Fuzz one node process with ``n_cases`` cases; return the raw figures."""
     context = Context()
     # The driver's participant loads the node's Fast DDS profile, as a camera driver must.
-    # Fast DDS reads the profile when the first node creates the participant, not at init.
-    saved = swap_environ({k: env.get(k) for k in (PROFILE_ENV, BUILTIN_ENV)})
-    try:
-        rclpy.init(context=context, domain_id=int(env['ROS_DOMAIN_ID']))
-        driver = _Driver(context, cfg.target, transport)
-    finally:
-        swap_environ(saved)
+    driver = init_with_profile(context, int(env['ROS_DOMAIN_ID']), env,
+                               lambda c: _Driver(c, cfg.target, transport))
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(driver.node)
     spinner = threading.Thread(target=executor.spin, daemon=True)

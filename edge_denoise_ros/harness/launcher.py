@@ -122,6 +122,23 @@ def swap_environ(values: dict) -> dict:
     return saved
 
 
+def init_with_profile(context, domain_id: int, env: dict, make_node):
+    """
+    Initialise ``context`` and return ``make_node(context)``, under ``env``'s Fast DDS profile.
+
+    A camera driver must run with the nodes' profile. Fast DDS reads the profile when
+    the first node creates the participant, not at ``rclpy.init``, so the node is made
+    while the profile is in the environment; and only once a process: a process whose
+    first participant was made without it keeps the transports it got.
+    """
+    saved = swap_environ({k: env.get(k) for k in (PROFILE_ENV, BUILTIN_ENV)})
+    try:
+        rclpy.init(context=context, domain_id=domain_id)
+        return make_node(context)
+    finally:
+        swap_environ(saved)
+
+
 def wait_for_graph(ready, procs, timeout: float, what: str,
                    poll=lambda: time.sleep(0.1)) -> None:
     """

@@ -58,11 +58,11 @@ from .demo import bundle_defaults
 from .fuzz_cases import image_fields, sample_frames
 from .isolation import lease_domain
 from .labelled_frames import load_source, source_of
-from .launcher import start_node, swap_environ, wait_for_graph
+from .launcher import init_with_profile, start_node, wait_for_graph
 from ..core.bundle import Bundle
 from ..core.frames import parse_size
 from ..ros.common import status_count, status_values, sub_events
-from ..ros.dds import BUILTIN_ENV, profile_env, PROFILE_ENV
+from ..ros.dds import profile_env, PROFILE_ENV
 
 DIAGNOSTICS = '/diagnostics'
 SAMPLE_PERIOD_S = 1.0
@@ -197,14 +197,7 @@ def run_soak(cfg: SoakConfig, progress=None) -> dict:
     with lease_domain() as lease:
         env = profile_env(lease.env(), cfg.profile)
         context = Context()
-        # The camera's participant loads the nodes' profile, as a driver must: Fast DDS
-        # reads it when the first node creates the participant, not at init.
-        saved = swap_environ({k: env.get(k) for k in (PROFILE_ENV, BUILTIN_ENV)})
-        try:
-            rclpy.init(context=context, domain_id=lease.domain_id)
-            camera = _Camera(context)
-        finally:
-            swap_environ(saved)
+        camera = init_with_profile(context, lease.domain_id, env, _Camera)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(camera.node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
