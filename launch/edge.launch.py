@@ -16,10 +16,11 @@
 Launch the edge side: ``edge_process`` (denoiser + target composed) or ``edge_node``.
 
 ros2 launch edge_denoise_ros edge.launch.py camera_topic:=/camera/image_raw device:=cuda
+ros2 launch edge_denoise_ros edge.launch.py bundle:=scenes   # a shipped bundle, or a folder
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -36,8 +37,20 @@ def generate_launch_description():
     share = FindPackageShare('edge_denoise_ros')
     remappings = [('image_raw', camera), ('image_raw/compressed', [camera, '/compressed']),
                   ('features', LaunchConfiguration('features_topic'))]
-    common = dict(package='edge_denoise_ros', namespace=namespace, output='screen',
-                  parameters=[params, {'device': device}], remappings=remappings)
+
+    def nodes(context):
+        # bundle:='' leaves the params file's bundle (or none); a name or folder overrides it.
+        overrides = {'device': device}
+        bundle = LaunchConfiguration('bundle').perform(context)
+        if bundle:
+            overrides['bundle'] = bundle
+        common = dict(package='edge_denoise_ros', namespace=namespace, output='screen',
+                      parameters=[params, overrides], remappings=remappings)
+        # No name= here: it would rename both nodes of the process (denoiser, target).
+        return [Node(executable='edge_process', condition=IfCondition(composed), **common),
+                Node(executable='edge_node', name='edge_node',
+                     condition=UnlessCondition(composed), **common)]
+
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the edge nodes and their topics'),
@@ -62,8 +75,9 @@ def generate_launch_description():
         DeclareLaunchArgument('composed', default_value='true',
                               description='true: edge_process (denoiser and target nodes on '
                                           'the priority executor); false: one edge_node'),
-        # No name= here: it would rename both nodes of the process (denoiser, target).
-        Node(executable='edge_process', condition=IfCondition(composed), **common),
-        Node(executable='edge_node', name='edge_node', condition=UnlessCondition(composed),
-             **common),
+        DeclareLaunchArgument('bundle', default_value='',
+                              description='a bundle: a shipped one by name (scenes) or a '
+                                          'folder; the host needs the same. "" = the params '
+                                          'file\'s'),
+        OpaqueFunction(function=nodes),
     ])

@@ -53,13 +53,14 @@ def generate_launch_description():
     hosts = [
         GroupAction([include('host.launch.py', {
             'name': name, 'robots': LaunchConfiguration(f'{name}_robots'),
-            'namespace': namespace, 'device': device,
+            'namespace': namespace, 'device': device, 'bundle': LaunchConfiguration('bundle'),
             'params_file': LaunchConfiguration('host_params_file')})])
         for name in HOSTS
     ]
     edges = [
         GroupAction([include('edge.launch.py', {
             'namespace': [namespace, '/', robot], 'device': device,
+            'bundle': LaunchConfiguration('bundle'),
             'camera_topic': LaunchConfiguration('camera_topic'),
             'params_file': LaunchConfiguration('edge_params_file')})],
             condition=IfCondition(LaunchConfiguration('edges')))
@@ -84,6 +85,9 @@ def generate_launch_description():
             [share, 'config', 'edge.yaml']), description='YAML parameters of the edges'),
         DeclareLaunchArgument('device', default_value='cpu',
                               description='torch device of hosts and edges: cpu, cuda, cuda:N'),
+        DeclareLaunchArgument('bundle', default_value='',
+                              description='bundle of every edge and host: a shipped one by '
+                                          'name (scenes) or a folder. "" = the params files\''),
         *hosts,
         *edges,
     ])

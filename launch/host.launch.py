@@ -17,10 +17,11 @@ Launch the host side: ``host_node`` (features -> classification, diagnostics).
 
 ros2 launch edge_denoise_ros host.launch.py namespace:=robot1 device:=cuda
 ros2 launch edge_denoise_ros host.launch.py name:=host_a robots:="[robot1, robot2]"
+ros2 launch edge_denoise_ros host.launch.py bundle:=scenes   # the edge's bundle
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -29,6 +30,19 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description():
     """Declare the arguments and the host node."""
     share = FindPackageShare('edge_denoise_ros')
+
+    def host(context):
+        """Return the host node; bundle:='' leaves the params file's bundle (or none)."""
+        overrides = {'device': LaunchConfiguration('device'),
+                     'robots': LaunchConfiguration('robots')}
+        bundle = LaunchConfiguration('bundle').perform(context)
+        if bundle:
+            overrides['bundle'] = bundle
+        return [Node(package='edge_denoise_ros', executable='host_node',
+                     name=LaunchConfiguration('name'), namespace=LaunchConfiguration('namespace'),
+                     output='screen', parameters=[LaunchConfiguration('params_file'), overrides],
+                     remappings=[('features', LaunchConfiguration('features_topic'))])]
+
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the host node and its topics '
@@ -50,10 +64,8 @@ def generate_launch_description():
         DeclareLaunchArgument('robots', default_value="['']",
                               description='robots this host serves: their namespaces as a YAML '
                                           'list ([\'\'] = the host\'s own namespace, one robot)'),
-        Node(package='edge_denoise_ros', executable='host_node', name=LaunchConfiguration('name'),
-             namespace=LaunchConfiguration('namespace'), output='screen',
-             parameters=[LaunchConfiguration('params_file'),
-                         {'device': LaunchConfiguration('device'),
-                          'robots': LaunchConfiguration('robots')}],
-             remappings=[('features', LaunchConfiguration('features_topic'))]),
+        DeclareLaunchArgument('bundle', default_value='',
+                              description='the edge\'s bundle: a shipped one by name (scenes) '
+                                          'or a folder. "" = the params file\'s'),
+        OpaqueFunction(function=host),
     ])

@@ -16,6 +16,7 @@
 Launch edge and host together on one machine (the whole pipeline).
 
 ros2 launch edge_denoise_ros pipeline.launch.py camera_topic:=/camera/image_raw
+ros2 launch edge_denoise_ros pipeline.launch.py bundle:=scenes   # the realistic profile
 """
 
 from launch import LaunchDescription
@@ -37,12 +38,14 @@ def generate_launch_description():
                           'features_topic': LaunchConfiguration('features_topic'),
                           'params_file': LaunchConfiguration('edge_params_file'),
                           'composed': LaunchConfiguration('composed'),
+                          'bundle': LaunchConfiguration('bundle'),
                           'fastdds_profile': LaunchConfiguration('fastdds_profile')}.items())
     host = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, 'launch', 'host.launch.py'])),
         launch_arguments={'namespace': namespace, 'device': device,
                           'params_file': LaunchConfiguration('host_params_file'),
                           'features_topic': LaunchConfiguration('features_topic'),
+                          'bundle': LaunchConfiguration('bundle'),
                           'fastdds_profile': LaunchConfiguration('fastdds_profile')}.items())
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='',
@@ -64,6 +67,9 @@ def generate_launch_description():
             [share, 'config', 'fastdds_large_data.xml']),
             description='Fast DDS profile of every node (FASTDDS_DEFAULT_PROFILES_FILE); the '
                         'camera driver needs the same'),
+        DeclareLaunchArgument('bundle', default_value='',
+                              description='bundle of edge and host: a shipped one by name '
+                                          '(scenes) or a folder. "" = the params files\''),
         edge,
         host,
     ])

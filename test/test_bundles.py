@@ -190,6 +190,26 @@ def test_a_changed_file_is_refused_not_served(tiny_bundle, tmp_path):
         pipeline.Target(bundle=str(folder))
 
 
+def test_a_shipped_bundle_is_found_by_name_from_any_directory(tiny_bundle, tmp_path,
+                                                              monkeypatch):
+    # bundle:=scenes must work in a colcon install, where the node's cwd is anywhere
+    shipped = tmp_path / 'share' / 'weights'
+    shutil.copytree(tiny_bundle, shipped / 'mine')
+    monkeypatch.setenv('EDGE_DENOISE_WEIGHTS', str(shipped))
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert bundle.Bundle.load('mine').root == shipped / 'mine'
+    assert pipeline.Target(bundle='mine').bundle.root == shipped / 'mine'
+    with pytest.raises(bundle.BundleError, match=r'shipped bundles, by name: mine'):
+        bundle.Bundle.load('theirs')
+    local = elsewhere / 'mine'           # a folder the user names wins over a shipped name
+    local.mkdir()
+    with pytest.raises(bundle.BundleError, match='not a bundle'):
+        bundle.Bundle.load('mine')
+    assert bundle.Bundle.load(str(shipped / 'mine')).root == shipped / 'mine'
+
+
 def test_the_host_reports_which_tail_serves_and_never_uses_another_targets(tiny_bundle,
                                                                            tmp_path):
     folder = tmp_path / 'B'

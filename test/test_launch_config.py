@@ -60,7 +60,7 @@ def test_launch_file_uses_only_the_public_api(path):
     funcs = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
     assert funcs == ['generate_launch_description']
     args = _launch_args(tree)
-    assert {'namespace', 'device'} <= args
+    assert {'namespace', 'device', 'bundle'} <= args     # bundle:=scenes on every launch
     assert any(a.endswith('params_file') for a in args)
     if path.name != 'host.launch.py':
         assert 'camera_topic' in args

@@ -41,6 +41,7 @@ import sys
 from pathlib import Path
 
 from .datasets import read_labels
+from .models import weights_dir
 
 CARD = 'card.json'
 LABELS = 'labels.txt'
@@ -50,6 +51,34 @@ FORMAT = 1
 
 class BundleError(ValueError):
     """A bundle that is missing, malformed or inconsistent with what asks for it."""
+
+
+def shipped() -> dict[str, Path]:
+    """Return the bundles shipped with the package (``weights/<name>/card.json``), by name."""
+    root = weights_dir()
+    if not root.is_dir():
+        return {}
+    return {p.parent.name: p.parent for p in sorted(root.glob(f'*/{CARD}'))}
+
+
+def resolve(root: str | os.PathLike) -> Path:
+    """
+    Return the folder a ``bundle`` parameter names.
+
+    A path that exists is itself; a bare name that is no folder here but names a shipped
+    bundle (``scenes``) is that bundle in the package's weights (the ament share folder
+    of a colcon install), so ``bundle:=scenes`` works from any directory.
+    """
+    path = Path(root)
+    name = str(root)
+    if path.exists() or not name or '/' in name or '\\' in name or name in ('.', '..'):
+        return path
+    return shipped().get(name, path)
+
+
+def _shipped_hint(name: str) -> str:
+    names = sorted(shipped())
+    return f' (shipped bundles, by name: {", ".join(names)})' if names else ''
 
 
 def sha256(path: Path) -> str:
@@ -83,10 +112,11 @@ class Bundle:
     @classmethod
     def load(cls, root: str | os.PathLike) -> 'Bundle':
         """Read a bundle's card; a missing folder or card is a one-line error."""
-        root = Path(root)
+        root = resolve(root)
         path = root / CARD
         if not path.is_file():
-            raise BundleError(f'not a bundle: {path} is missing')
+            raise BundleError(f'not a bundle: {path} is missing'
+                              + _shipped_hint(str(root)))
         try:
             card = json.loads(path.read_text(encoding='utf-8'))
         except (OSError, ValueError) as exc:

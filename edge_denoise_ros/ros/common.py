@@ -147,9 +147,10 @@ TARGET_PARAMS = (
               '(edge and host must run the same: messages carry its hash)', read_only=True),
     ParamSpec('weights', '', 'weights file of the target ("" = the shipped weights)',
               read_only=True),
-    ParamSpec('bundle', '', 'a bundle folder (edge-denoise train ... --out B): its target, '
-              'labels, frame preparation, denoisers and fine-tuned tails; model and weights '
-              'are then ignored ("" = none)', read_only=True),
+    ParamSpec('bundle', '', 'a bundle folder (edge-denoise train ... --out B), or a shipped '
+              'bundle by name (scenes): its target, labels, frame preparation, denoisers and '
+              'fine-tuned tails; model and weights are then ignored ("" = none)',
+              read_only=True),
     ParamSpec('labels', '', 'class names, one per line ("" = the bundle\'s, or the default '
               'target\'s)', read_only=True),
     ParamSpec('device', 'cpu', 'torch device of this node\'s models, inputs and scheduler: '
