@@ -130,6 +130,26 @@ def test_host_only_frames_match_the_frame_cut_at_the_frame_quality():
         'no accuracy measurement'
 
 
+def test_a_frame_codec_that_only_hurts_under_attack_is_excluded():
+    """JPEG q90 of an attacked frame, defended on the host: fine clean, 14 pt lost attacked."""
+    clean_only = {'frame/jpeg/90': entry('frame', 'jpeg', 90, 0.6)}
+    attacked = {'frame/jpeg/90': {**entry('frame', 'jpeg', 90, 0.6), 'attacked': {
+        'attack': 'pgd', 'defense': 'dunet_d', 'accuracy': 0.34, 'reference': 0.48,
+        'drop_pt': 14.0, 'n': 2000}}}
+    link = planner.Link(MBPS)
+    before = planner.plan(candidates(accuracy_profile=clean_only), link).row('host_only/jpeg')
+    assert not before['excluded'] and before['drop_pt'] == 0.6
+    row = planner.plan(candidates(accuracy_profile=attacked), link).row('host_only/jpeg')
+    assert row['excluded'] == 'accuracy drop under attack 14.00 pt > 1.0'
+    assert row['drop_pt'] == 14.0
+    # an attacked measurement no worse than the clean one leaves the clean drop in charge
+    mild = {'frame/jpeg/90': {**entry('frame', 'jpeg', 90, 0.6),
+                              'attacked': {'drop_pt': -0.4}}}
+    assert planner.accuracy_drop(mild['frame/jpeg/90']) == 0.6
+    assert not planner.plan(candidates(accuracy_profile=mild), link).row(
+        'host_only/jpeg')['excluded']
+
+
 def test_a_codec_asked_for_is_honoured():
     link = planner.Link(MBPS)
     for codec in ('jpeg', 'raw'):

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from edge_denoise_ros import cli
-from edge_denoise_ros.core import bundle, data, datasets, frames, models, pipeline, scenes
-from edge_denoise_ros.core import tails, training
+from edge_denoise_ros.core import bundle, data, datasets, frames, models, pipeline, planner
+from edge_denoise_ros.core import scenes, tails, training
 
 
 def _run(*argv) -> tuple[int, dict | None, str]:
@@ -188,6 +188,25 @@ def test_a_changed_file_is_refused_not_served(tiny_bundle, tmp_path):
     (folder / 'card.json').unlink()
     with pytest.raises(bundle.BundleError, match='not a bundle'):
         pipeline.Target(bundle=str(folder))
+
+
+def test_the_accuracy_profile_measures_host_only_frames_under_attack_too(tiny_bundle,
+                                                                         tmp_path):
+    folder = tmp_path / 'B'
+    shutil.copytree(tiny_bundle, folder)
+    code, result, err = _run('bundle', 'accuracy', '--bundle', str(folder), '--cuts', 'frame',
+                             '--codecs', 'jpeg', '--qualities', '5,90', '--limit', '6', '--json')
+    assert code == 0, err
+    entries = {(e['codec'], e['quality']): e for e in bundle.Bundle.load(folder).card['accuracy']}
+    assert set(entries) == {('jpeg', 5), ('jpeg', 90)}
+    for e in entries.values():
+        a = e['attacked']          # the frame codec runs before the host's defense: measured
+        assert a['attack'] == 'pgd' and a['defense'] == 'dunet' and a['n'] == e['n'] == 6
+        assert a['drop_pt'] == round(100 * (a['reference'] - a['accuracy']), 4)
+        assert planner.accuracy_drop(e) == max(e['drop_pt'], a['drop_pt'])
+    # both qualities are measured against the same attacked frames and raw reference
+    assert entries['jpeg', 5]['attacked']['reference'] == \
+        entries['jpeg', 90]['attacked']['reference']
 
 
 def test_a_shipped_bundle_is_found_by_name_from_any_directory(tiny_bundle, tmp_path,

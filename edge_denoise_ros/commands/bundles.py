@@ -358,27 +358,108 @@ def _settings(cuts, codec_names, qualities):
                 yield cut, codec, None
 
 
-def measure_frame_setting(ctx: UserContext, codec: str, quality: int | None,
-                          limit: int) -> dict:
-    """Host-only: the held-out accuracy of frames sent with an image codec."""
-    n = min(limit, len(ctx.test))
-    opts = codecs.jpeg_options(codec, quality)
+# The defense a host-only frame meets on the host, first found in the bundle: the edge's
+# default (dunet_d), else dunet. A frame codec runs *before* it, on whatever the camera saw.
+ATTACKED_DEFENSES = ('dunet_d', 'dunet')
+
+
+def _frame_inputs(ctx: UserContext, pixels: torch.Tensor, codec: str | None,
+                  quality: int | None) -> torch.Tensor:
+    """
+    Return the model inputs of 8-bit frames ``pixels`` (N, C, H, W) as the host gets them.
+
+    Each frame goes as a camera sends it (bgr8 for a 3-channel RGB target), through
+    the image ``codec`` (None: raw), and is prepared by the target's preprocessing.
+    """
+    opts = codecs.jpeg_options(codec, quality) if codec else {}
+    out = []
+    for img in pixels:
+        frame = img.permute(1, 2, 0).numpy()
+        frame = frame[:, :, ::-1] if ctx.target.input_shape[0] == 3 and \
+            ctx.target.preparation.channel_order == 'rgb' else frame
+        frame = frame.copy() if frame.shape[-1] == 3 else frame[:, :, 0].copy()
+        if codec:
+            payload, meta = codecs.encode(frame, codec, **opts)
+            frame = codecs.decode(payload, meta)
+        out.append(ctx.target.preprocess(frame, 'bgr8' if frame.ndim == 3 else 'mono8'))
+    return torch.cat(out)
+
+
+def attacked_frames(ctx: UserContext, n: int) -> torch.Tensor:
+    """
+    Return ``eval``'s gray-box PGD examples of the first ``n`` held-out frames, as 8-bit frames.
+
+    The same attack, seed and batches as ``edge-denoise eval --bundle`` (L-inf 8/255
+    against the target alone), rounded to the 8-bit pixels a camera delivers.
+    Made once per context.
+    """
+    key = ('pgd', n)
+    if key not in ctx.attacked:
+        attack = evaluation.eval_attacks(eps=evaluation.BUNDLE_EPS)['pgd']
+        models.eval_mode(ctx.target.model)
+        parts = []
+        for i in range(0, n, 250):
+            x, y = ctx.test.floats(slice(i, min(i + 250, n))), ctx.test.y[i:min(i + 250, n)]
+            xa = attack(ctx.target.model, x, y).detach()
+            parts.append(xa.mul(255.0).round_().clamp_(0, 255).to(torch.uint8))
+        ctx.attacked[key] = torch.cat(parts)
+    return ctx.attacked[key]
+
+
+def _frame_hits(ctx: UserContext, pixels: torch.Tensor, codec: str | None,
+                quality: int | None, defense=None) -> int:
+    """Return how many of the held-out frames ``pixels`` (first ones) the host classifies right."""
     hits = 0
     with torch.no_grad():
-        for i in range(n):
-            frame = ctx.test.x[i].permute(1, 2, 0).numpy()
-            frame = frame[:, :, ::-1] if ctx.target.input_shape[0] == 3 and \
-                ctx.target.preparation.channel_order == 'rgb' else frame
-            frame = frame.copy() if frame.shape[-1] == 3 else frame[:, :, 0].copy()
-            payload, meta = codecs.encode(frame, codec, **opts)
-            sent = codecs.decode(payload, meta)
-            enc = 'bgr8' if sent.ndim == 3 else 'mono8'
-            y = ctx.test.y[i:i + 1]
-            hits += evaluation.top1_hits(ctx.target.model(ctx.target.preprocess(sent, enc)), y)
-    acc, ref = hits / n, reference(ctx, n)
-    return {'cut': pipeline.FRAME_CUT, 'codec': codec, 'quality': quality, 'accuracy': acc,
-            'reference': ref, 'drop_pt': round(100 * (ref - acc), 4), 'n': n,
-            'target': ctx.target.hash}
+        for i in range(0, len(pixels), 250):
+            x = _frame_inputs(ctx, pixels[i:i + 250], codec, quality)
+            x = x if defense is None else defense(x)
+            hits += evaluation.top1_hits(ctx.target.model(x), ctx.test.y[i:i + 250])
+    return hits
+
+
+def measure_frame_attacked(ctx: UserContext, codec: str, quality: int | None,
+                           n: int) -> dict | None:
+    """
+    Host-only under attack: the defended accuracy of attacked frames sent with ``codec``.
+
+    The frame codec runs before the host's defense, on the adversarial frame itself,
+    so what it costs is not what it costs on clean frames (a JPEG reshapes the noise
+    the denoiser was trained to remove). Reference: the same attacked frames sent raw
+    through the same defense. None when the bundle has no denoiser.
+    """
+    have = set(pipeline.defenses_for(ctx.target))
+    name = next((d for d in ATTACKED_DEFENSES if d in have), None)
+    if name is None:
+        return None
+    defense = pipeline.build_defense(name, ctx.target).eval()
+    pixels = attacked_frames(ctx, n)
+    ref_key = ('pgd_reference', name, n)
+    if ref_key not in ctx.attacked:
+        ctx.attacked[ref_key] = _frame_hits(ctx, pixels, None, None, defense) / n
+    ref = ctx.attacked[ref_key]
+    acc = _frame_hits(ctx, pixels, codec, quality, defense) / n
+    return {'attack': 'pgd', 'eps': round(evaluation.BUNDLE_EPS, 6), 'defense': name,
+            'accuracy': acc, 'reference': ref, 'drop_pt': round(100 * (ref - acc), 4), 'n': n}
+
+
+def measure_frame_setting(ctx: UserContext, codec: str, quality: int | None,
+                          limit: int) -> dict:
+    """
+    Host-only: the held-out accuracy of frames sent with an image codec.
+
+    ``attacked`` adds the same under attack, with the host's defense
+    (:func:`measure_frame_attacked`); the planner screens with the worse drop.
+    """
+    n = min(limit, len(ctx.test))
+    acc, ref = _frame_hits(ctx, ctx.test.x[:n], codec, quality) / n, reference(ctx, n)
+    entry = {'cut': pipeline.FRAME_CUT, 'codec': codec, 'quality': quality, 'accuracy': acc,
+             'reference': ref, 'drop_pt': round(100 * (ref - acc), 4), 'n': n,
+             'target': ctx.target.hash}
+    attacked = measure_frame_attacked(ctx, codec, quality, n)
+    if attacked is not None:
+        entry['attacked'] = attacked
+    return entry
 
 
 def accuracy_profile(args) -> dict:

@@ -44,6 +44,7 @@ class UserContext:
     train: datasets.ImageSet
     test: datasets.ImageSet
     references: dict = field(default_factory=dict)   # n -> the unsplit target's accuracy
+    attacked: dict = field(default_factory=dict)     # held-out frames attacked, and results
 
 
 def shuffled(images: datasets.ImageSet, seed: int = 0) -> datasets.ImageSet:

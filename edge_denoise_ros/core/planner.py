@@ -30,9 +30,11 @@ all node sets, which may cut across branches, is :mod:`.mincut`.
 
 The accuracy guard (:func:`screen`): given an accuracy profile (``cut/codec/q``
 -> held-out accuracy and its drop from the unsplit target, as
-:meth:`.bundle.Bundle.accuracy_profile` returns it), the planner never picks a
-lossy candidate whose measured drop exceeds ``max_accuracy_drop`` percentage
-points, nor a lossy one without a measurement; lossless codecs and edge-only
+:meth:`.bundle.Bundle.accuracy_profile` returns it; a host-only frame codec's
+also under attack, through the host's defense), the planner never picks a
+lossy candidate whose measured drop (the worse of the two) exceeds
+``max_accuracy_drop`` percentage points, nor a lossy one without a
+measurement; lossless codecs and edge-only
 are always allowed. A ``codec`` asked for (the node's ``codec`` parameter) and a
 ``codecs`` allow-list narrow the choice further. Every excluded candidate stays
 in the plan's rows with its reason.
@@ -308,8 +310,7 @@ def accuracy_entry(profile: Mapping[str, dict], candidate: Candidate) -> dict | 
     return None
 
 
-def accuracy_drop(entry: Mapping) -> float | None:
-    """Return an entry's drop in percentage points (``drop_pt``, else from its fractions)."""
+def _measured_drop(entry: Mapping) -> float | None:
     drop = entry.get('drop_pt')
     if drop is None and entry.get('reference') is not None and entry.get('accuracy') is not None:
         drop = 100.0 * (float(entry['reference']) - float(entry['accuracy']))
@@ -318,6 +319,28 @@ def accuracy_drop(entry: Mapping) -> float | None:
     except (TypeError, ValueError):
         return None
     return drop if math.isfinite(drop) else None
+
+
+def attacked_drop(entry: Mapping) -> float | None:
+    """Return an entry's drop under attack (its ``attacked`` measurement), or None."""
+    attacked = entry.get('attacked')
+    return _measured_drop(attacked) if isinstance(attacked, Mapping) else None
+
+
+def accuracy_drop(entry: Mapping) -> float | None:
+    """
+    Return an entry's drop in percentage points: the worse of clean and under attack.
+
+    Clean: ``drop_pt``, else from its fractions. Under attack: the ``attacked``
+    measurement's, where there is one (a host-only frame codec runs before the
+    host's defense, so its cost on attacked frames is its own). None when the
+    clean drop is missing.
+    """
+    drop = _measured_drop(entry)
+    attacked = attacked_drop(entry)
+    if drop is None or attacked is None:
+        return drop
+    return max(drop, attacked)
 
 
 def _sends(c: Candidate) -> str | None:
@@ -371,7 +394,8 @@ def _exclusion(c: Candidate, profile, entry, drop, max_drop, allowed, codec) -> 
     if drop is None:
         return 'accuracy measurement without a drop'
     if drop > max_drop:
-        return f'accuracy drop {drop:.2f} pt > {max_drop}'
+        under = ' under attack' if attacked_drop(entry) == drop else ''
+        return f'accuracy drop{under} {drop:.2f} pt > {max_drop}'
     return ''
 
 
