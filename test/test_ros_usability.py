@@ -102,6 +102,19 @@ def test_pipeline_launch_remaps_features_on_both_sides():
         assert re.search(r"\('features', LaunchConfiguration\('features_topic'\)\)", text), name
 
 
+def test_one_bundle_argument_reaches_edge_and_host_of_every_launch_file():
+    # edge and host must serve the same bundle (messages carry its target's hash)
+    for name in ('pipeline.launch.py', 'fleet.launch.py'):
+        tree = ast.parse((ROOT / 'launch' / name).read_text())
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and
+                 getattr(n.func, 'id', '') in ('IncludeLaunchDescription', 'include') and
+                 _string_keys(n)]                   # the calls that pass launch arguments
+        assert len(calls) == 2 and all('bundle' in _string_keys(c) for c in calls), name
+    for name in ('edge.launch.py', 'host.launch.py'):
+        text = (ROOT / 'launch' / name).read_text()
+        assert "overrides['bundle'] = bundle" in text, name   # only when given: '' keeps YAML's
+
+
 def test_readme_names_every_node():
     text = (ROOT / 'README.md').read_text()
     for node in ('edge_node', 'edge_process', 'host_node', '`denoiser`', '`target`'):
