@@ -107,12 +107,16 @@ def test_bag_record_keeps_every_640x480_frame(tmp_path, processes, ros_domain):
             'reliability': 'best_effort', 'depth': dds.DEFAULT_CAMERA_DEPTH,
             'match_timeout': 30.0}
     sender = processes.python('-m', camerabench.__name__, '--sender', json.dumps(spec), env=env)
-    _, err = sender.communicate(timeout=90)
+    sent_out, err = sender.communicate(timeout=90)
     assert sender.returncode == 0, err
+    sent = json.loads(sent_out.strip().splitlines()[-1])
     rec_out, rec_err = processes.stop(recorder, timeout=20)
     result = json.loads(rec_out.strip().splitlines()[-1])
-    assert result['topics']['/image_raw']['count'] == 40, rec_err[-800:]
-    assert bag.bag_info(out)['topics']['/image_raw']['count'] == 40
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+              for _, _, _, m in bag.read_messages(out, ['/image_raw'])]
+    which = {'first': sent['first_stamp_ns'] in stamps, 'last': sent['last_stamp_ns'] in stamps}
+    assert result['topics']['/image_raw']['count'] == 40, (which, rec_err[-800:])
+    assert len(stamps) == 40 and len(set(stamps)) == 40
 
 
 @pytest.mark.ros
