@@ -299,3 +299,65 @@ def test_bench_scheduler_reports_every_figure(tmp_path):
     small = result['pipeline']['small']
     assert small['outputs_match'] and small['frames'] == 4
     assert {'target_alone', 'sequential', 'pipelined'} <= set(small)
+
+
+def test_a_task_picked_but_not_yet_started_is_not_queued_twice(rclpy_context):
+    """
+    A subscription is served again after a worker started its callback late.
+
+    rclpy yields a pending task again on every wake-up, also one a worker has
+    picked but not yet started (a CPU-starved process). Queued a second time, the
+    copy stood for the subscription after the task ran, so the subscription's next
+    handler was cancelled as a duplicate and rclpy never waited on it again: on a
+    quarter-core edge the camera stopped after a few dozen frames.
+    """
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+    from std_msgs.msg import String
+
+    from edge_denoise_ros.ros.executor import PriorityExecutor, set_group_priority
+
+    permits = threading.Semaphore(0)      # one per camera callback allowed to start
+    release = threading.Event()           # ends the higher-priority callback
+
+    class LateStart(PriorityExecutor):
+        def _run(self, item):
+            if item.entity is sub:
+                assert permits.acquire(timeout=WAIT)
+            super()._run(item)
+
+    node = make_node(rclpy_context, 'late_camera')
+    heard = []
+    camera = MutuallyExclusiveCallbackGroup()
+    set_group_priority(camera, 99)
+    sub = node.create_subscription(String, 'frames', lambda m: heard.append(m.data), 5,
+                                   callback_group=camera)
+    urgent = MutuallyExclusiveCallbackGroup()
+    set_group_priority(urgent, 100)
+    blocker = node.create_guard_condition(lambda: release.wait(WAIT), callback_group=urgent)
+    pub = node.create_publisher(String, 'frames', 5)
+    executor = LateStart(num_threads=1, spare_threads=0, context=rclpy_context)
+    executor.add_node(node)
+    try:
+        pub.publish(String(data='1'))
+        wait_until(lambda: executor.spin_once(0.05) or executor._running, 'a worker to pick it')
+        for _ in range(3):                # wake-ups while the callback has not started
+            executor.spin_once(0.0)
+        blocker.trigger()                 # an urgent callback waits behind the camera's
+        wait_until(lambda: executor.spin_once(0.05) or 100 in executor.waiting(),
+                   'the urgent callback to wait')
+        permits.release()                 # the camera callback starts, late
+        wait_until(lambda: heard == ['1'], 'the first message')
+        pub.publish(String(data='2'))
+        for _ in range(3):
+            executor.spin_once(0.05)
+        release.set()
+        permits.release()
+        permits.release()
+        wait_until(lambda: executor.spin_once(0.05) or heard[-1] == '2', 'the second message',
+                   lambda: f'(heard {heard})')
+    finally:
+        release.set()
+        for _ in range(4):
+            permits.release()
+        assert executor.shutdown(timeout_sec=WAIT)
+        node.destroy_node()

@@ -171,6 +171,7 @@ class PriorityExecutor(Executor):
         self._queued: set[int] = set()
         self._queued_entities: set[int] = set()
         self._started: set[int] = set()  # handlers run at least once (coroutines may resume)
+        self._in_hand: set[int] = set()  # handlers a worker has picked and not yet returned
         self._running: dict[int, int] = {}
         self._idle_regular = 0
         self._finished: list = []
@@ -229,11 +230,16 @@ class PriorityExecutor(Executor):
         group = getattr(entity, 'callback_group', None)
         priority = self.priority_of(entity)
         with self._cond:
-            if self._stop or id(handler) in self._queued:
-                return  # a task still waiting is yielded again on every wake-up
-            if entity is not None and id(entity) in self._queued_entities:
+            if self._stop or id(handler) in self._queued or id(handler) in self._in_hand:
+                # rclpy yields a pending task again on every wake-up, also one a worker has
+                # picked but not started yet: queued twice, the copy would stand for its
+                # entity after the task ran (see below).
+                return
+            if isinstance(entity, GuardCondition) and id(entity) in self._queued_entities:
                 # rclpy yields a triggered guard condition again on every wake-up until its
-                # handler runs: one waiting handler per entity is enough.
+                # handler runs: one waiting handler per guard condition is enough. Never so
+                # for another entity: rclpy waits on a subscription (timer, ...) again only
+                # once its handler ran, and a cancelled one never runs.
                 handler.cancel()
                 return
             self._queued.add(id(handler))
@@ -285,12 +291,14 @@ class PriorityExecutor(Executor):
                     self._drop(item)
                     continue
                 self._started.add(id(item.handler))
+                self._in_hand.add(id(item.handler))
                 self._running[me] = item.priority
             try:
                 self._run(item)
             finally:
                 with self._cond:
                     del self._running[me]
+                    self._in_hand.discard(id(item.handler))
                     if item.handler.done():
                         self._started.discard(id(item.handler))
                         self._finished.append(item.handler)
