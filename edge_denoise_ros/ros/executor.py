@@ -169,10 +169,9 @@ class PriorityExecutor(Executor):
         self._cond = threading.Condition()
         self._ready: list[_Ready] = []
         self._queued: set[int] = set()
-        self._queued_entities: set[int] = set()
+        self._queued_entities: set[int] = set()  # guard conditions with a waiting handler
         self._started: set[int] = set()  # handlers run at least once (coroutines may resume)
-        self._in_hand: set[int] = set()  # handlers a worker has picked and not yet returned
-        self._running: dict[int, int] = {}
+        self._running: dict[int, _Ready] = {}  # worker thread -> the callback in its hands
         self._idle_regular = 0
         self._finished: list = []
         self._seq = itertools.count()
@@ -230,7 +229,8 @@ class PriorityExecutor(Executor):
         group = getattr(entity, 'callback_group', None)
         priority = self.priority_of(entity)
         with self._cond:
-            if self._stop or id(handler) in self._queued or id(handler) in self._in_hand:
+            if self._stop or id(handler) in self._queued or any(
+                    item.handler is handler for item in self._running.values()):
                 # rclpy yields a pending task again on every wake-up, also one a worker has
                 # picked but not started yet: queued twice, the copy would stand for its
                 # entity after the task ran (see below).
@@ -243,7 +243,7 @@ class PriorityExecutor(Executor):
                 handler.cancel()
                 return
             self._queued.add(id(handler))
-            if entity is not None:
+            if isinstance(entity, GuardCondition):
                 self._queued_entities.add(id(entity))
             heapq.heappush(self._ready, _Ready((-priority, next(self._seq)), priority, handler,
                                                has_priority(group), entity))
@@ -266,7 +266,7 @@ class PriorityExecutor(Executor):
         if spare:
             if self._idle_regular > 0 or not self._running:
                 return None
-            if self._ready[0].priority <= min(self._running.values()):
+            if self._ready[0].priority <= min(i.priority for i in self._running.values()):
                 return None
         return heapq.heappop(self._ready)
 
@@ -291,14 +291,12 @@ class PriorityExecutor(Executor):
                     self._drop(item)
                     continue
                 self._started.add(id(item.handler))
-                self._in_hand.add(id(item.handler))
-                self._running[me] = item.priority
+                self._running[me] = item
             try:
                 self._run(item)
             finally:
                 with self._cond:
                     del self._running[me]
-                    self._in_hand.discard(id(item.handler))
                     if item.handler.done():
                         self._started.discard(id(item.handler))
                         self._finished.append(item.handler)
