@@ -394,15 +394,15 @@ def test_cli_plan_rejects_a_profile_of_another_input(tmp_path, capsys):
 
 def test_planner_validation_runs_every_candidate_end_to_end(one_thread):
     """
-    Check the planner's validation on the default model (real class and weights) at 1, 10,
-    100 Mbit/s.
+    Check the planner's validation on the default model at 1, 10 and 100 Mbit/s.
 
-    Every candidate runs end to end (real head, real encode, bytes / rate, real decode
-    and tail) on an edge emulated 10x slower than this machine, and the choice runs head
-    to head with the best measured ones. How close the choice comes to the measured best
-    (the 5 % bar) is a timing figure: ``edge-denoise bench planner`` measures it and exits 1
-    when it is missed (docs/results/planner.json). It is not asserted here, where the other
-    tenants of a shared machine make any time bound a coin toss (1.0500 against 1.05 once).
+    Real class and weights. Every candidate runs end to end (real head, real encode,
+    bytes / rate, real decode and tail) on an edge emulated 10x slower than this machine,
+    and the choice runs head to head with the best measured ones. How close the choice
+    comes to the measured best (the 5 % bar) is a timing figure: ``edge-denoise bench
+    planner`` measures it and exits 1 when it is missed (docs/results/planner.json). It is
+    not asserted here, where the other tenants of a shared machine make any time bound a
+    coin toss (1.0500 against 1.05 once).
     """
     model = models.build_model()
     res = validation.validate(model, (1, 28, 28), [1, 10, 100], edge_slowdown=10,
