@@ -168,10 +168,10 @@ class PriorityExecutor(Executor):
         self._default_priority = default_priority
         self._cond = threading.Condition()
         self._ready: list[_Ready] = []
-        self._queued: set[int] = set()
+        self._queued: set[int] = set()  # handlers waiting in _ready or in a worker's hands
         self._queued_entities: set[int] = set()  # guard conditions with a waiting handler
         self._started: set[int] = set()  # handlers run at least once (coroutines may resume)
-        self._running: dict[int, _Ready] = {}  # worker thread -> the callback in its hands
+        self._running: dict[int, int] = {}  # worker thread -> priority of its callback
         self._idle_regular = 0
         self._finished: list = []
         self._seq = itertools.count()
@@ -229,8 +229,7 @@ class PriorityExecutor(Executor):
         group = getattr(entity, 'callback_group', None)
         priority = self.priority_of(entity)
         with self._cond:
-            if self._stop or id(handler) in self._queued or any(
-                    item.handler is handler for item in self._running.values()):
+            if self._stop or id(handler) in self._queued:
                 # rclpy yields a pending task again on every wake-up, also one a worker has
                 # picked but not started yet: queued twice, the copy would stand for its
                 # entity after the task ran (see below).
@@ -266,7 +265,7 @@ class PriorityExecutor(Executor):
         if spare:
             if self._idle_regular > 0 or not self._running:
                 return None
-            if self._ready[0].priority <= min(i.priority for i in self._running.values()):
+            if self._ready[0].priority <= min(self._running.values()):
                 return None
         return heapq.heappop(self._ready)
 
@@ -285,18 +284,19 @@ class PriorityExecutor(Executor):
                     self._idle_regular -= 1
                 if self._stop:
                     return
-                self._queued.discard(id(item.handler))
                 self._queued_entities.discard(id(item.entity))
                 if id(item.handler) not in self._started and _stale(item):
+                    self._queued.discard(id(item.handler))
                     self._drop(item)
                     continue
                 self._started.add(id(item.handler))
-                self._running[me] = item
+                self._running[me] = item.priority
             try:
                 self._run(item)
             finally:
                 with self._cond:
                     del self._running[me]
+                    self._queued.discard(id(item.handler))  # a coroutine may be queued again
                     if item.handler.done():
                         self._started.discard(id(item.handler))
                         self._finished.append(item.handler)
