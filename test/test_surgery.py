@@ -277,6 +277,64 @@ def test_planner_update_has_hysteresis():
     assert online.update(uplink_mbps=1000).name == first
 
 
+def stream_candidates() -> list:
+    """Return a split of least latency whose edge is slow, a model-size frame, edge-only."""
+    def cand(name, kind, edge_ms, nbytes, host_ms):
+        return planner.Candidate(name=name, kind=kind, cut='c' if kind == 'split' else None,
+                                 codec='raw', shape=(), bytes=nbytes, edge_ms=edge_ms,
+                                 host_ms=host_ms)
+    return [cand('split', 'split', 25.0, 2000, 5.0),
+            cand('host_only/raw@model', 'host_only', 1.0, 27648, 10.0),
+            cand('edge_only', 'edge_only', 40.0, 0, 0.0)]
+
+
+def test_planner_serves_the_camera_rate_before_latency():
+    cands, link = stream_candidates(), planner.Link(uplink_mbps=10)
+    # Without a camera rate: one frame's latency (split 25 + 1.6 + 5 ms < 1 + 22.1 + 10 ms).
+    alone = planner.plan(cands, link)
+    assert alone.choice.name == 'split' and 'served_fps' not in alone.rows[0]
+    # 30 frames/s that cost the edge 20 ms each to take in leave it 400 ms a second:
+    # the split's edge serves 16 frames/s, the model-size frame all 30 (its link: 45).
+    stream = planner.Stream(camera_fps=30, intake_ms=20)
+    result = planner.plan(cands, link, stream=stream)
+    assert result.choice.name == 'host_only/raw@model'
+    split, frame = result.row('split'), result.row('host_only/raw@model')
+    assert split['served_fps'] == pytest.approx(16.0) and split['limited_by'] == 'edge'
+    assert frame['served_fps'] == pytest.approx(30.0) and frame['limited_by'] == 'camera'
+    assert result.row('edge_only')['served_fps'] == pytest.approx(10.0)
+    assert result.as_dict()['stream'] == {'camera_fps': 30, 'intake_ms': 20}
+    # Both serve the camera's rate: latency decides again.
+    assert planner.plan(cands, link, stream=planner.Stream(30, 0)).choice.name == 'split'
+    # At 2 Mbit/s the frame's link carries 9 frames/s: the split's 16 win.
+    slow = planner.plan(cands, planner.Link(uplink_mbps=2), stream=stream)
+    assert slow.choice.name == 'split' and slow.row('host_only/raw@model')['limited_by'] == 'link'
+    # An edge whose whole second goes to intake serves nothing it computes.
+    flooded = planner.plan(cands, link, stream=planner.Stream(30, 40))
+    assert flooded.row('split')['served_fps'] == 0 and flooded.choice.name == 'split'
+    with pytest.raises(ValueError, match='camera_fps'):
+        planner.Stream(camera_fps=-1)
+
+
+def test_stream_meter_costs_intake_and_planner_replans_with_hysteresis():
+    meter = planner.StreamMeter(share=0.25, min_frames=10)
+    assert meter.sample(0.0, 0.0, 0, 0, 25.0) is None            # the first: a baseline
+    # 2 s: 60 frames in, 24 served at 25 ms; the process spent 0.49 s of CPU at a
+    # quarter core: 1960 ms of edge time, 600 of them serving, 1360 / 60 taking frames in.
+    stream = meter.sample(2.0, 0.49, 60, 24, 25.0)
+    assert stream.camera_fps == pytest.approx(30.0)
+    assert stream.intake_ms == pytest.approx(1360 / 60)
+    assert meter.sample(3.0, 0.5, 65, 25, 25.0) is None          # 5 frames: too few to tell
+    cands, link = stream_candidates(), planner.Link(uplink_mbps=10)
+    online = planner.Planner(cands, link, hysteresis=0.1)
+    assert online.choice.name == 'split'
+    assert online.update(stream=stream).name == 'host_only/raw@model' and online.switches == 1
+    assert online.plan().stream == stream
+    # Intake so light that the split too serves all 30 frames/s: it is best by latency
+    # again, by less than the hysteresis, so the plan stays; a link too slow moves it.
+    assert online.update(stream=planner.Stream(30, 0.45)).name == 'host_only/raw@model'
+    assert online.update(uplink_mbps=2).name == 'split' and online.switches == 2
+
+
 def test_profiles_round_trip_and_edge_host_profiles_combine(tmp_path, one_thread):
     model = models.build_model()
     prof = profiling.measure_profile(model, None, (1, 28, 28), 'small_resnet',

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from typing import Sequence
@@ -57,6 +58,14 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f'expected a positive number, got {text}')
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """Argparse type: a finite float >= 0."""
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f'expected a finite number >= 0, got {text}')
     return value
 
 

@@ -35,13 +35,13 @@ from pathlib import Path
 import cv2
 import torch
 
-from .common import (format_table, jpeg_quality, parse_list, positive_float, positive_int,
-                     ProgressBar)
+from .common import (format_table, jpeg_quality, nonnegative_float, parse_list, positive_float,
+                     positive_int, ProgressBar)
 from ..core import (defenses, frames, mincut, models, pipeline, profiling, surgery, tails,
                     validation, wire)
 from ..core.defenses import defense_names
 from ..core.models import set_torch_threads
-from ..core.planner import DEFAULT_MAX_ACCURACY_DROP, Link, make_planner
+from ..core.planner import DEFAULT_MAX_ACCURACY_DROP, Link, make_planner, Stream
 
 LINK = Link()   # the declared link's defaults
 
@@ -144,6 +144,12 @@ def register_plan(p) -> None:
                    help='round-trip time added per frame')
     p.add_argument('--result-bytes', type=int, default=LINK.result_bytes,
                    help='size of the result sent back (the seed: 25 bytes for ResNet50)')
+    p.add_argument('--camera-fps', type=nonnegative_float, default=0.0,
+                   help='the camera\'s frames/s: pick what serves the most of them, then the '
+                        'least latency (default 0: one frame\'s latency alone)')
+    p.add_argument('--intake-ms', type=nonnegative_float, default=0.0,
+                   help='edge time each camera frame costs to take in, served or not, in the '
+                        'edge profile\'s units (the edge node measures it: ~/plan stream)')
     p.add_argument('--edge-slowdown', type=positive_float, default=1.0,
                    help='the edge is k times slower than the edge profile (or this machine)')
     p.add_argument('--host-slowdown', type=positive_float, default=1.0,
@@ -281,11 +287,13 @@ def plan_command(args) -> dict:
         progress=ProgressBar('profile'), quality=args.quality, frame_quality=args.frame_quality,
         accuracy_profile=accuracy, max_accuracy_drop=args.max_accuracy_drop,
         allowed=args.codecs, defenses=functools.partial(_defenses, target, shape),
-        defense=args.defense)
+        defense=args.defense, stream=Stream(args.camera_fps, args.intake_ms))
     result = planner.plan()
     rows = _round(result.rows)
     shown = sorted(rows, key=lambda r: r['total_ms']) if args.sort else rows
-    print(format_table(_fmt_rows(shown, result.choice.name), PLAN_COLUMNS))
+    columns = PLAN_COLUMNS if not args.camera_fps else \
+        PLAN_COLUMNS[:-2] + ('served_fps', 'limited_by') + PLAN_COLUMNS[-2:]
+    print(format_table(_fmt_rows(shown, result.choice.name), columns))
     best = result.row(result.choice.name)
     edge_only = result.row(surgery.EDGE_ONLY)
     print(f'model {args.model} input {"x".join(map(str, shape))}, frame '
@@ -295,11 +303,16 @@ def plan_command(args) -> dict:
           f'{_side(planner.host_profile, args.host_slowdown)}')
     print(f'accuracy profile: {source}, {len(accuracy)} entries; max drop '
           f'{args.max_accuracy_drop:g} pt; {result.excluded} of {len(rows)} candidates excluded')
+    served = '' if not args.camera_fps else (
+        f'; serves {best["served_fps"]:.2f} of {args.camera_fps:g} camera frames/s (limited by '
+        f'the {best["limited_by"]}; edge-only {edge_only["served_fps"]:.2f}), intake '
+        f'{args.intake_ms:g} ms a frame')
     print(f'choice: {result.choice.name}  {best["total_ms"]:.2f} ms '
           f'(edge-only {edge_only["total_ms"]:.2f} ms, '
-          f'{edge_only["total_ms"] / best["total_ms"]:.2f}x)')
+          f'{edge_only["total_ms"] / best["total_ms"]:.2f}x){served}')
     out = {'candidates': rows, 'choice': result.choice.name, 'model': args.model,
            'input': list(shape), 'link': result.as_dict()['link'],
+           'stream': result.as_dict()['stream'],
            'edge_slowdown': args.edge_slowdown, 'host_slowdown': args.host_slowdown,
            'max_accuracy_drop': args.max_accuracy_drop, 'accuracy_profile': source,
            'considered': len(rows), 'excluded': result.excluded}

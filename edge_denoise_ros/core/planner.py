@@ -39,6 +39,15 @@ are always allowed. A ``codec`` asked for (the node's ``codec`` parameter) and a
 ``codecs`` allow-list narrow the choice further. Every excluded candidate stays
 in the plan's rows with its reason.
 
+The camera stream (:class:`Stream`): a robot's camera sends frames at its own
+rate, and the edge pays for each one it receives (DDS, deserialization), served
+or dropped while busy. Given the rate, the planner picks what serves the most
+frames a second, each stage (edge, uplink, host) working on its own frame
+(:meth:`Candidate.served_fps`); among those within ``FPS_TOLERANCE`` of the
+most, the least latency. An edge node measures its stream as it runs
+(:class:`StreamMeter`: the camera rate, and the edge time per received frame
+beyond serving it) and re-plans. Without a rate (0), one frame's latency alone.
+
 Typical use on an edge node::
 
     p = planner.make_planner(model, (1, 28, 28), planner.Link(uplink_mbps=45),
@@ -95,6 +104,34 @@ class Link:
                              f'{self.result_bytes}')
 
 
+# Frames/s within this fraction of the most a candidate serves count as equal: the least
+# latency decides among them.
+FPS_TOLERANCE = 0.05
+STAGES = ('camera', 'edge', 'link', 'host')
+
+
+@dataclass(frozen=True)
+class Stream:
+    """
+    The camera stream the edge serves: frames a second, and each one's cost to take in.
+
+    ``camera_fps``: the camera's rate (0: unknown; the planner then weighs one
+    frame's latency alone). ``intake_ms``: the edge time each received frame
+    costs whether it is served or dropped while the edge is busy (receiving,
+    deserializing, keeping it), in the edge profile's units (the wall time of
+    a frame at the edge's CPU share, as ``Candidate.edge_ms``).
+    """
+
+    camera_fps: float = 0.0
+    intake_ms: float = 0.0
+
+    def __post_init__(self):
+        for name in ('camera_fps', 'intake_ms'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f'{name} must be a finite number >= 0, got {value}')
+
+
 def transfer_ms(nbytes: float, mbps: float) -> float:
     """Return the time in ms to send ``nbytes`` at ``mbps`` Mbit/s (SI: 1 Mbit = 1e6 bit)."""
     return nbytes * 8.0 / (mbps * 1e3)
@@ -147,6 +184,25 @@ class Candidate:
             return 0.0
         return (transfer_ms(self.bytes, link.uplink_mbps)
                 + transfer_ms(link.result_bytes, link.downlink_mbps) + link.rtt_ms)
+
+    def stage_fps(self, link: Link, stream: Stream) -> dict[str, float]:
+        """
+        Return the frames/s each stage can sustain: camera, edge, link (uplink), host.
+
+        Each stage works on its own frame (the edge takes the next while the
+        link sends this one). The edge's second is what the stream's intake
+        leaves of it; a stage with nothing to do sustains any rate (``inf``).
+        """
+        free = 1000.0 - stream.camera_fps * stream.intake_ms
+        edge = (max(0.0, free) / self.edge_ms) if self.edge_ms > 0 else math.inf
+        up = transfer_ms(self.bytes, link.uplink_mbps) if self.uses_link() else 0.0
+        return {'camera': stream.camera_fps, 'edge': edge,
+                'link': 1000.0 / up if up > 0 else math.inf,
+                'host': 1000.0 / self.host_ms if self.host_ms > 0 else math.inf}
+
+    def served_fps(self, link: Link, stream: Stream) -> float:
+        """Return the frames/s of the stream this candidate serves: its slowest stage's."""
+        return min(self.stage_fps(link, stream).values())
 
     def min_uplink_mbps(self, link: Link, edge_only_ms: float) -> float | None:
         """
@@ -417,11 +473,12 @@ def none_allowed(candidates: Sequence[Candidate], codec: str | None = None) -> s
 
 @dataclass
 class Plan:
-    """The candidates costed over one link, and the allowed one of least total time."""
+    """The candidates costed over one link, and the one the planner picks (see :func:`plan`)."""
 
     link: Link
     rows: list[dict]
     choice: Candidate
+    stream: Stream = Stream()
 
     def row(self, name: str) -> dict:
         """Return the row of one candidate by name."""
@@ -436,23 +493,45 @@ class Plan:
         return sum(1 for r in self.rows if r['excluded'])
 
     def as_dict(self) -> dict:
-        """Return ``{'candidates': rows, 'choice': name, 'link': ..., 'excluded': n}``."""
+        """Return ``{'candidates': rows, 'choice': name, 'link': ..., 'stream': ..., ...}``."""
         return {'candidates': self.rows, 'choice': self.choice.name, 'link': asdict(self.link),
-                'considered': len(self.rows), 'excluded': self.excluded}
+                'stream': asdict(self.stream), 'considered': len(self.rows),
+                'excluded': self.excluded}
+
+
+def best(candidates: Sequence[Candidate], link: Link, stream: Stream = Stream()) -> Candidate:
+    """
+    Return the allowed candidate the planner picks over ``link`` for ``stream``.
+
+    With a camera rate: of those serving within ``FPS_TOLERANCE`` of the most
+    frames/s, the least latency; without one, the least latency. Raises
+    ValueError when none is allowed.
+    """
+    allowed = [c for c in candidates if not c.excluded]
+    if not allowed:
+        raise ValueError(none_allowed(candidates))
+    if stream.camera_fps > 0:
+        fps = [c.served_fps(link, stream) for c in allowed]
+        top = max(fps)
+        allowed = [c for c, f in zip(allowed, fps) if f >= (1.0 - FPS_TOLERANCE) * top]
+    return min(allowed, key=lambda c: c.total_ms(link))
 
 
 def plan(candidates: Sequence[Candidate], link: Link = Link(),
          accuracy_profile: Mapping[str, dict] | None = None,
-         max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP) -> Plan:
+         max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+         stream: Stream = Stream()) -> Plan:
     """
-    Cost every candidate over ``link`` and pick the allowed one of least total time.
+    Cost every candidate over ``link`` for ``stream`` and pick one (:func:`best`).
 
     Each row has ``name, kind, cut, codec, quality, shape, bytes, edge_ms,
     transfer_ms, host_ms, total_ms, min_uplink_mbps, drop_pt, excluded``
     (``transfer_ms`` is uplink + result downlink + round trip; ``total_ms``
     their sum with the edge and host times; ``excluded`` why the candidate
-    may not be picked, '' if it may). An ``accuracy_profile`` screens the
-    candidates first (:func:`screen`). Raises ValueError when none is allowed.
+    may not be picked, '' if it may), and with a camera rate ``served_fps``
+    and ``limited_by`` (the stage that sets it). An ``accuracy_profile``
+    screens the candidates first (:func:`screen`). Raises ValueError when
+    none is allowed.
     """
     if not candidates:
         raise ValueError('no candidates to plan with')
@@ -470,32 +549,37 @@ def plan(candidates: Sequence[Candidate], link: Link = Link(),
                                 if edge_only is not None else None),
             'encode_ms': c.encode_ms, 'decode_ms': c.decode_ms, 'drop_pt': c.drop_pt,
             'excluded': c.excluded})
-    allowed = [i for i, c in enumerate(candidates) if not c.excluded]
-    if not allowed:
-        raise ValueError(none_allowed(candidates))
-    best = min(allowed, key=lambda i: rows[i]['total_ms'])
-    return Plan(link=link, rows=rows, choice=candidates[best])
+        if stream.camera_fps > 0:
+            stages = c.stage_fps(link, stream)
+            rows[-1]['served_fps'] = min(stages.values())
+            rows[-1]['limited_by'] = min(STAGES, key=stages.__getitem__)
+    return Plan(link=link, rows=rows, choice=best(candidates, link, stream), stream=stream)
 
 
 def choose(candidates: Sequence[Candidate], link: Link, current: str | None = None,
-           hysteresis: float = 0.1, min_gain_ms: float = 0.0) -> Candidate:
+           hysteresis: float = 0.1, min_gain_ms: float = 0.0,
+           stream: Stream = Stream()) -> Candidate:
     """
     Return the candidate to use now: the best, unless ``current`` is nearly as good.
 
-    The current candidate is kept while the best beats it by no more than
-    ``hysteresis`` (a fraction of the current total) and ``min_gain_ms``, so
-    a noisy link estimate does not flip between two near-equal cuts. Only
-    allowed candidates (``excluded`` empty) are picked or kept.
+    The current candidate is kept while it serves at least ``1 - hysteresis``
+    of the best's frames/s (with a camera rate) and the best beats its latency
+    by no more than ``hysteresis`` (a fraction of the current total) and
+    ``min_gain_ms``, so a noisy estimate does not flip between two near-equal
+    cuts. Only allowed candidates (``excluded`` empty) are picked or kept.
     """
     if not 0 <= hysteresis < 1 or min_gain_ms < 0:
         raise ValueError(f'need 0 <= hysteresis < 1 and min_gain_ms >= 0, got {hysteresis}, '
                          f'{min_gain_ms}')
-    best = plan(candidates, link).choice
+    top = best(candidates, link, stream)
     keep = next((c for c in candidates if c.name == current and not c.excluded), None)
-    if keep is None or keep is best:
-        return best
-    now, gain = keep.total_ms(link), keep.total_ms(link) - best.total_ms(link)
-    return best if gain > max(hysteresis * now, min_gain_ms) else keep
+    if keep is None or keep is top:
+        return top
+    if stream.camera_fps > 0 and \
+            keep.served_fps(link, stream) < (1.0 - hysteresis) * top.served_fps(link, stream):
+        return top
+    now, gain = keep.total_ms(link), keep.total_ms(link) - top.total_ms(link)
+    return top if gain > max(hysteresis * now, min_gain_ms) else keep
 
 
 class Planner:
@@ -503,7 +587,7 @@ class Planner:
     Online planner for an edge node: the chosen candidate, re-planned on changes.
 
     A thin wrapper of :func:`defended`, :func:`screen`, :func:`plan` and
-    :func:`choose` that remembers the link, the rules of what it may pick
+    :func:`choose` that remembers the link, the camera stream, the rules of what it may pick
     (``rules``: accuracy profile, max accuracy drop, codec allow-list, codec
     asked for) and the input defense in use (its time on the side that runs
     it, from ``defense_ms``), and the current choice. ``candidates`` are the
@@ -516,10 +600,11 @@ class Planner:
                  max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
                  allowed: Sequence[str] | None = None, codec: str | None = None,
                  defense_ms: Mapping[str, Mapping[str, float]] | None = None,
-                 defense: str | None = None):
+                 defense: str | None = None, stream: Stream = Stream()):
         self.base = list(candidates)
         self.defense_ms = dict(defense_ms or {})
         self.link = link
+        self.stream = stream
         self.hysteresis = hysteresis
         self.min_gain_ms = min_gain_ms
         self.switches = 0
@@ -529,7 +614,7 @@ class Planner:
         self.candidates = self._screened(self.rules)
         if all(c.excluded for c in self.candidates):
             raise ValueError(none_allowed(self.candidates, codec))
-        self.choice = choose(self.candidates, link, None, hysteresis, min_gain_ms)
+        self.choice = choose(self.candidates, link, None, hysteresis, min_gain_ms, stream)
 
     @classmethod
     def from_profiles(cls, edge: Profile, host: Profile | None = None,
@@ -541,13 +626,13 @@ class Planner:
                       max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
                       allowed: Sequence[str] | None = None, codec: str | None = None,
                       quality: int | None = None, frame_quality: int | None = None,
-                      defense: str | None = None) -> Planner:
+                      defense: str | None = None, stream: Stream = Stream()) -> Planner:
         """Build a planner from an edge profile (and a host profile); see :func:`screen`."""
         return cls(build_candidates(edge, host, edge_slowdown, host_slowdown, codecs,
                                     frame_codecs, quality=quality, frame_quality=frame_quality),
                    link, hysteresis, min_gain_ms, accuracy_profile, max_accuracy_drop,
                    allowed, codec, defense_times(edge, host, edge_slowdown, host_slowdown),
-                   defense)
+                   defense, stream)
 
     def _screened(self, rules: dict) -> list[Candidate]:
         """Return the base candidates with the defense's time, screened by the rules."""
@@ -573,7 +658,7 @@ class Planner:
         if all(c.excluded for c in candidates):
             raise ValueError(none_allowed(candidates, new['codec']))
         choice = choose(candidates, self.link, self.choice.name, self.hysteresis,
-                        self.min_gain_ms)
+                        self.min_gain_ms, self.stream)
         self.rules, self.candidates = new, candidates
         if choice.name != self.choice.name:
             self.switches += 1
@@ -581,22 +666,68 @@ class Planner:
         return choice
 
     def plan(self, link: Link | None = None) -> Plan:
-        """Cost every candidate over ``link`` (default: the current link)."""
-        return plan(self.candidates, link or self.link)
+        """Cost every candidate over ``link`` (default: the current link) for the stream."""
+        return plan(self.candidates, link or self.link, stream=self.stream)
 
     def update(self, uplink_mbps: float | None = None, downlink_mbps: float | None = None,
-               rtt_ms: float | None = None, result_bytes: int | None = None) -> Candidate:
-        """Take a new link estimate; return the candidate to use now (with hysteresis)."""
+               rtt_ms: float | None = None, result_bytes: int | None = None,
+               stream: Stream | None = None) -> Candidate:
+        """Take a new link or stream estimate; return the candidate to use now (hysteresis)."""
         changes = {k: v for k, v in (('uplink_mbps', uplink_mbps),
                                      ('downlink_mbps', downlink_mbps), ('rtt_ms', rtt_ms),
                                      ('result_bytes', result_bytes)) if v is not None}
-        self.link = replace(self.link, **changes)
-        new = choose(self.candidates, self.link, self.choice.name, self.hysteresis,
-                     self.min_gain_ms)
+        link = replace(self.link, **changes)
+        stream = self.stream if stream is None else stream
+        new = choose(self.candidates, link, self.choice.name, self.hysteresis,
+                     self.min_gain_ms, stream)
+        self.link, self.stream = link, stream
         if new.name != self.choice.name:
             self.switches += 1
         self.choice = new
         return new
+
+
+class StreamMeter:
+    """
+    The camera stream an edge process serves, measured from its own counters.
+
+    Each :meth:`sample` takes the process's CPU time and the frames received
+    and served so far. Over the window since the previous sample it returns
+    the camera rate and the edge time each received frame costs beyond
+    serving: the process's time, less the served frames at the edge time the
+    planner gives the candidate in use, over the frames received. So the plan
+    in use is costed as it really ran, and every other candidate pays the
+    same intake. ``share`` turns CPU time into the edge profile's units (the
+    CPU share of a sustained profile; 1.0 for a profile of wall times).
+    """
+
+    def __init__(self, share: float = 1.0, min_frames: int = 10):
+        if not (math.isfinite(share) and share > 0) or min_frames < 1:
+            raise ValueError(f'need share > 0 and min_frames >= 1, got {share}, {min_frames}')
+        self.share = float(share)
+        self.min_frames = int(min_frames)
+        self._last: tuple[float, float, int, int] | None = None
+
+    def sample(self, wall_s: float, cpu_s: float, received: int, served: int,
+               edge_ms: float) -> Stream | None:
+        """
+        Return the stream over the window since the last sample, or None.
+
+        ``wall_s`` and ``cpu_s``: a monotonic clock and the process's CPU time
+        (seconds); ``received`` and ``served``: frame counters; ``edge_ms``:
+        the planner's edge time of the candidate in use. None for the first
+        sample and for windows with fewer than ``min_frames`` frames received.
+        """
+        last, self._last = self._last, (wall_s, cpu_s, received, served)
+        if last is None:
+            return None
+        wall, cpu = wall_s - last[0], cpu_s - last[1]
+        n_in, n_out = received - last[2], served - last[3]
+        if wall <= 0 or n_in < self.min_frames:
+            return None
+        spent = 1000.0 * max(0.0, cpu) / self.share
+        intake = max(0.0, spent - max(0, n_out) * edge_ms) / n_in
+        return Stream(camera_fps=n_in / wall, intake_ms=intake)
 
 
 def _as_profile(p) -> Profile | None:
@@ -620,7 +751,8 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
                  allowed: Sequence[str] | None = None, codec: str | None = None,
                  defenses: Mapping[str, nn.Module] | Callable[[], Mapping[str, nn.Module]]
                  | None = None,
-                 defense: str | None = None, sustained: bool = False) -> Planner:
+                 defense: str | None = None, sustained: bool = False,
+                 stream: Stream = Stream()) -> Planner:
     """
     Build the planner an edge node (or ``edge-denoise plan``) starts with.
 
@@ -637,6 +769,7 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
     ``sustained``: a profile measured here takes CPU times and turns them into
     the wall time of frames in a row at the CPU share this process gets
     (:func:`.profiling.sustained`; a CPU quota's throttling included).
+    ``stream``: the camera stream planned for (:class:`Stream`).
     """
     edge, host = _as_profile(edge_profile), _as_profile(host_profile)
     shape = [int(d) for d in input_shape[-3:]]
@@ -655,6 +788,6 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
     planner = Planner.from_profiles(edge, host, edge_slowdown, host_slowdown, link, codecs,
                                     frame_codecs, hysteresis, min_gain_ms, accuracy_profile,
                                     max_accuracy_drop, allowed, codec, quality, frame_quality,
-                                    defense)
+                                    defense, stream)
     planner.edge_profile, planner.host_profile = edge, host
     return planner

@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import functools
 import json
+import threading
 import time
 from typing import Callable
 
@@ -121,6 +122,13 @@ HEAD_PARAMS = TARGET_PARAMS + (
               '(cut=auto)', range=(0.001, 100000.0)),
     ParamSpec('rtt_ms', LINK.rtt_ms, 'declared link round-trip time in ms (cut=auto)',
               range=(0.0, 100000.0)),
+    ParamSpec('camera_fps', 0.0, 'the camera\'s frames/s cut=auto plans for at start-up: it '
+              'picks what serves the most of them (0: one frame\'s latency alone); measured '
+              'while running when stream_window_s > 0', range=(0.0, 10000.0)),
+    ParamSpec('stream_window_s', 2.0, 'cut=auto: every this many seconds the edge measures its '
+              'camera stream (frames/s received, its own time per received frame, served or '
+              'not) and re-plans for the frames it can serve (0: never)',
+              range=(0.0, 3600.0), read_only=True),
     ParamSpec('max_accuracy_drop', planner.DEFAULT_MAX_ACCURACY_DROP, 'cut=auto never picks a '
               'lossy (cut, codec, quality) whose accuracy drop on held-out data (percentage '
               'points, from the target\'s accuracy profile) exceeds this, nor a lossy one '
@@ -189,7 +197,10 @@ class HeadControl:
     of the target's accuracy profile (:func:`accuracy_profile`) nor one outside
     the ``codecs`` allow-list; a named ``codec`` is honoured (only cuts with it)
     or refused with the reason. Later changes of the declared link, of these
-    rules or of the codec re-plan (with the planner's hysteresis). The cut,
+    rules or of the codec re-plan (with the planner's hysteresis), and so does
+    the camera stream the node measures every ``stream_window_s``
+    (:meth:`watch_stream`): with a camera rate the planner picks what serves
+    the most frames, then the least latency. The cut,
     codec and quality in use go out on ``~/plan`` (std_msgs/String, one JSON
     object, latched) whenever they change, and into the diagnostics of the
     node's ``stats`` (where it has one).
@@ -209,6 +220,8 @@ class HeadControl:
             scheduled_runner(scheduler, p['emulate_slowdown']))
         self.accuracy = accuracy_profile(target)
         self.planner = None
+        self.meter = None
+        self.lock = threading.RLock()      # parameter callbacks and the stream's re-plans
         self.planned_quality = (p['quality'], p['frame_quality'])
         _check_allowed(p)
         if p['cut'] == AUTO:
@@ -222,7 +235,8 @@ class HeadControl:
                     model_name=target.name, quality=p['quality'],
                     frame_quality=p['frame_quality'], accuracy_profile=self.accuracy,
                     defenses=functools.partial(pipeline.defense_modules, target), sustained=True,
-                    defense=defense, **_rules(p))
+                    defense=defense, stream=planner.Stream(camera_fps=p['camera_fps']),
+                    **_rules(p))
             except ValueError as exc:
                 raise ValueError(f'cut=auto, codec={p["codec"]}: {exc}') from None
             self._log_choice('planned')
@@ -247,6 +261,10 @@ class HeadControl:
         return dataclasses.replace(s, cut=c.cut, codec=c.codec)
 
     def _apply(self, changes: dict) -> None:
+        with self.lock:
+            self._apply_locked(changes)
+
+    def _apply_locked(self, changes: dict) -> None:
         p = {**self.params, **changes}
         if p['cut'] == AUTO and self.planner is None:
             raise ValueError('cut=auto is chosen at start-up (it measures a profile); '
@@ -264,6 +282,9 @@ class HeadControl:
                 self.planner.configure(**_rules(p))
                 link = {k: v for k, v in changes.items()
                         if k in ('uplink_mbps', 'downlink_mbps', 'rtt_ms')}
+                if 'camera_fps' in changes:
+                    link['stream'] = dataclasses.replace(self.planner.stream,
+                                                         camera_fps=changes['camera_fps'])
                 if link:
                     self.planner.update(**link)
             self.stage.configure(self._settings(p, self.stage.settings))
@@ -285,6 +306,10 @@ class HeadControl:
         Raises ValueError, changing nothing, when the planner's profiles did
         not time it. Without ``cut: auto`` there is nothing to re-plan.
         """
+        with self.lock:
+            self._set_defense_locked(name)
+
+    def _set_defense_locked(self, name: str) -> None:
         if self.planner is None or self.planner.rules['defense'] == name:
             return
         before, saved = self.planner.choice.name, copy.copy(self.planner)
@@ -298,10 +323,65 @@ class HeadControl:
             self._log_choice(f're-planned for defense {name} (was {before})')
         self.publish_plan()
 
+    def watch_stream(self, received: Callable[[], int]) -> None:
+        """
+        Re-plan (cut=auto) every ``stream_window_s`` for the camera stream as measured.
+
+        ``received()``: the camera frames received so far (by the node that
+        takes them in); the frames served are this node's, the time the
+        process's CPU time (:meth:`measure_stream`).
+        """
+        window = self.params['stream_window_s']
+        if self.planner is None or window <= 0 or self.stats is None:
+            return
+        machine = self.planner.edge_profile.machine
+        share = machine.get('cpu_share', 1.0) if machine.get('sustained') else 1.0
+        self.meter = planner.StreamMeter(share=share)
+
+        def sample() -> None:
+            self.measure_stream(time.monotonic(), time.process_time(), received(),
+                                self.stats.frames)
+        sample()                                # the baseline
+        self.node.create_timer(window, sample)
+
+    def measure_stream(self, wall_s: float, cpu_s: float, received: int,
+                       served: int) -> planner.Stream | None:
+        """
+        Take one sample of the stream (:class:`core.planner.StreamMeter`) and re-plan for it.
+
+        Returns the stream measured since the last sample (None: too few frames
+        to tell); it goes into the diagnostics (``stream_fps``,
+        ``stream_intake_ms``), and a new choice onto ``~/plan`` and the log.
+        """
+        with self.lock:
+            stream = self.meter.sample(wall_s, cpu_s, received, served,
+                                       self.planner.choice.edge_ms)
+            if stream is None or self.params['cut'] != AUTO:
+                return stream
+            self.stats.note(stream_fps=f'{stream.camera_fps:.2f}',
+                            stream_intake_ms=f'{stream.intake_ms:.2f}')
+            before, saved = self.planner.choice.name, copy.copy(self.planner)
+            self.planner.update(stream=stream)
+            if self.planner.choice.name == before:
+                return stream
+            try:
+                self.stage.configure(self._settings(self.params, self.stage.settings))
+            except ValueError as exc:          # a PipelineError too: keep what runs
+                self.node.get_logger().warning(f'stream re-plan to {self.planner.choice.name} '
+                                               f'refused: {exc}')
+                self.planner = saved
+                return stream
+            self._log_choice(f're-planned for the camera stream (was {before})')
+            self.publish_plan()
+            return stream
+
     def _log_choice(self, what: str) -> None:
-        c, link = self.planner.choice, self.planner.link
+        c, link, stream = self.planner.choice, self.planner.link, self.planner.stream
+        rate = '' if not stream.camera_fps else (
+            f', {c.served_fps(link, stream):.1f} of {stream.camera_fps:.1f} camera frames/s '
+            f'(intake {stream.intake_ms:.1f} ms a frame)')
         self.node.get_logger().info(f'{what}: {c.name} at {link.uplink_mbps:g} Mbit/s up, '
-                                    f'predicted {c.total_ms(link):.1f} ms per frame')
+                                    f'predicted {c.total_ms(link):.1f} ms per frame{rate}')
 
     def plan_record(self) -> dict:
         """Return what ``~/plan`` carries: the cut, codec and quality in use, and why."""
@@ -321,15 +401,21 @@ class HeadControl:
                     'reason': f'set by the parameters cut={p["cut"]}, codec={p["codec"]}',
                     'considered': None, 'excluded': None}
         result = self.planner.plan()
-        c, link = self.planner.choice, self.planner.link
+        c, link, stream = self.planner.choice, self.planner.link, self.planner.stream
         reasons = collections.Counter(r['excluded'] for r in result.rows if r['excluded'])
+        allowed = len(result.rows) - result.excluded
+        served = c.served_fps(link, stream) if stream.camera_fps else None
+        why = (f'fastest allowed of {allowed}' if served is None else
+               f'serves the most of {stream.camera_fps:.1f} camera frames/s of {allowed} '
+               f'allowed ({served:.1f}), then the fastest')
         return {**record, 'mode': AUTO, 'choice': c.name, 'drop_pt': c.drop_pt,
                 'predicted_ms': round(c.total_ms(link), 3),
-                'reason': f'fastest allowed of {len(result.rows) - result.excluded} at '
-                          f'{link.uplink_mbps:g} Mbit/s up (predicted '
+                'served_fps': None if served is None else round(served, 2),
+                'reason': f'{why} at {link.uplink_mbps:g} Mbit/s up (predicted '
                           f'{c.total_ms(link):.1f} ms per frame)',
                 'considered': len(result.rows), 'excluded': result.excluded,
-                'excluded_by': dict(reasons.most_common()), 'link': result.as_dict()['link']}
+                'excluded_by': dict(reasons.most_common()), 'link': result.as_dict()['link'],
+                'stream': {k: round(v, 2) for k, v in result.as_dict()['stream'].items()}}
 
     def publish_plan(self) -> None:
         """Publish ``~/plan`` and note the settings in the diagnostics, if they changed."""

@@ -51,6 +51,7 @@ class EdgeNode(Node):
         self.camera = CameraInput(self, self.camera_params['input_transport'], self.wake,
                                   self.stats)
         self.features = FeaturesOutput(self, self.head.params, self.stats)
+        self.head.watch_stream(lambda: self.stats.counts['received'])
         self.publish_denoised = denoised_publisher(self, self.camera_params['publish_denoised'])
         diagnostics_timer(self, [(node_name, self.stats)])
         s = self.stage.settings

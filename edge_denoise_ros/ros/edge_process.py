@@ -89,6 +89,7 @@ class DenoiserNode(Node):
         group = priority_group(self, 'denoiser', default=50)
         self.wake = self.create_guard_condition(self._run, callback_group=group)
         self.camera = CameraInput(self, self.params['input_transport'], self.wake, self.stats)
+        target.head.watch_stream(lambda: self.stats.counts['received'])
         self.publish_denoised = denoised_publisher(self, self.params['publish_denoised'])
         diagnostics_timer(self, [(node_name, self.stats)])
         self.get_logger().info(f'denoiser ready: defense {self.stage.settings.defense}, '
