@@ -107,11 +107,13 @@ def test_preparation_round_trips_through_a_card():
         frames.Preparation.from_dict({'resize': 'crop', 'gamma': 2})
 
 
-def test_a_stopped_training_run_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize('channels_last', (False, True))
+def test_a_stopped_training_run_resumes_to_the_same_weights(tmp_path, channels_last):
     torch.manual_seed(0)
     x = torch.randint(0, 256, (48, 3, 16, 16), dtype=torch.uint8)
     y = torch.randint(0, 3, (48,))
-    cfg = training.TargetTrainConfig(epochs=3, batch_size=16, lr=0.05, seed=1)
+    cfg = training.TargetTrainConfig(epochs=3, batch_size=16, lr=0.05, seed=1,
+                                     channels_last=channels_last)
 
     def model():
         torch.manual_seed(0)
@@ -134,6 +136,8 @@ def test_a_stopped_training_run_resumes_to_the_same_weights(tmp_path):
     resumed = training.train_target(model(), x, y, cfg, checkpoint=ckpt)
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+    # Trained channels-last or not, the weights come back in the default format.
+    assert all(p.is_contiguous() for p in resumed.parameters())
     other = training.TargetTrainConfig(epochs=4, batch_size=16, lr=0.05, seed=1)
     with pytest.raises(ValueError, match='made for'):
         training.train_target(model(), x, y, other, checkpoint=ckpt)

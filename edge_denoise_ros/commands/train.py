@@ -50,6 +50,10 @@ def register_target(p) -> None:
     p.add_argument('--optimizer', choices=('sgd', 'adamw'), default='sgd',
                    help='SGD with Nesterov momentum, or AdamW (both on a one-cycle schedule)')
     p.add_argument('--weight-decay', type=float, default=5e-4, help='weight decay')
+    p.add_argument('--channels-last', action='store_true',
+                   help='train in the channels-last memory format (often faster on CPUs, for '
+                        'depthwise convolutions most; other rounding, so other weights than '
+                        'without it); the saved weights are the same format either way')
     p.add_argument('--out', default=None,
                    help='a bundle folder (written with --data or a non-default --model), or a '
                         f'weights file; default: the shipped weights/{models.DEFAULT_WEIGHTS}')
@@ -109,7 +113,8 @@ def train_target(args) -> dict:
                                      lr=args.lr, seed=args.seed,
                                      label_smoothing=args.label_smoothing,
                                      optimizer_name=args.optimizer,
-                                     weight_decay=args.weight_decay)
+                                     weight_decay=args.weight_decay,
+                                     channels_last=args.channels_last)
     if args.data is None and args.model == models.DEFAULT_MODEL and \
             not (args.out and Path(args.out).suffix == ''):
         return train_default_target(args, cfg)
@@ -153,7 +158,8 @@ def train_target(args) -> dict:
     continued = earlier if earlier and init_sha == earlier.get('sha256') else None
     b.record_file(bundle.TARGET, seed=cfg.seed, test_accuracy=acc, n_test=len(test),
                   seconds=round(seconds, 1), epochs=cfg.epochs, lr=cfg.lr,
-                  batch_size=cfg.batch_size, torch=torch.__version__,
+                  batch_size=cfg.batch_size, channels_last=cfg.channels_last,
+                  torch=torch.__version__,
                   threads=torch.get_num_threads(), continued_from=continued)
     b.record_file(bundle.LABELS)
     b.save()
@@ -167,7 +173,8 @@ def run_name(args, init_sha: str | None) -> str:
     """Return a training run's checkpoint file name: one per settings (a rerun resumes it)."""
     keys = ('model', 'data', 'input', 'limit', 'epochs', 'batch_size', 'lr', 'optimizer',
             'weight_decay', 'label_smoothing', 'seed', 'resize', 'channel_order', 'mean', 'std')
-    text = repr([getattr(args, k, None) for k in keys] + [init_sha])
+    text = repr([getattr(args, k, None) for k in keys] + [init_sha]
+                + (['channels_last'] if getattr(args, 'channels_last', False) else []))
     return f'target_{hashlib.sha256(text.encode()).hexdigest()[:12]}.ckpt'
 
 
