@@ -25,13 +25,14 @@ cut, codec and quality in use on ``~/plan`` and in the diagnostics.
 import dataclasses
 import json
 import threading
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 import rclpy.node
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from edge_denoise_ros.core import frames, models, pipeline, planner, profiling, tails
 from edge_denoise_ros.ros.common import status_values
@@ -406,4 +407,34 @@ def test_auto_replans_for_the_camera_stream_it_measures(rclpy_context, stream_pr
         assert wait_for(lambda: watch.plans[-1]['choice'] != 'host_only/raw@model')
     finally:
         watch.close()
+        node.destroy_node()
+
+
+@pytest.mark.ros
+def test_auto_skips_frames_the_declared_uplink_cannot_carry(rclpy_context, stream_profiles):
+    edge_file, host_file = stream_profiles
+    node = EdgeNode(context=rclpy_context, parameter_overrides=[
+        Parameter(k, value=v) for k, v in (('defense', 'none'), ('cut', 'auto'),
+                                           ('uplink_mbps', 0.01), ('edge_profile', edge_file),
+                                           ('host_profile', host_file))])
+    frame = frames.example_frame((480, 640), gray=False)
+
+    def serve(n: int) -> tuple[int, int]:
+        before = (node.stats.frames, node.stats.drops['uplink'])
+        for _ in range(n):
+            node._serve(frame, 'bgr8', Header(), time.time_ns())
+        return node.stats.frames - before[0], node.stats.drops['uplink'] - before[1]
+
+    try:
+        # 10 kbit/s: any message takes over 100 ms to cross, so of ten frames back to back
+        # the first goes up and the rest are skipped before they are computed, each counted.
+        assert serve(10) == (1, 9)
+        # Unpaced, every frame is computed and sent, whatever the link.
+        assert node.set_parameters([Parameter('pace_uplink', value=False)])[0].successful
+        assert serve(10) == (10, 0)
+        # A fixed cut sends every frame: the pacer follows only the plan it keeps.
+        assert node.set_parameters([Parameter('pace_uplink', value=True),
+                                    Parameter('cut', value='layer1')])[0].successful
+        assert serve(10) == (10, 0)
+    finally:
         node.destroy_node()

@@ -335,6 +335,30 @@ def test_stream_meter_costs_intake_and_planner_replans_with_hysteresis():
     assert online.update(uplink_mbps=2).name == 'split' and online.switches == 2
 
 
+def test_uplink_pacer_sends_what_the_link_carries_and_banks_no_credit():
+    pacer = planner.UplinkPacer(max_backlog_ms=100, headroom=1.0)
+    # A camera at 30 frames/s, 25,000-byte frames over 2 Mbit/s: 100 ms each on the link.
+    # The pacer lets up the link's 10 frames/s, never the camera's 30, and never has more
+    # than the bound plus one frame on the way.
+    sent, worst = 0, 0.0
+    for i in range(300):
+        now = i * 1000 / 30
+        if pacer.ready(now):
+            pacer.sent(25_000, 2.0, now)
+            sent += 1
+        worst = max(worst, pacer.backlog_ms(now))
+    assert sent / 10 == pytest.approx(10, abs=0.2) and worst <= 200
+    # A link idle for a second banks no credit: the next frame queues behind nothing.
+    later = now + 1000
+    assert pacer.ready(later) and pacer.backlog_ms(later) == 0
+    pacer.sent(25_000, 2.0, later)
+    assert pacer.backlog_ms(later) == pytest.approx(100)
+    # The headroom leaves a share of the link to headers and other traffic.
+    assert planner.UplinkPacer().headroom == planner.PACING_HEADROOM < 1
+    with pytest.raises(ValueError, match='headroom'):
+        planner.UplinkPacer(headroom=0)
+
+
 def test_profiles_round_trip_and_edge_host_profiles_combine(tmp_path, one_thread):
     model = models.build_model()
     prof = profiling.measure_profile(model, None, (1, 28, 28), 'small_resnet',

@@ -132,6 +132,12 @@ class Stream:
                 raise ValueError(f'{name} must be a finite number >= 0, got {value}')
 
 
+# What an edge pacing its uplink (UplinkPacer) lets queue, and the share of the
+# declared speed it fills with frames.
+MAX_UPLINK_BACKLOG_MS = 100.0
+PACING_HEADROOM = 0.95
+
+
 def transfer_ms(nbytes: float, mbps: float) -> float:
     """Return the time in ms to send ``nbytes`` at ``mbps`` Mbit/s (SI: 1 Mbit = 1e6 bit)."""
     return nbytes * 8.0 / (mbps * 1e3)
@@ -728,6 +734,43 @@ class StreamMeter:
         spent = 1000.0 * max(0.0, cpu) / self.share
         intake = max(0.0, spent - max(0, n_out) * edge_ms) / n_in
         return Stream(camera_fps=n_in / wall, intake_ms=intake)
+
+
+class UplinkPacer:
+    """
+    Keep what the edge sends within the uplink the planner plans with.
+
+    A frame the link cannot carry is best not sent: it would queue behind the
+    frames before it (in the sender, the network, a shaper) and be lost or
+    late, and every frame after it with it. The pacer tracks when the frames
+    sent so far will have crossed a link of the declared speed (at
+    ``headroom`` of it: packet headers and the node's other traffic share the
+    link); :meth:`ready` is False while more than ``max_backlog_ms`` of them
+    is still on the way, so the edge skips a camera frame instead of
+    computing it. Frames then go up at the rate the planner's uplink stage
+    assumes, whatever the camera sends.
+    """
+
+    def __init__(self, max_backlog_ms: float = MAX_UPLINK_BACKLOG_MS,
+                 headroom: float = PACING_HEADROOM):
+        if not (max_backlog_ms >= 0 and 0 < headroom <= 1):
+            raise ValueError(f'need max_backlog_ms >= 0 and 0 < headroom <= 1, got '
+                             f'{max_backlog_ms}, {headroom}')
+        self.max_backlog_ms = float(max_backlog_ms)
+        self.headroom = float(headroom)
+        self._clear_ms = -math.inf     # when what was sent has crossed the link
+
+    def backlog_ms(self, now_ms: float) -> float:
+        """Return how long what was sent before ``now_ms`` still needs to cross the link."""
+        return max(0.0, self._clear_ms - now_ms)
+
+    def ready(self, now_ms: float) -> bool:
+        """Return whether a frame may go up at ``now_ms`` (monotonic ms)."""
+        return self.backlog_ms(now_ms) <= self.max_backlog_ms
+
+    def sent(self, nbytes: int, mbps: float, now_ms: float) -> None:
+        """Account ``nbytes`` sent at ``now_ms`` over an uplink of ``mbps`` Mbit/s."""
+        self._clear_ms = max(self._clear_ms, now_ms) + transfer_ms(nbytes, mbps * self.headroom)
 
 
 def _as_profile(p) -> Profile | None:

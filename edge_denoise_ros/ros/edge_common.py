@@ -129,6 +129,10 @@ HEAD_PARAMS = TARGET_PARAMS + (
               'camera stream (frames/s received, its own time per received frame, served or '
               'not) and re-plans for the frames it can serve (0: never)',
               range=(0.0, 3600.0), read_only=True),
+    ParamSpec('pace_uplink', True, 'cut=auto: send no more than uplink_mbps carries (95 % of '
+              'it): while what was sent needs over 100 ms more to cross, a camera frame is '
+              'skipped before it is computed, counted as dropped.uplink (fixed cuts send every '
+              'frame)'),
     ParamSpec('max_accuracy_drop', planner.DEFAULT_MAX_ACCURACY_DROP, 'cut=auto never picks a '
               'lossy (cut, codec, quality) whose accuracy drop on held-out data (percentage '
               'points, from the target\'s accuracy profile) exceeds this, nor a lossy one '
@@ -375,6 +379,11 @@ class HeadControl:
             self.publish_plan()
             return stream
 
+    def pacing_mbps(self) -> float | None:
+        """Return the uplink speed features are paced at (cut=auto, ``pace_uplink``), or None."""
+        p = self.params
+        return p['uplink_mbps'] if p['cut'] == AUTO and p['pace_uplink'] else None
+
     def _log_choice(self, what: str) -> None:
         c, link, stream = self.planner.choice, self.planner.link, self.planner.stream
         rate = '' if not stream.camera_fps else (
@@ -580,21 +589,40 @@ class CameraInput:
 
 
 class FeaturesOutput:
-    """The features publisher: payload + meta (stream epoch, sequence number, receipt time)."""
+    """
+    The features publisher: payload + meta (stream epoch, sequence number, receipt time).
 
-    def __init__(self, node: Node, params: dict, stats: NodeStats):
+    Paced by the head's declared uplink (:meth:`HeadControl.pacing_mbps`,
+    :class:`core.planner.UplinkPacer`): :meth:`take_frame` says whether the
+    next camera frame may be computed, or counts it as ``dropped.uplink``.
+    """
+
+    def __init__(self, node: Node, head: HeadControl, stats: NodeStats):
+        params = head.params
         self.pub = node.create_publisher(CompressedImage, 'features', features_qos(
             params['features_reliability'], params['features_depth']),
             event_callbacks=pub_events())
         self.stats = stats
+        self.pacing_mbps = head.pacing_mbps
+        self.pacer = planner.UplinkPacer()
         self.epoch = accounting.new_epoch()   # this stream's boot id: a restart is a new one
         self.seq = 0
+
+    def take_frame(self, stats: NodeStats) -> bool:
+        """Return whether the uplink has room for a frame now; else count it in ``stats``."""
+        if self.pacing_mbps() is None or self.pacer.ready(time.monotonic() * 1e3):
+            return True
+        stats.drop('uplink')
+        return False
 
     def publish(self, out: pipeline.EdgeOutput, header, t_rx: int) -> None:
         """Publish one frame's features with the camera header and the stream's fields."""
         self.seq += 1
         out.meta.update(epoch=self.epoch, seq=self.seq, t_rx=t_rx)
-        self.pub.publish(conversions.payload_to_msg(out.payload, out.meta, header))
+        msg = conversions.payload_to_msg(out.payload, out.meta, header)
+        self.pub.publish(msg)
+        if (mbps := self.pacing_mbps()) is not None:
+            self.pacer.sent(len(msg.data) + len(msg.format), mbps, time.monotonic() * 1e3)
         self.stats.frame(len(out.payload), (time.time_ns() - t_rx) / 1e6)
 
 

@@ -50,7 +50,7 @@ class EdgeNode(Node):
         self.wake = self.create_guard_condition(self._infer, callback_group=group)
         self.camera = CameraInput(self, self.camera_params['input_transport'], self.wake,
                                   self.stats)
-        self.features = FeaturesOutput(self, self.head.params, self.stats)
+        self.features = FeaturesOutput(self, self.head, self.stats)
         self.head.watch_stream(lambda: self.stats.counts['received'])
         self.publish_denoised = denoised_publisher(self, self.camera_params['publish_denoised'])
         diagnostics_timer(self, [(node_name, self.stats)])
@@ -66,6 +66,8 @@ class EdgeNode(Node):
         serve_newest(self, self.camera, self._serve)
 
     def _serve(self, frame, encoding: str, header, t_rx: int) -> None:
+        if not self.features.take_frame(self.stats):
+            return
         out = self.stage.process(frame, encoding)
         self.features.publish(out, header, t_rx)
         self.publish_denoised(out.denoised, header)

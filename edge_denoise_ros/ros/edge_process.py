@@ -51,7 +51,7 @@ class TargetNode(Node):
         self.inbox = Mailbox(depth=HANDOFF_DEPTH)
         group = priority_group(self, 'target', default=60)
         self.wake = self.create_guard_condition(self._run, callback_group=group)
-        self.features = FeaturesOutput(self, self.head.params, self.stats)
+        self.features = FeaturesOutput(self, self.head, self.stats)
         diagnostics_timer(self, [(node_name, self.stats)])
         s = self.stage.settings
         self.get_logger().info(f'target ready: model {self.stage.target.name} '
@@ -102,6 +102,8 @@ class DenoiserNode(Node):
         serve_newest(self, self.camera, self._serve)
 
     def _serve(self, frame, encoding: str, header, t_rx: int) -> None:
+        if not self.target.features.take_frame(self.stats):
+            return
         settings = self.stage.settings
         if settings.cut == pipeline.FRAME_CUT:   # checked, at the scale it is sent
             image = self.stage.frame_image(frame, encoding, settings)
