@@ -23,9 +23,12 @@ reason on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import signal
 import sys
+import threading
 import time
 
 from . import __version__
@@ -185,6 +188,31 @@ def build_parser(load=None) -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm():
+    """
+    Within this, SIGTERM (``kill``, a timeout) interrupts as Ctrl-C does.
+
+    So a benchmark that is killed still removes what it made (network
+    namespaces, CPU-quota cgroups, the nodes it started) on its way out.
+    Where the handler cannot be set (not the main thread) or someone else set
+    one, nothing changes.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -193,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = ' '.join(['edge-denoise', *argv])   # what bundle cards record
     try:
-        outcome = args.func(args)
+        with interrupt_on_sigterm():
+            outcome = args.func(args)
     except KeyboardInterrupt:
         print('edge-denoise: interrupted', file=sys.stderr)
         return 130

@@ -15,6 +15,7 @@
 """The shaped link: two network namespaces, tc tbf, every strategy measured (short run)."""
 
 import subprocess
+import sys
 
 import pytest
 
@@ -47,6 +48,30 @@ def test_pair_is_removed_also_on_failure(can_make_namespaces):
             pair.shape(2, 100)
             assert set(_ours()) >= {pair.edge_ns, pair.host_ns}
             1 / 0
+    assert not _ours()
+
+
+def test_a_killed_benchmark_removes_its_namespaces(can_make_namespaces):
+    # What `edge-denoise bench link` runs in: killed (SIGTERM, not Ctrl-C: a background
+    # job ignores SIGINT), it leaves no namespace behind.
+    script = ('import time\n'
+              'from edge_denoise_ros import cli\n'
+              'from edge_denoise_ros.harness import netns\n'
+              'with cli.interrupt_on_sigterm():\n'
+              '    try:\n'
+              '        with netns.LinkPair("tterm", index=253):\n'
+              '            print("ready", flush=True)\n'
+              '            time.sleep(60)\n'
+              '    except KeyboardInterrupt:\n'
+              '        print("interrupted", flush=True)\n')
+    proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == 'ready' and _ours()
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert out.strip() == 'interrupted' and proc.returncode == 0
     assert not _ours()
 
 
