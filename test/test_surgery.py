@@ -25,6 +25,7 @@ from torch import nn
 from edge_denoise_ros import cli
 from edge_denoise_ros.core import mincut, models, planner, profiling, surgery, validation
 from edge_denoise_ros.core.bundle import Bundle
+from edge_denoise_ros.core.stream import PACING_HEADROOM, Stream, StreamMeter, UplinkPacer
 
 
 @pytest.fixture(scope='module')
@@ -295,7 +296,7 @@ def test_planner_serves_the_camera_rate_before_latency():
     assert alone.choice.name == 'split' and 'served_fps' not in alone.rows[0]
     # 30 frames/s that cost the edge 20 ms each to take in leave it 400 ms a second:
     # the split's edge serves 16 frames/s, the model-size frame all 30 (its link: 45).
-    stream = planner.Stream(camera_fps=30, intake_ms=20)
+    stream = Stream(camera_fps=30, intake_ms=20)
     result = planner.plan(cands, link, stream=stream)
     assert result.choice.name == 'host_only/raw@model'
     split, frame = result.row('split'), result.row('host_only/raw@model')
@@ -304,19 +305,19 @@ def test_planner_serves_the_camera_rate_before_latency():
     assert result.row('edge_only')['served_fps'] == pytest.approx(10.0)
     assert result.as_dict()['stream'] == {'camera_fps': 30, 'intake_ms': 20}
     # Both serve the camera's rate: latency decides again.
-    assert planner.plan(cands, link, stream=planner.Stream(30, 0)).choice.name == 'split'
+    assert planner.plan(cands, link, stream=Stream(30, 0)).choice.name == 'split'
     # At 2 Mbit/s the frame's link carries 9 frames/s: the split's 16 win.
     slow = planner.plan(cands, planner.Link(uplink_mbps=2), stream=stream)
     assert slow.choice.name == 'split' and slow.row('host_only/raw@model')['limited_by'] == 'link'
     # An edge whose whole second goes to intake serves nothing it computes.
-    flooded = planner.plan(cands, link, stream=planner.Stream(30, 40))
+    flooded = planner.plan(cands, link, stream=Stream(30, 40))
     assert flooded.row('split')['served_fps'] == 0 and flooded.choice.name == 'split'
     with pytest.raises(ValueError, match='camera_fps'):
-        planner.Stream(camera_fps=-1)
+        Stream(camera_fps=-1)
 
 
 def test_stream_meter_costs_intake_and_planner_replans_with_hysteresis():
-    meter = planner.StreamMeter(share=0.25, min_frames=10)
+    meter = StreamMeter(share=0.25, min_frames=10)
     assert meter.sample(0.0, 0.0, 0, 0, 25.0) is None            # the first: a baseline
     # 2 s: 60 frames in, 24 served at 25 ms; the process spent 0.49 s of CPU at a
     # quarter core: 1960 ms of edge time, 600 of them serving, 1360 / 60 taking frames in.
@@ -331,12 +332,12 @@ def test_stream_meter_costs_intake_and_planner_replans_with_hysteresis():
     assert online.plan().stream == stream
     # Intake so light that the split too serves all 30 frames/s: it is best by latency
     # again, by less than the hysteresis, so the plan stays; a link too slow moves it.
-    assert online.update(stream=planner.Stream(30, 0.45)).name == 'host_only/raw@model'
+    assert online.update(stream=Stream(30, 0.45)).name == 'host_only/raw@model'
     assert online.update(uplink_mbps=2).name == 'split' and online.switches == 2
 
 
 def test_uplink_pacer_sends_what_the_link_carries_and_banks_no_credit():
-    pacer = planner.UplinkPacer(max_backlog_ms=100, headroom=1.0)
+    pacer = UplinkPacer(max_backlog_ms=100, headroom=1.0)
     # A camera at 30 frames/s, 25,000-byte frames over 2 Mbit/s: 100 ms each on the link.
     # The pacer lets up the link's 10 frames/s, never the camera's 30, and never has more
     # than the bound plus one frame on the way.
@@ -354,9 +355,9 @@ def test_uplink_pacer_sends_what_the_link_carries_and_banks_no_credit():
     pacer.sent(25_000, 2.0, later)
     assert pacer.backlog_ms(later) == pytest.approx(100)
     # The headroom leaves a share of the link to headers and other traffic.
-    assert planner.UplinkPacer().headroom == planner.PACING_HEADROOM < 1
+    assert UplinkPacer().headroom == PACING_HEADROOM < 1
     with pytest.raises(ValueError, match='headroom'):
-        planner.UplinkPacer(headroom=0)
+        UplinkPacer(headroom=0)
 
 
 def test_profiles_round_trip_and_edge_host_profiles_combine(tmp_path, one_thread):

@@ -39,13 +39,13 @@ are always allowed. A ``codec`` asked for (the node's ``codec`` parameter) and a
 ``codecs`` allow-list narrow the choice further. Every excluded candidate stays
 in the plan's rows with its reason.
 
-The camera stream (:class:`Stream`): a robot's camera sends frames at its own
+The camera stream (:class:`.stream.Stream`): a robot's camera sends frames at its own
 rate, and the edge pays for each one it receives (DDS, deserialization), served
 or dropped while busy. Given the rate, the planner picks what serves the most
 frames a second, each stage (edge, uplink, host) working on its own frame
 (:meth:`Candidate.served_fps`); among those within ``FPS_TOLERANCE`` of the
 most, the least latency. An edge node measures its stream as it runs
-(:class:`StreamMeter`: the camera rate, and the edge time per received frame
+(:class:`.stream.StreamMeter`: the camera rate, and the edge time per received frame
 beyond serving it) and re-plans. Without a rate (0), one frame's latency alone.
 
 Typical use on an edge node::
@@ -69,11 +69,11 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from torch import nn
 
-from .bundle import key as accuracy_key
 from .codecs import codec_quality, DEFAULT_QUALITY
-from .pipeline import FRAME_CUT
 from . import profiling
 from .profiling import check_codecs, load_profile, measure_profile, Profile
+from .stream import Stream, transfer_ms
+from .accuracy_entries import accuracy_drop, accuracy_entry, attacked_drop
 from .surgery import EDGE_ONLY, HOST_ONLY, SPLIT
 
 # The seed's classification result: 25 bytes for ResNet50.
@@ -108,39 +108,6 @@ class Link:
 # latency decides among them.
 FPS_TOLERANCE = 0.05
 STAGES = ('camera', 'edge', 'link', 'host')
-
-
-@dataclass(frozen=True)
-class Stream:
-    """
-    The camera stream the edge serves: frames a second, and each one's cost to take in.
-
-    ``camera_fps``: the camera's rate (0: unknown; the planner then weighs one
-    frame's latency alone). ``intake_ms``: the edge time each received frame
-    costs whether it is served or dropped while the edge is busy (receiving,
-    deserializing, keeping it), in the edge profile's units (the wall time of
-    a frame at the edge's CPU share, as ``Candidate.edge_ms``).
-    """
-
-    camera_fps: float = 0.0
-    intake_ms: float = 0.0
-
-    def __post_init__(self):
-        for name in ('camera_fps', 'intake_ms'):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f'{name} must be a finite number >= 0, got {value}')
-
-
-# What an edge pacing its uplink (UplinkPacer) lets queue, and the share of the
-# declared speed it fills with frames.
-MAX_UPLINK_BACKLOG_MS = 100.0
-PACING_HEADROOM = 0.95
-
-
-def transfer_ms(nbytes: float, mbps: float) -> float:
-    """Return the time in ms to send ``nbytes`` at ``mbps`` Mbit/s (SI: 1 Mbit = 1e6 bit)."""
-    return nbytes * 8.0 / (mbps * 1e3)
 
 
 @dataclass(frozen=True)
@@ -352,58 +319,6 @@ def _quality(asked: int | None, measured: int | None) -> int:
 
 
 # ----------------------------------------------------------------------- accuracy guard
-
-def accuracy_entry(profile: Mapping[str, dict], candidate: Candidate) -> dict | None:
-    """
-    Return the accuracy profile's entry of a candidate's (cut, codec, quality), or None.
-
-    Entries are keyed ``cut/codec/q`` (:func:`.bundle.key`): a split candidate
-    matches by its cut's label (the wire name, ``layer1``) or node name, a
-    host-only one by the ``frame`` cut.
-    """
-    if candidate.kind == EDGE_ONLY:
-        return None
-    q = codec_quality(candidate.codec, candidate.quality)
-    cuts = (FRAME_CUT,) if candidate.kind == HOST_ONLY else (candidate.label, candidate.cut)
-    for cut in dict.fromkeys(c for c in cuts if c):
-        entry = profile.get(accuracy_key(cut, candidate.codec, q))
-        if entry is not None:
-            return entry
-    return None
-
-
-def _measured_drop(entry: Mapping) -> float | None:
-    drop = entry.get('drop_pt')
-    if drop is None and entry.get('reference') is not None and entry.get('accuracy') is not None:
-        drop = 100.0 * (float(entry['reference']) - float(entry['accuracy']))
-    try:
-        drop = float(drop)
-    except (TypeError, ValueError):
-        return None
-    return drop if math.isfinite(drop) else None
-
-
-def attacked_drop(entry: Mapping) -> float | None:
-    """Return an entry's drop under attack (its ``attacked`` measurement), or None."""
-    attacked = entry.get('attacked')
-    return _measured_drop(attacked) if isinstance(attacked, Mapping) else None
-
-
-def accuracy_drop(entry: Mapping) -> float | None:
-    """
-    Return an entry's drop in percentage points: the worse of clean and under attack.
-
-    Clean: ``drop_pt``, else from its fractions. Under attack: the ``attacked``
-    measurement's, where there is one (a host-only frame codec runs before the
-    host's defense, so its cost on attacked frames is its own). None when the
-    clean drop is missing.
-    """
-    drop = _measured_drop(entry)
-    attacked = attacked_drop(entry)
-    if drop is None or attacked is None:
-        return drop
-    return max(drop, attacked)
-
 
 def _sends(c: Candidate) -> str | None:
     return EDGE_ONLY_CODEC if c.kind == EDGE_ONLY else c.codec
@@ -693,86 +608,6 @@ class Planner:
         return new
 
 
-class StreamMeter:
-    """
-    The camera stream an edge process serves, measured from its own counters.
-
-    Each :meth:`sample` takes the process's CPU time and the frames received
-    and served so far. Over the window since the previous sample it returns
-    the camera rate and the edge time each received frame costs beyond
-    serving: the process's time, less the served frames at the edge time the
-    planner gives the candidate in use, over the frames received. So the plan
-    in use is costed as it really ran, and every other candidate pays the
-    same intake. ``share`` turns CPU time into the edge profile's units (the
-    CPU share of a sustained profile; 1.0 for a profile of wall times).
-    """
-
-    def __init__(self, share: float = 1.0, min_frames: int = 10):
-        if not (math.isfinite(share) and share > 0) or min_frames < 1:
-            raise ValueError(f'need share > 0 and min_frames >= 1, got {share}, {min_frames}')
-        self.share = float(share)
-        self.min_frames = int(min_frames)
-        self._last: tuple[float, float, int, int] | None = None
-
-    def sample(self, wall_s: float, cpu_s: float, received: int, served: int,
-               edge_ms: float) -> Stream | None:
-        """
-        Return the stream over the window since the last sample, or None.
-
-        ``wall_s`` and ``cpu_s``: a monotonic clock and the process's CPU time
-        (seconds); ``received`` and ``served``: frame counters; ``edge_ms``:
-        the planner's edge time of the candidate in use. None for the first
-        sample and for windows with fewer than ``min_frames`` frames received.
-        """
-        last, self._last = self._last, (wall_s, cpu_s, received, served)
-        if last is None:
-            return None
-        wall, cpu = wall_s - last[0], cpu_s - last[1]
-        n_in, n_out = received - last[2], served - last[3]
-        if wall <= 0 or n_in < self.min_frames:
-            return None
-        spent = 1000.0 * max(0.0, cpu) / self.share
-        intake = max(0.0, spent - max(0, n_out) * edge_ms) / n_in
-        return Stream(camera_fps=n_in / wall, intake_ms=intake)
-
-
-class UplinkPacer:
-    """
-    Keep what the edge sends within the uplink the planner plans with.
-
-    A frame the link cannot carry is best not sent: it would queue behind the
-    frames before it (in the sender, the network, a shaper) and be lost or
-    late, and every frame after it with it. The pacer tracks when the frames
-    sent so far will have crossed a link of the declared speed (at
-    ``headroom`` of it: packet headers and the node's other traffic share the
-    link); :meth:`ready` is False while more than ``max_backlog_ms`` of them
-    is still on the way, so the edge skips a camera frame instead of
-    computing it. Frames then go up at the rate the planner's uplink stage
-    assumes, whatever the camera sends.
-    """
-
-    def __init__(self, max_backlog_ms: float = MAX_UPLINK_BACKLOG_MS,
-                 headroom: float = PACING_HEADROOM):
-        if not (max_backlog_ms >= 0 and 0 < headroom <= 1):
-            raise ValueError(f'need max_backlog_ms >= 0 and 0 < headroom <= 1, got '
-                             f'{max_backlog_ms}, {headroom}')
-        self.max_backlog_ms = float(max_backlog_ms)
-        self.headroom = float(headroom)
-        self._clear_ms = -math.inf     # when what was sent has crossed the link
-
-    def backlog_ms(self, now_ms: float) -> float:
-        """Return how long what was sent before ``now_ms`` still needs to cross the link."""
-        return max(0.0, self._clear_ms - now_ms)
-
-    def ready(self, now_ms: float) -> bool:
-        """Return whether a frame may go up at ``now_ms`` (monotonic ms)."""
-        return self.backlog_ms(now_ms) <= self.max_backlog_ms
-
-    def sent(self, nbytes: int, mbps: float, now_ms: float) -> None:
-        """Account ``nbytes`` sent at ``now_ms`` over an uplink of ``mbps`` Mbit/s."""
-        self._clear_ms = max(self._clear_ms, now_ms) + transfer_ms(nbytes, mbps * self.headroom)
-
-
 def _as_profile(p) -> Profile | None:
     if p is None or isinstance(p, Profile):
         return p
@@ -812,7 +647,7 @@ def make_planner(model: nn.Module, input_shape: Sequence[int], link: Link = Link
     ``sustained``: a profile measured here takes CPU times and turns them into
     the wall time of frames in a row at the CPU share this process gets
     (:func:`.profiling.sustained`; a CPU quota's throttling included).
-    ``stream``: the camera stream planned for (:class:`Stream`).
+    ``stream``: the camera stream planned for (:class:`.stream.Stream`).
     """
     edge, host = _as_profile(edge_profile), _as_profile(host_profile)
     shape = [int(d) for d in input_shape[-3:]]

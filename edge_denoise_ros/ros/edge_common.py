@@ -59,6 +59,7 @@ from ..core.fxguard import FX_GUARD
 from ..core.models import set_torch_threads
 from ..core.scheduled_model import ScheduledModel
 from ..core.scheduler import Scheduler
+from ..core.stream import Stream, StreamMeter, UplinkPacer
 
 AUTO = 'auto'
 LINK = planner.Link()   # the declared link's defaults
@@ -239,7 +240,7 @@ class HeadControl:
                     model_name=target.name, quality=p['quality'],
                     frame_quality=p['frame_quality'], accuracy_profile=self.accuracy,
                     defenses=functools.partial(pipeline.defense_modules, target), sustained=True,
-                    defense=defense, stream=planner.Stream(camera_fps=p['camera_fps']),
+                    defense=defense, stream=Stream(camera_fps=p['camera_fps']),
                     **_rules(p))
             except ValueError as exc:
                 raise ValueError(f'cut=auto, codec={p["codec"]}: {exc}') from None
@@ -340,7 +341,7 @@ class HeadControl:
             return
         machine = self.planner.edge_profile.machine
         share = machine.get('cpu_share', 1.0) if machine.get('sustained') else 1.0
-        self.meter = planner.StreamMeter(share=share)
+        self.meter = StreamMeter(share=share)
 
         def sample() -> None:
             self.measure_stream(time.monotonic(), time.process_time(), received(),
@@ -349,9 +350,9 @@ class HeadControl:
         self.node.create_timer(window, sample)
 
     def measure_stream(self, wall_s: float, cpu_s: float, received: int,
-                       served: int) -> planner.Stream | None:
+                       served: int) -> Stream | None:
         """
-        Take one sample of the stream (:class:`core.planner.StreamMeter`) and re-plan for it.
+        Take one sample of the stream (:class:`core.stream.StreamMeter`) and re-plan for it.
 
         Returns the stream measured since the last sample (None: too few frames
         to tell); it goes into the diagnostics (``stream_fps``,
@@ -593,7 +594,7 @@ class FeaturesOutput:
     The features publisher: payload + meta (stream epoch, sequence number, receipt time).
 
     Paced by the head's declared uplink (:meth:`HeadControl.pacing_mbps`,
-    :class:`core.planner.UplinkPacer`): :meth:`take_frame` says whether the
+    :class:`core.stream.UplinkPacer`): :meth:`take_frame` says whether the
     next camera frame may be computed, or counts it as ``dropped.uplink``.
     """
 
@@ -604,7 +605,7 @@ class FeaturesOutput:
             event_callbacks=pub_events())
         self.stats = stats
         self.pacing_mbps = head.pacing_mbps
-        self.pacer = planner.UplinkPacer()
+        self.pacer = UplinkPacer()
         self.epoch = accounting.new_epoch()   # this stream's boot id: a restart is a new one
         self.seq = 0
 
