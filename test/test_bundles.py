@@ -49,6 +49,15 @@ def _run(*argv) -> tuple[int, dict | None, str]:
     return code, result, err.getvalue()
 
 
+def test_background_photos_load_whole_and_quietly(capfd):
+    # libpng complains about some photographs' ICC profiles; a user running make demo or
+    # data scenes should not see that on the terminal.
+    photos = scenes.load_photos()
+    assert len(photos) == len(scenes.PHOTOS)
+    assert all(p.ndim == 3 and p.shape[2] == 3 and p.dtype == np.uint8 for p in photos)
+    assert 'libpng' not in capfd.readouterr().err
+
+
 def test_scenes_are_the_same_for_any_slice_and_use_their_own_split():
     cfg = scenes.SceneConfig(size=40)
     x, y = scenes.make_scenes('test', 6, cfg)

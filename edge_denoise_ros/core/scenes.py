@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from . import data
+from .libwarnings import library_warnings
 
 # scikit-image's real photographs (its synthetic test patterns are left out).
 PHOTOS = (
@@ -60,7 +61,10 @@ def load_photos(folder: Path | None = None) -> list[np.ndarray]:
     folder = folder or photo_dir()
     photos = []
     for name in PHOTOS:
-        img = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+        # libpng says some of these carry an odd ICC profile ("iCCP: known incorrect sRGB
+        # profile"): harmless for a background, and not for a user's terminal.
+        with library_warnings():
+            img = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
         if img is not None:
             photos.append(np.ascontiguousarray(img[:, :, ::-1]))
     if len(photos) < 5:
