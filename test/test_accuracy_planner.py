@@ -25,18 +25,19 @@ cut, codec and quality in use on ``~/plan`` and in the diagnostics.
 import dataclasses
 import json
 import threading
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 import rclpy.node
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from std_msgs.msg import Header, String
+from rclpy.serialization import serialize_message
+from std_msgs.msg import String
 
 from edge_denoise_ros.core import frames, models, pipeline, planner, profiling, tails
 from edge_denoise_ros.ros.common import status_values
 from edge_denoise_ros.ros.edge_common import PLAN_QOS
+from edge_denoise_ros.ros import conversions
 from edge_denoise_ros.ros.edge_node import EdgeNode
 from conftest import wait_for
 
@@ -422,17 +423,21 @@ def test_auto_replans_for_the_camera_stream_it_measures(rclpy_context, stream_pr
 @pytest.mark.ros
 def test_auto_skips_frames_the_declared_uplink_cannot_carry(rclpy_context, stream_profiles):
     node = auto_edge_node(rclpy_context, stream_profiles, defense='none', uplink_mbps=0.01)
-    frame = frames.example_frame((480, 640), gray=False)
+    image = conversions.bridge().cv2_to_imgmsg(frames.example_frame((480, 640), gray=False),
+                                               encoding='bgr8')
+    raw = serialize_message(image)
 
     def serve(n: int) -> tuple[int, int]:
+        # Each camera frame as the subscription hands it over, then the inference callback.
         before = (node.stats.frames, node.stats.drops['uplink'])
         for _ in range(n):
-            node._serve(frame, 'bgr8', Header(), time.time_ns())
+            node.camera._on_frame(raw)
+            node._infer()
         return node.stats.frames - before[0], node.stats.drops['uplink'] - before[1]
 
     try:
         # 10 kbit/s: any message takes over 100 ms to cross, so of ten frames back to back
-        # the first goes up and the rest are skipped before they are computed, each counted.
+        # the first goes up and the rest are dropped unread, before any decoding, each counted.
         assert serve(10) == (1, 9)
         # Unpaced, every frame is computed and sent, whatever the link.
         assert node.set_parameters([Parameter('pace_uplink', value=False)])[0].successful

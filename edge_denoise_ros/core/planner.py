@@ -69,11 +69,11 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from torch import nn
 
+from .accuracy_entries import accuracy_drop, accuracy_entry, attacked_drop
 from .codecs import codec_quality, DEFAULT_QUALITY
 from . import profiling
 from .profiling import check_codecs, load_profile, measure_profile, Profile
 from .stream import Stream, transfer_ms
-from .accuracy_entries import accuracy_drop, accuracy_entry, attacked_drop
 from .surgery import EDGE_ONLY, HOST_ONLY, SPLIT
 
 # The seed's classification result: 25 bytes for ResNet50.

@@ -524,10 +524,16 @@ def guarded(node: Node, stats: NodeStats, work: Callable[..., None], *args) -> N
         log_error(node, stats, 'inference', exc)
 
 
-def serve_newest(node: Node, camera: CameraInput, handle: Callable[..., None]) -> None:
-    """Run ``handle(frame, encoding, header, t_rx)``, guarded, on the newest frame, if any."""
+def serve_newest(node: Node, camera: CameraInput, handle: Callable[..., None],
+                 features: FeaturesOutput) -> None:
+    """
+    Run ``handle(frame, encoding, header, t_rx)``, guarded, on the newest frame, if any.
+
+    A frame the uplink has no room for (``features``' pacer) is dropped before
+    it is read or decoded.
+    """
     def work() -> None:
-        item = camera.take()
+        item = camera.take(features.admit_frame)
         if item is not None:
             handle(*item)
     guarded(node, camera.stats, work)
@@ -569,16 +575,17 @@ class CameraInput:
         self.stats.drop('skipped', self.frames.put((raw, time.time_ns())))
         self.wake.trigger()
 
-    def take(self):
+    def take(self, admit: Callable[[NodeStats], bool]):
         """
         Return ``(frame, encoding, header, t_rx_ns)`` of the newest frame, or None.
 
         The subscription hands over the serialized message (``raw``): its fields are
         read in place (:mod:`.cdr`), so a frame is checked (size cap, encoding,
-        image header) before anything is copied or decoded.
+        image header) before anything is copied or decoded. ``admit(stats)``
+        is asked first: False drops the frame unread (it counts the drop).
         """
         item = self.frames.take()
-        if item is None:
+        if item is None or not admit(self.stats):
             return None
         raw, t_rx = item
         try:
@@ -594,7 +601,7 @@ class FeaturesOutput:
     The features publisher: payload + meta (stream epoch, sequence number, receipt time).
 
     Paced by the head's declared uplink (:meth:`HeadControl.pacing_mbps`,
-    :class:`core.stream.UplinkPacer`): :meth:`take_frame` says whether the
+    :class:`core.stream.UplinkPacer`): :meth:`admit_frame` says whether the
     next camera frame may be computed, or counts it as ``dropped.uplink``.
     """
 
@@ -609,7 +616,7 @@ class FeaturesOutput:
         self.epoch = accounting.new_epoch()   # this stream's boot id: a restart is a new one
         self.seq = 0
 
-    def take_frame(self, stats: NodeStats) -> bool:
+    def admit_frame(self, stats: NodeStats) -> bool:
         """Return whether the uplink has room for a frame now; else count it in ``stats``."""
         if self.pacing_mbps() is None or self.pacer.ready(time.monotonic() * 1e3):
             return True

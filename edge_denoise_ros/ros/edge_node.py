@@ -63,11 +63,9 @@ class EdgeNode(Node):
         apply_defense(self.head, changes)
 
     def _infer(self) -> None:
-        serve_newest(self, self.camera, self._serve)
+        serve_newest(self, self.camera, self._serve, self.features)
 
     def _serve(self, frame, encoding: str, header, t_rx: int) -> None:
-        if not self.features.take_frame(self.stats):
-            return
         out = self.stage.process(frame, encoding)
         self.features.publish(out, header, t_rx)
         self.publish_denoised(out.denoised, header)

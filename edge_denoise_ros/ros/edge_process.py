@@ -99,11 +99,9 @@ class DenoiserNode(Node):
         apply_defense(self.target.head, changes)
 
     def _run(self) -> None:
-        serve_newest(self, self.camera, self._serve)
+        serve_newest(self, self.camera, self._serve, self.target.features)
 
     def _serve(self, frame, encoding: str, header, t_rx: int) -> None:
-        if not self.target.features.take_frame(self.stats):
-            return
         settings = self.stage.settings
         if settings.cut == pipeline.FRAME_CUT:   # checked, at the scale it is sent
             image = self.stage.frame_image(frame, encoding, settings)
