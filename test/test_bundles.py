@@ -203,6 +203,33 @@ def test_a_changed_file_is_refused_not_served(tiny_bundle, tmp_path):
         pipeline.Target(bundle=str(folder))
 
 
+def test_a_rerun_resumes_its_own_run_and_a_new_target_trains_afresh(tiny_bundle, tmp_path):
+    # make bundle after a target changed must not resume (or return) a DUNET made for the old one
+    folder = tmp_path / 'B'
+    shutil.copytree(tiny_bundle, folder)
+    again = ('train', 'denoiser', '--out', str(folder), '--data',
+             str(tiny_bundle.parent / 'images'), '--epochs', '1', '--n-train', '16', '--width',
+             '0.125', '--batch-size', '8', '--eval-limit', '6', '--json')
+
+    def dunet_sha():
+        return bundle.Bundle.load(folder).card['files']['dunet.pt']['sha256']
+
+    before = dunet_sha()
+    assert _run(*again)[0] == 0
+    assert dunet_sha() == before          # the finished run's own checkpoint: same weights
+    runs = sorted(p.name for p in (folder / 'checkpoints').glob('dunet_*.ckpt'))
+    assert len(runs) == 1
+    torch.manual_seed(1)
+    models.save_state_dict(models.build_model('squeezenet1_1', num_classes=10),
+                           folder / bundle.TARGET)
+    b = bundle.Bundle.load(folder)
+    b.record_file(bundle.TARGET)
+    b.save()
+    assert _run(*again)[0] == 0
+    assert dunet_sha() != before          # trained for the new target, from the start
+    assert len(list((folder / 'checkpoints').glob('dunet_*.ckpt'))) == 2
+
+
 def test_the_accuracy_profile_measures_host_only_frames_under_attack_too(tiny_bundle,
                                                                          tmp_path):
     folder = tmp_path / 'B'

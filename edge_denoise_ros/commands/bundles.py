@@ -140,6 +140,26 @@ def _mix(args) -> training.AdversarialMix:
     return training.AdversarialMix(eps=tuple(args.train_eps) if args.train_eps else TRAIN_EPS)
 
 
+def _run_key(ctx: UserContext, *inputs) -> str:
+    """Return a digest of the bundle's target, its training images and ``inputs``."""
+    key = hashlib.sha256(repr((ctx.target.hash,) + inputs).encode()
+                         + ctx.train.x.numpy().tobytes() + ctx.train.y.numpy().tobytes())
+    return key.hexdigest()[:16]
+
+
+def _checkpoint(ctx: UserContext, kind: str, *inputs) -> training.Checkpoint:
+    """
+    Return the checkpoint of one training run, named by all that shapes its result.
+
+    The name holds :func:`_run_key` of the run's settings and starting weights
+    (``inputs``), so a run resumes only its own state: after the target, the
+    images or a setting changed, it trains afresh instead of resuming (or, when
+    finished, returning) weights that were made for something else.
+    """
+    return training.Checkpoint(ctx.bundle.root / 'checkpoints'
+                               / f'{kind}_{_run_key(ctx, *inputs)}.ckpt')
+
+
 def _adversarial(ctx: UserContext, args):
     """
     Return HGD's training set ``(x_adv, x_clean, counts)``, made once per bundle and settings.
@@ -150,9 +170,7 @@ def _adversarial(ctx: UserContext, args):
     """
     x = ctx.train.floats()
     mix = _mix(args)
-    key = hashlib.sha256(repr((ctx.target.hash, mix, args.seed)).encode()
-                         + ctx.train.x.numpy().tobytes() + ctx.train.y.numpy().tobytes())
-    cache = ctx.bundle.root / 'checkpoints' / f'adversarial_{key.hexdigest()[:16]}.pt'
+    cache = ctx.bundle.root / 'checkpoints' / f'adversarial_{_run_key(ctx, mix, args.seed)}.pt'
     if cache.is_file():
         saved = torch.load(cache, map_location='cpu', weights_only=True)
         return saved['x_adv'].float(), x, saved['counts']
@@ -204,8 +222,7 @@ def train_denoiser(args) -> dict:
                                         lr=args.lr, loss=args.loss, seed=args.seed)
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('train DUNET'),
-                            checkpoint=training.Checkpoint(
-                                ctx.bundle.root / 'checkpoints' / 'dunet.ckpt'))
+                            checkpoint=_checkpoint(ctx, 'dunet', cfg, tcfg, _mix(args)))
     seconds = time.monotonic() - start
     acc = report(ctx, {'none': torch.nn.Identity(), 'dunet': model}, args.eval_limit, args.eps)
     return _save_denoiser(
@@ -221,7 +238,8 @@ def train_denoiser_d(args) -> dict:
     ctx = open_context(args, args.n_train)
     entry = ctx.bundle.denoiser('dunet')
     cfg = dunet.DUNetConfig.from_dict(entry['config'])
-    base = dunet.load_denoiser('dunet', cfg, ctx.bundle.check_file(entry['weights']))
+    base_file = ctx.bundle.check_file(entry['weights'])
+    base = dunet.load_denoiser('dunet', cfg, base_file)
     start = time.monotonic()
     rule = args.rule or cfg.rank_rule
     approx = dunet.decompose(base, rule)
@@ -236,8 +254,8 @@ def train_denoiser_d(args) -> dict:
                                         lr=args.lr, seed=args.seed)
     training.train_denoiser(approx, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('fine-tune DUNET_D'),
-                            checkpoint=training.Checkpoint(
-                                ctx.bundle.root / 'checkpoints' / 'dunet_d.ckpt'))
+                            checkpoint=_checkpoint(ctx, 'dunet_d', bundle.sha256(base_file),
+                                                   rule, tcfg, _mix(args)))
     seconds = time.monotonic() - start
     acc = report(ctx, {'dunet': base, 'dunet_d': approx}, args.eval_limit, args.eps)
     return _save_denoiser(
@@ -300,8 +318,7 @@ def host_finetune(args) -> dict:
     training.finetune_host_tail(head, tail, ctx.train.x, ctx.train.y,
                                 channel_of(args.codec, quality), cfg,
                                 progress=ProgressBar('host fine-tune'),
-                                checkpoint=training.Checkpoint(
-                                    ctx.bundle.root / 'checkpoints' / (name + '.ckpt')))
+                                checkpoint=_checkpoint(ctx, name, cfg))
     seconds = time.monotonic() - start
     after = measure_setting(ctx, cut, args.codec, quality, tail, limit)
     models.save_state_dict(tail, ctx.bundle.path(name))
