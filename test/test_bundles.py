@@ -230,6 +230,24 @@ def test_a_rerun_resumes_its_own_run_and_a_new_target_trains_afresh(tiny_bundle,
     assert len(list((folder / 'checkpoints').glob('dunet_*.ckpt'))) == 2
 
 
+def test_accuracy_measured_on_another_target_is_not_used_nor_kept(tiny_bundle, tmp_path):
+    folder = tmp_path / 'B'
+    shutil.copytree(tiny_bundle, folder)
+    b = bundle.Bundle.load(folder)
+    old = {'cut': 'frame', 'codec': 'jpeg', 'quality': 5, 'accuracy': 1.0, 'reference': 1.0,
+           'drop_pt': 0.0, 'n': 6, 'target': 'another00000'}      # as if the target retrained
+    b.put('accuracy', old, ('cut', 'codec', 'quality'))
+    b.save()
+    target = pipeline.Target(bundle=str(folder))
+    assert bundle.key('frame', 'jpeg', 5) in target.bundle.accuracy_profile()
+    assert bundle.key('frame', 'jpeg', 5) not in target.bundle.accuracy_profile(target.hash)
+    code, _, err = _run('bundle', 'accuracy', '--bundle', str(folder), '--cuts', 'frame',
+                        '--codecs', 'jpeg', '--qualities', '90', '--limit', '6', '--json')
+    assert code == 0, err
+    kept = bundle.Bundle.load(folder).card['accuracy']
+    assert [(e['codec'], e['quality'], e['target']) for e in kept] == [('jpeg', 90, target.hash)]
+
+
 def test_the_accuracy_profile_measures_host_only_frames_under_attack_too(tiny_bundle,
                                                                          tmp_path):
     folder = tmp_path / 'B'

@@ -503,8 +503,13 @@ def accuracy_profile(args) -> dict:
         keys = ('cut', 'codec', 'quality', 'accuracy', 'drop_pt', 'n', 'tail')
         rows.append({k: entry.get(k) for k in keys})
         bar(i, len(todo))
+    entries = ctx.bundle.card.get('accuracy', [])
+    ctx.bundle.card['accuracy'] = [e for e in entries if e.get('target') == ctx.target.hash]
+    stale = len(entries) - len(ctx.bundle.card['accuracy'])
     ctx.bundle.save()
     print(format_table(rows))
+    if stale:
+        print(f'dropped {stale} entries measured for another target than {ctx.target.hash}')
     return {'bundle': str(ctx.bundle.root), 'entries': rows}
 
 

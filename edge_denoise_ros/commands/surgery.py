@@ -265,7 +265,7 @@ def _round(rows: list[dict]) -> list[dict]:
 def _accuracy_profile(args, target) -> tuple[dict, str]:
     """Return the accuracy profile ``plan`` weighs and where it came from."""
     if target is not None:
-        return target.bundle.accuracy_profile(), f'bundle {args.bundle}'
+        return target.bundle.accuracy_profile(target.hash), f'bundle {args.bundle}'
     if args.model == models.DEFAULT_MODEL and args.input is None:
         target = pipeline.Target(args.model, args.weights)
         return tails.shipped_accuracy_profile(target), 'the shipped tails\' measurements'

@@ -194,10 +194,17 @@ class Bundle:
         """Return the fine-tuned tails by ``cut/codec/q`` key."""
         return {key(t['cut'], t['codec'], t.get('quality')): t for t in self.card.get('tails', [])}
 
-    def accuracy_profile(self) -> dict[str, dict]:
-        """Return the held-out accuracy entries by ``cut/codec/q`` key."""
+    def accuracy_profile(self, target_hash: str | None = None) -> dict[str, dict]:
+        """
+        Return the held-out accuracy entries by ``cut/codec/q`` key.
+
+        With ``target_hash``, only those measured on that target: after the
+        target is trained again, what was measured on the old one is no
+        measurement of it (the planner treats the setting as unmeasured).
+        """
         return {key(a['cut'], a['codec'], a.get('quality')): a
-                for a in self.card.get('accuracy', [])}
+                for a in self.card.get('accuracy', [])
+                if target_hash is None or a.get('target') == target_hash}
 
     def put(self, section: str, entry: dict, match: tuple[str, ...]) -> None:
         """Insert ``entry`` into a list section, replacing the one equal on ``match`` keys."""

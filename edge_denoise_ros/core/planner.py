@@ -52,7 +52,7 @@ Typical use on an edge node::
 
     p = planner.make_planner(model, (1, 28, 28), planner.Link(uplink_mbps=45),
                              edge_profile='edge.json',   # or edge_slowdown=10
-                             accuracy_profile=bundle.accuracy_profile())
+                             accuracy_profile=target.bundle.accuracy_profile(target.hash))
     choice = p.choice                       # Candidate: .kind .cut .codec .total_ms(link)
     head, _ = surgery.split(model, choice.cut, x)       # when choice.kind == 'split'
     choice = p.update(uplink_mbps=estimate)             # re-plan, with hysteresis

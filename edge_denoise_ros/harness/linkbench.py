@@ -162,7 +162,8 @@ def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
         edge_profile=profiles.get('edge'), host_profile=profiles.get('host'),
         edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
         frame_codecs=[], model_name=target.name, quality=cfg.feature_quality,
-        accuracy_profile=target.bundle.accuracy_profile() if target.bundle else None,
+        accuracy_profile=(target.bundle.accuracy_profile(target.hash)
+                          if target.bundle else None),
         defenses=functools.partial(pipeline.defense_modules, target), defense=cfg.defense)
     rows = online.plan().rows
     cuts = {}

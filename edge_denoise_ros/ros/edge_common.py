@@ -189,7 +189,7 @@ def accuracy_profile(target: pipeline.Target) -> dict[str, dict]:
     """
     bundle = getattr(target, 'bundle', None)
     if bundle is not None:
-        return bundle.accuracy_profile()
+        return bundle.accuracy_profile(target.hash)
     return tails.shipped_accuracy_profile(target)
 
 
