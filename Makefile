@@ -18,7 +18,7 @@ help:
 	@echo "make bench  - set up, then run the benchmarks (JSON + plots under out/bench)"
 	@echo "make results - rewrite the README's result blocks from docs/results/*.json"
 	@echo "make train  - set up, then retrain every shipped weights file (seeded)"
-	@echo "make bundle - set up, then remake the realistic profile weights/scenes (seeded, ~3.5 h, resumable)"
+	@echo "make bundle - set up, then remake the realistic profile weights/scenes (seeded, ~2 h, resumable)"
 	@echo "make scenes-results - measure again every figure of weights/scenes (after its weights change; ~2 h)"
 	@echo "make setup  - create/refresh .venv and the Fashion-MNIST data"
 
@@ -72,14 +72,9 @@ train: setup
 	$(BIN)/edge-denoise train denoiser-d
 	$(BIN)/edge-denoise train host-finetune
 
-# The realistic profile, made the way a user makes a bundle (seeded; ~3.5 h on 2 cores; run
+# The realistic profile, made the way a user makes a bundle (seeded; ~2 h on 2 cores; run
 # again after a stop: every training step resumes from weights/scenes/checkpoints).
 SCENES := weights/scenes
-# The cuts its accuracy profile measures: mobilenet_v3_small's block outputs and its head (the
-# cuts inside a block are left unmeasured, so cut auto never sends their lossy features).
-SCENES_CUTS := net.features.0,net.features.1,net.features.2,net.features.3,net.features.4,$\
-net.features.5,net.features.6,net.features.7,net.features.8,net.features.9,net.features.10,$\
-net.features.11,net.features,net.avgpool,flatten,net.classifier.0,net.classifier.1
 bundle: setup
 	$(BIN)/edge-denoise data scenes --out out/scenes --train 60000 --test 10000 --size 96
 	$(BIN)/edge-denoise train target --model mobilenet_v3_small --data out/scenes/train \
@@ -88,19 +83,11 @@ bundle: setup
 	$(BIN)/edge-denoise train target --model mobilenet_v3_small --weights $(SCENES)/target.pt \
 	  --data out/scenes/train --input 3x96x96 --epochs 4 --batch-size 128 --optimizer adamw \
 	  --lr 0.002 --weight-decay 0.0001 --label-smoothing 0.1 --threads 2 --seed 1 --out $(SCENES)
-	$(BIN)/edge-denoise train target --model mobilenet_v3_small --weights $(SCENES)/target.pt \
-	  --data out/scenes/train --input 3x96x96 --epochs 15 --batch-size 128 --optimizer adamw \
-	  --lr 0.002 --weight-decay 0.0001 --label-smoothing 0.1 --channels-last --threads 2 --seed 2 \
-	  --out $(SCENES)
 	$(BIN)/edge-denoise train denoiser --out $(SCENES) --data out/scenes/train --n-train 24000 \
 	  --width 0.125 --epochs 4 --batch-size 64 --lr 0.001 --threads 2 --seed 0 --eval-limit 500
 	$(BIN)/edge-denoise train denoiser-d --out $(SCENES) --n-train 24000 --epochs 2 \
 	  --batch-size 64 --lr 0.0002 --threads 2 --seed 0 --eval-limit 500
-	$(BIN)/edge-denoise train host-finetune --out $(SCENES) --cut net.features.4 --codec jpeg \
-	  --quality 50 --epochs 2 --limit 12000 --test-limit 2000 --threads 2 --lr 0.01
-	$(BIN)/edge-denoise bundle accuracy --bundle $(SCENES) --cuts $(SCENES_CUTS) \
-	  --codecs q8,jpeg,deepn_jpeg --qualities 5,20,50,90 --limit 2000 --threads 2
-	$(BIN)/edge-denoise bundle accuracy --bundle $(SCENES) --cuts frame --codecs jpeg,deepn_jpeg \
+	$(BIN)/edge-denoise bundle accuracy --bundle $(SCENES) --codecs q8,jpeg,deepn_jpeg \
 	  --qualities 5,20,50,90 --limit 2000 --threads 2
 
 # Every figure measured on the realistic profile, again (after its weights change), from a
