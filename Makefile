@@ -87,7 +87,11 @@ bundle: setup
 	  --width 0.125 --epochs 4 --batch-size 64 --lr 0.001 --threads 2 --seed 0 --eval-limit 500
 	$(BIN)/edge-denoise train denoiser-d --out $(SCENES) --n-train 24000 --epochs 2 \
 	  --batch-size 64 --lr 0.0002 --threads 2 --seed 0 --eval-limit 500
+	$(BIN)/edge-denoise train host-finetune --out $(SCENES) --cut net.features.4 --codec jpeg \
+	  --quality 50 --epochs 2 --limit 12000 --test-limit 2000 --threads 2 --lr 0.01
 	$(BIN)/edge-denoise bundle accuracy --bundle $(SCENES) --codecs q8,jpeg,deepn_jpeg \
+	  --qualities 5,20,50,90 --limit 2000 --threads 2
+	$(BIN)/edge-denoise bundle accuracy --bundle $(SCENES) --cuts frame --codecs jpeg,deepn_jpeg \
 	  --qualities 5,20,50,90 --limit 2000 --threads 2
 
 # Every figure measured on the realistic profile, again (after its weights change), from a
