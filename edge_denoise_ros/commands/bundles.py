@@ -504,7 +504,8 @@ def accuracy_profile(args) -> dict:
         rows.append({k: entry.get(k) for k in keys})
         bar(i, len(todo))
     entries = ctx.bundle.card.get('accuracy', [])
-    ctx.bundle.card['accuracy'] = [e for e in entries if e.get('target') == ctx.target.hash]
+    ctx.bundle.card['accuracy'] = [e for e in entries
+                                   if e.get('target', ctx.target.hash) == ctx.target.hash]
     stale = len(entries) - len(ctx.bundle.card['accuracy'])
     ctx.bundle.save()
     print(format_table(rows))

@@ -198,13 +198,14 @@ class Bundle:
         """
         Return the held-out accuracy entries by ``cut/codec/q`` key.
 
-        With ``target_hash``, only those measured on that target: after the
+        With ``target_hash``, none measured on another target: after the
         target is trained again, what was measured on the old one is no
-        measurement of it (the planner treats the setting as unmeasured).
+        measurement of it (the planner treats the setting as unmeasured). An
+        entry that names no target (a card written by hand) is kept.
         """
         return {key(a['cut'], a['codec'], a.get('quality')): a
                 for a in self.card.get('accuracy', [])
-                if target_hash is None or a.get('target') == target_hash}
+                if target_hash is None or a.get('target', target_hash) == target_hash}
 
     def put(self, section: str, entry: dict, match: tuple[str, ...]) -> None:
         """Insert ``entry`` into a list section, replacing the one equal on ``match`` keys."""
