@@ -142,8 +142,10 @@ def _mix(args) -> training.AdversarialMix:
 
 def _run_key(ctx: UserContext, *inputs) -> str:
     """Return a digest of the bundle's target, its training images and ``inputs``."""
-    key = hashlib.sha256(repr((ctx.target.hash,) + inputs).encode()
-                         + ctx.train.x.numpy().tobytes() + ctx.train.y.numpy().tobytes())
+    if 'train' not in ctx.digests:      # hashed once: the set and the checkpoint both need it
+        ctx.digests['train'] = hashlib.sha256(ctx.train.x.numpy().tobytes()
+                                              + ctx.train.y.numpy().tobytes()).hexdigest()
+    key = hashlib.sha256(repr((ctx.target.hash, ctx.digests['train']) + inputs).encode())
     return key.hexdigest()[:16]
 
 
@@ -238,8 +240,8 @@ def train_denoiser_d(args) -> dict:
     ctx = open_context(args, args.n_train)
     entry = ctx.bundle.denoiser('dunet')
     cfg = dunet.DUNetConfig.from_dict(entry['config'])
-    base_file = ctx.bundle.check_file(entry['weights'])
-    base = dunet.load_denoiser('dunet', cfg, base_file)
+    base = dunet.load_denoiser('dunet', cfg, ctx.bundle.check_file(entry['weights']))
+    base_sha = ctx.bundle.card['files'][entry['weights']]['sha256']     # checked just now
     start = time.monotonic()
     rule = args.rule or cfg.rank_rule
     approx = dunet.decompose(base, rule)
@@ -254,16 +256,16 @@ def train_denoiser_d(args) -> dict:
                                         lr=args.lr, seed=args.seed)
     training.train_denoiser(approx, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('fine-tune DUNET_D'),
-                            checkpoint=_checkpoint(ctx, 'dunet_d', bundle.sha256(base_file),
-                                                   rule, tcfg, _mix(args)))
+                            checkpoint=_checkpoint(ctx, 'dunet_d', base_sha, rule, tcfg,
+                                                   _mix(args)))
     seconds = time.monotonic() - start
     acc = report(ctx, {'dunet': base, 'dunet_d': approx}, args.eval_limit, args.eps)
     return _save_denoiser(
         ctx, 'dunet_d', approx, cfg, args.seed, rank_rule=rule,
         ranks={k: list(v) for k, v in ranks.items()}, dunet_macs=total, dunet_d_macs=total_d,
-        mac_ratio=total_d / total, dunet_sha256=ctx.bundle.card['files'][entry['weights']][
-            'sha256'], epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        n_train=len(x_clean), train_set=counts, seconds=round(seconds, 1),
+        mac_ratio=total_d / total, dunet_sha256=base_sha, epochs=args.epochs, lr=args.lr,
+        batch_size=args.batch_size, n_train=len(x_clean), train_set=counts,
+        seconds=round(seconds, 1),
         eval_n=min(args.eval_limit, len(ctx.test)), eval_eps=args.eps, accuracy=acc)
 
 
@@ -503,10 +505,9 @@ def accuracy_profile(args) -> dict:
         keys = ('cut', 'codec', 'quality', 'accuracy', 'drop_pt', 'n', 'tail')
         rows.append({k: entry.get(k) for k in keys})
         bar(i, len(todo))
-    entries = ctx.bundle.card.get('accuracy', [])
-    ctx.bundle.card['accuracy'] = [e for e in entries
-                                   if e.get('target', ctx.target.hash) == ctx.target.hash]
-    stale = len(entries) - len(ctx.bundle.card['accuracy'])
+    before = len(ctx.bundle.card.get('accuracy', []))
+    ctx.bundle.card['accuracy'] = list(ctx.bundle.accuracy_profile(ctx.target.hash).values())
+    stale = before - len(ctx.bundle.card['accuracy'])
     ctx.bundle.save()
     print(format_table(rows))
     if stale:

@@ -45,6 +45,7 @@ class UserContext:
     test: datasets.ImageSet
     references: dict = field(default_factory=dict)   # n -> the unsplit target's accuracy
     attacked: dict = field(default_factory=dict)     # held-out frames attacked, and results
+    digests: dict = field(default_factory=dict)      # the training images' sha256, once
 
 
 def shuffled(images: datasets.ImageSet, seed: int = 0) -> datasets.ImageSet:
