@@ -57,6 +57,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import get_default_context
 
+from .dds import give_large_samples_back
 from .executor import PriorityExecutor
 from ..core.models import DEFAULT_MODEL
 from ..core.pipeline import check_device
@@ -475,6 +476,8 @@ def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = Tr
     ``SingleThreadedExecutor``: a quarter of the CPU per message). Any error while
     the nodes are built (a bad parameter, a device that is not there, weights
     that do not load) ends the process with one line on stderr and status 2.
+    Large messages' memory goes back once they are taken
+    (:func:`.dds.give_large_samples_back`).
 
     rclpy's own signal handlers are not installed: SIGINT and SIGTERM interrupt
     the main thread, which then stops the executor (running callbacks finish,
@@ -482,6 +485,7 @@ def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = Tr
     no callback ever publishes into a closed context.
     """
     handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    give_large_samples_back()      # before rclpy: Fast DDS reads the setting when it starts
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except KeyboardInterrupt:

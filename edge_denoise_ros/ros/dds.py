@@ -21,17 +21,21 @@ best-effort subscriber loses most frames at 30 Hz. ``config/fastdds_large_data.x
 gives the shared-memory transport 32 MB segments; every process on the camera
 path must load it through ``FASTDDS_DEFAULT_PROFILES_FILE`` (the camera driver
 too). :func:`camera_qos` is the edge's camera subscription QoS (the nodes'
-``camera_qos`` and ``camera_qos_depth`` parameters).
+``camera_qos`` and ``camera_qos_depth`` parameters). A node gives a large
+message's memory back once it has taken it (:func:`give_large_samples_back`):
+a burst of oversized messages leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+QOS_FROM_XML_ENV = 'RMW_FASTRTPS_USE_QOS_FROM_XML'
 BUILTIN_ENV = 'FASTDDS_BUILTIN_TRANSPORTS'
 PROFILE_NAME = 'fastdds_large_data.xml'
 CAMERA_RELIABILITY = ('best_effort', 'reliable')
@@ -39,6 +43,8 @@ CAMERA_RELIABILITY = ('best_effort', 'reliable')
 # best-effort publisher) and, with the shipped profile, holds 640x480 at 30 Hz.
 DEFAULT_CAMERA_QOS = 'best_effort'
 DEFAULT_CAMERA_DEPTH = 5
+LARGE_ALLOCATION_BYTES = 8 << 20     # and up: own mappings, given back when freed
+_M_MMAP_THRESHOLD = -3               # glibc's mallopt parameter
 
 
 def profile_path() -> Path:
@@ -100,6 +106,43 @@ def use_shipped_profile() -> str | None:
         return None
     os.environ[PROFILE_ENV] = str(path)
     return str(path)
+
+
+def is_shipped_profile(path: str | os.PathLike | None) -> bool:
+    """Return whether ``path`` is the shipped profile (of this checkout or install)."""
+    if not path:
+        return False
+    try:
+        return Path(path).resolve() == profile_path().resolve()
+    except OSError:
+        return False
+
+
+def give_large_samples_back(env: dict | None = None) -> list[str]:
+    """
+    Set this node process up so a large message's memory goes back once it is taken.
+
+    Call before rclpy starts. With the shipped profile in ``env`` (default:
+    this environment), sets ``RMW_FASTRTPS_USE_QOS_FROM_XML=1`` unless it is
+    set, so Fast DDS applies the profile's readers (DYNAMIC history memory,
+    freed once a sample is taken) instead of ROS 2's preallocated pool that
+    keeps the largest sample each slot ever held. And on glibc, allocations of
+    ``LARGE_ALLOCATION_BYTES`` and up get their own mappings, returned when
+    freed (``mallopt(M_MMAP_THRESHOLD)``), instead of a heap that grows to the
+    largest message once held and stays there. Returns what it set.
+    """
+    env = os.environ if env is None else env
+    done = []
+    if is_shipped_profile(env.get(PROFILE_ENV)) and QOS_FROM_XML_ENV not in env:
+        env[QOS_FROM_XML_ENV] = '1'
+        done.append(f'{QOS_FROM_XML_ENV}=1')
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):      # not glibc: its allocator's own policy
+        return done
+    if mallopt(_M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES) == 1:
+        done.append(f'M_MMAP_THRESHOLD={LARGE_ALLOCATION_BYTES}')
+    return done
 
 
 def camera_qos(reliability: str = DEFAULT_CAMERA_QOS,
