@@ -15,6 +15,7 @@
 """A node gives a large message's memory back once it has taken it (shipped profile, malloc)."""
 
 import json
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from edge_denoise_ros.harness.isolation import isolated_env, lease_domain
-from edge_denoise_ros.ros import dds
+from edge_denoise_ros.ros import dds, entry
 
 NS = '{http://www.eprosima.com}'
 BIG_MB = 17                 # the size of an oversized features message in bench fuzz
@@ -31,7 +32,7 @@ BIG_MB = 17                 # the size of an oversized features message in bench
 # A sink as the nodes start (give_large_samples_back before rclpy), reporting its memory.
 SINK = r'''
 import json, sys, time
-from edge_denoise_ros.ros import dds
+from edge_denoise_ros.ros import dds, entry
 done = dds.give_large_samples_back() if sys.argv[1] == 'node' else []
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -141,3 +142,27 @@ def test_a_burst_of_large_messages_leaves_no_memory_behind():
     # the node's own memory: not even one of them is kept (a plain process keeps its
     # history's five, ~97 MB; the pages of the sender's shared-memory segment are the sender's)
     assert result['growth_mb'] < BIG_MB, result
+
+
+def test_nodes_start_with_huge_pages_for_malloc_unless_told_otherwise():
+    env = entry.with_hugetlb({'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2', 'X': '1'})
+    assert env['GLIBC_TUNABLES'] == 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1'
+    assert env['X'] == '1'
+    assert entry.with_hugetlb({})['GLIBC_TUNABLES'] == 'glibc.malloc.hugetlb=1'
+    assert entry.with_hugetlb(env) is None                      # started again: as it is
+    assert entry.with_hugetlb({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'}) is None
+    assert entry.with_hugetlb({entry.NO_HUGETLB_ENV: '1'}) is None
+
+
+def test_a_node_process_runs_with_the_tunable():
+    # the entry point starts itself again with the tunable: the node sees it in its environment
+    code = ('import os, sys; from edge_denoise_ros.ros import entry; '
+            'entry.NODES["probe"] = "dds"; '
+            'import edge_denoise_ros.ros.dds as d; '
+            'd.main = lambda args: print(os.environ.get("GLIBC_TUNABLES", "")) or 0; '
+            'entry.run("probe")')
+    env = {k: v for k, v in os.environ.items() if k != 'GLIBC_TUNABLES'}
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'glibc.malloc.hugetlb=1', out

@@ -406,8 +406,9 @@ def render_robustness(results: Results) -> str:
                  'message over `max_payload_bytes`): the nodes take them raw and refuse them '
                  'after reading their length, so the cost is the middleware receiving them, '
                  'which holds the serialized message up to three times before any callback '
-                 'runs, and keeps buffers grown to its size. The bar is not met for them; their '
-                 f'median cost: {_and(medians)}.')
+                 'runs (Fast DDS\'s copy in the reader\'s history, rclpy\'s serialized buffer, '
+                 'the Python bytes). The bar is not met for them; their median cost: '
+                 f'{_and(medians)}.')
     bursts = [(name, b) for name, run in runs for b in run.get('burst', {}).values()]
     if bursts:
         text += ('\n\nBursts: ' + '; '.join([
@@ -415,10 +416,9 @@ def render_robustness(results: Results) -> str:
             f'{b["rss_growth_mb"][0]:.1f} MB larger'
             + (f', the same burst again {b["rss_growth_mb"][1]:.1f} MB'
                if len(b['rss_growth_mb']) > 1 else '') for name, b in bursts])
-            + ': the middleware keeps a buffer grown to a large sample for every history '
-              'slot one landed in, so what stays is bounded by the subscription\'s depth '
-              '(`features_depth`, `camera_qos_depth`) times the largest message, not by the '
-              'traffic.')
+            + ': a node gives a large sample\'s memory back once it has taken it (the '
+              'shipped profile\'s readers free it, and allocations of 8 MB and up are '
+              'returned; README: Fast DDS).')
     for name in SOAK_RUNS:
         if name in results or name == 'soak':
             text += '\n\n' + _soak(results, name)

@@ -24,6 +24,13 @@ during the imports, ends the process quietly with status 0. Once the nodes run,
 
 ``python -m edge_denoise_ros.ros.entry host_node --ros-args ...`` runs a node the
 same way (the harness starts the nodes so).
+
+On glibc, a node starts itself again at once (same process, ``execv``) with the
+tunable ``glibc.malloc.hugetlb=1`` added to ``GLIBC_TUNABLES``, unless that names
+it already: the buffers of a large message then come in transparent huge pages
+where the system allows them (``madvise``), a few dozen page faults instead of
+thousands each, which is most of what receiving one costs (README: Fast DDS).
+``EDGE_DENOISE_NO_HUGETLB=1`` keeps the process as started.
 """
 
 from __future__ import annotations
@@ -34,6 +41,31 @@ import signal
 import sys
 
 NODES = {'edge_node': 'edge_node', 'edge_process': 'edge_process', 'host_node': 'host_node'}
+
+
+HUGETLB_TUNABLE = 'glibc.malloc.hugetlb'
+NO_HUGETLB_ENV = 'EDGE_DENOISE_NO_HUGETLB'
+
+
+def with_hugetlb(env: dict) -> dict | None:
+    """
+    Return ``env`` with glibc's huge-page tunable for malloc added, or None to keep it.
+
+    None when ``GLIBC_TUNABLES`` names the tunable already (set by the user, or by
+    this process's earlier start), when ``EDGE_DENOISE_NO_HUGETLB`` is set, or when
+    the C library is not glibc.
+    """
+    tunables = env.get('GLIBC_TUNABLES', '')
+    if HUGETLB_TUNABLE in tunables or env.get(NO_HUGETLB_ENV):
+        return None
+    try:
+        libc = os.confstr('CS_GNU_LIBC_VERSION') or ''
+    except (ValueError, OSError):
+        libc = ''
+    if not libc.startswith('glibc'):
+        return None
+    return {**env, 'GLIBC_TUNABLES': ':'.join(t for t in (tunables, f'{HUGETLB_TUNABLE}=1')
+                                              if t)}
 
 
 def _interrupted(signum, frame) -> None:
@@ -49,6 +81,10 @@ def run(node: str, args=None) -> int:
     interpreter's finalization: an import cut short by a signal inside a C extension
     (torch) can otherwise make it end the process by SIGINT after all.
     """
+    env = with_hugetlb(dict(os.environ))
+    if env is not None and getattr(sys, 'orig_argv', None):
+        sys.stdout.flush()
+        os.execve(sys.executable, sys.orig_argv, env)     # the same process, started again
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _interrupted)
     try:
