@@ -44,7 +44,8 @@ CAMERA_RELIABILITY = ('best_effort', 'reliable')
 DEFAULT_CAMERA_QOS = 'best_effort'
 DEFAULT_CAMERA_DEPTH = 5
 LARGE_ALLOCATION_BYTES = 8 << 20     # and up: own mappings, given back when freed
-_M_MMAP_THRESHOLD = -3               # glibc's mallopt parameter
+_M_MMAP_THRESHOLD = -3               # glibc's mallopt parameters
+_M_TRIM_THRESHOLD = -1
 
 
 def profile_path() -> Path:
@@ -142,6 +143,10 @@ def give_large_samples_back(env: dict | None = None) -> list[str]:
         return done
     if mallopt(_M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES) == 1:
         done.append(f'M_MMAP_THRESHOLD={LARGE_ALLOCATION_BYTES}')
+    # Fixing one threshold fixes the heap's trim threshold too (128 KB): every camera frame
+    # would grow the heap and give it back; up to two large allocations' worth stays.
+    if mallopt(_M_TRIM_THRESHOLD, 2 * LARGE_ALLOCATION_BYTES) == 1:
+        done.append(f'M_TRIM_THRESHOLD={2 * LARGE_ALLOCATION_BYTES}')
     return done
 
 
