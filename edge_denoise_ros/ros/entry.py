@@ -25,7 +25,7 @@ during the imports, ends the process quietly with status 0. Once the nodes run,
 ``python -m edge_denoise_ros.ros.entry host_node --ros-args ...`` runs a node the
 same way (the harness starts the nodes so).
 
-On glibc, a node starts itself again at once (same process, ``execv``) with the
+On glibc, a node starts itself again at once (same process, ``execve``) with the
 tunable ``glibc.malloc.hugetlb=1`` added to ``GLIBC_TUNABLES``, unless that names
 it already: the buffers of a large message then come in transparent huge pages
 where the system allows them (``madvise``), a few dozen page faults instead of
