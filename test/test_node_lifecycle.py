@@ -128,6 +128,37 @@ def test_sigint_during_start_up_exits_cleanly(ros_domain):
         assert 'Traceback' not in err and 'context is invalid' not in err, (exe, delay, err)
 
 
+# A signal that lands in a C extension's import can come out disguised: numpy's C API
+# reports any failure as ImportError; a fallback ``except ImportError`` then swallows it.
+_DISGUISED = (
+    'import os, signal, sys, types; from edge_denoise_ros.ros import entry\n'
+    'def load(name):\n'
+    '    try:\n'
+    '        os.kill(os.getpid(), signal.SIGINT)\n'
+    '    except KeyboardInterrupt:\n'
+    '        if sys.argv[1] == "raise":\n'
+    '            raise ImportError("numpy.core.multiarray failed to import")\n'
+    '    return types.SimpleNamespace(main=lambda args: print("node ran") or 3)\n'
+    'entry.importlib.import_module = load\n'
+    'entry.run("host_node")\n')
+
+
+@pytest.mark.parametrize('how', ['raise', 'swallow'])
+def test_a_signal_disguised_by_an_import_still_ends_the_start_cleanly(how):
+    env = {**os.environ, 'EDGE_DENOISE_NO_HUGETLB': '1'}
+    out = subprocess.run([sys.executable, '-c', _DISGUISED, how], capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert (out.returncode, out.stdout, out.stderr) == (0, '', ''), out
+
+
+def test_an_import_error_without_a_signal_is_not_hidden():
+    code = _DISGUISED.replace('os.kill(os.getpid(), signal.SIGINT)', 'raise KeyboardInterrupt')
+    out = subprocess.run([sys.executable, '-c', code, 'raise'], capture_output=True,
+                         text=True, timeout=60,
+                         env={**os.environ, 'EDGE_DENOISE_NO_HUGETLB': '1'})
+    assert out.returncode != 0 and 'failed to import' in out.stderr, out
+
+
 @pytest.mark.parametrize('exe,word,after', [('edge_process', 'denoiser ready', 0.0),
                                             ('edge_node', 'edge ready', 1.0),
                                             ('host_node', 'host ready', 0.5)])

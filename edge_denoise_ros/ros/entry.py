@@ -68,7 +68,11 @@ def with_hugetlb(env: dict) -> dict | None:
                                               if t)}
 
 
+_SIGNALLED: list[int] = []
+
+
 def _interrupted(signum, frame) -> None:
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt
 
 
@@ -80,6 +84,10 @@ def run(node: str, args=None) -> int:
     returns; the process then ends at once with that status, without the
     interpreter's finalization: an import cut short by a signal inside a C extension
     (torch) can otherwise make it end the process by SIGINT after all.
+
+    A signal that lands inside a C extension's import may come out as that import's
+    own error (numpy's C API turns any failure into an ImportError) or be swallowed
+    by a fallback import: once one has arrived, either still ends the process with 0.
     """
     env = with_hugetlb(dict(os.environ))
     if env is not None and getattr(sys, 'orig_argv', None):
@@ -89,9 +97,15 @@ def run(node: str, args=None) -> int:
         signal.signal(s, _interrupted)
     try:
         module = importlib.import_module(f'{__package__}.{NODES[node]}')
+        if _SIGNALLED:
+            raise KeyboardInterrupt
         code = module.main(args)
     except KeyboardInterrupt:   # before run_nodes took the signals over: nothing to clean up
         code = 0
+    except Exception:
+        if not _SIGNALLED:
+            raise
+        code = 0                # the signal, turned into an import's error on its way
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(code)
