@@ -141,12 +141,13 @@ def give_large_samples_back(env: dict | None = None) -> list[str]:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):      # not glibc: its allocator's own policy
         return done
-    if mallopt(_M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES) == 1:
-        done.append(f'M_MMAP_THRESHOLD={LARGE_ALLOCATION_BYTES}')
     # Fixing one threshold fixes the heap's trim threshold too (128 KB): every camera frame
     # would grow the heap and give it back; up to two large allocations' worth stays.
-    if mallopt(_M_TRIM_THRESHOLD, 2 * LARGE_ALLOCATION_BYTES) == 1:
-        done.append(f'M_TRIM_THRESHOLD={2 * LARGE_ALLOCATION_BYTES}')
+    for name, param, value in (('M_MMAP_THRESHOLD', _M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES),
+                               ('M_TRIM_THRESHOLD', _M_TRIM_THRESHOLD,
+                                2 * LARGE_ALLOCATION_BYTES)):
+        if mallopt(param, value) == 1:
+            done.append(f'{name}={value}')
     return done
 
 
