@@ -88,18 +88,24 @@ def test_every_start_up_error_is_one_line_and_status_2(ros_domain, garbage_weigh
 
 
 def _wait_ready(proc: subprocess.Popen, word: str, timeout: float = 90.0) -> str:
-    """Read the node's stderr until a line says ``word`` (its nodes are up); return it all."""
-    seen, end = [], time.monotonic() + timeout
+    """
+    Read the node's stderr until a line says ``word`` (its nodes are up); return it all.
+
+    Reads the pipe itself: a buffered ``readline`` can take two lines at once (a warning
+    and the ready line come milliseconds apart) and leave the second where ``select``
+    does not see it.
+    """
+    seen, end, fd = b'', time.monotonic() + timeout, proc.stderr.fileno()
     while time.monotonic() < end:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+        ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
-            line = proc.stderr.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            seen.append(line)
-            if word in line:
-                return ''.join(seen)
-    raise AssertionError(f'no {word!r} line: {"".join(seen)[-2000:]}')
+            seen += chunk
+            if word.encode() in seen:
+                return seen.decode(errors='replace')
+    raise AssertionError(f'no {word!r} line: {seen.decode(errors="replace")[-2000:]}')
 
 
 def _takes_sigterm(pid: int) -> bool:
