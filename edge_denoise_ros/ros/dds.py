@@ -16,9 +16,9 @@
 Camera frames at real sizes over DDS: the shipped Fast DDS profile and the camera QoS.
 
 A 640x480 rgb8 frame (900 KB) does not fit Fast DDS's default shared-memory
-segment, so between two processes it travels as UDP fragments, and a
-best-effort subscriber loses most frames at 30 Hz. ``config/fastdds_large_data.xml``
-gives the shared-memory transport 32 MB segments; every process on the camera
+segment: between two processes it travels as ~15 fragments of at most 64 KB,
+and a best-effort subscriber loses most frames at 30 Hz. ``config/fastdds_large_data.xml``
+gives the shared-memory transport 32 MB segments, room for all of them; every process on the camera
 path must load it through ``FASTDDS_DEFAULT_PROFILES_FILE`` (the camera driver
 too). :func:`camera_qos` is the edge's camera subscription QoS (the nodes'
 ``camera_qos`` and ``camera_qos_depth`` parameters). A node gives a large
