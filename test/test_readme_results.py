@@ -158,6 +158,22 @@ def test_provenance_outside_a_git_checkout_is_none_and_never_fails(tmp_path, mon
     assert record['utc'].endswith('+00:00') and record['started_utc'].startswith('1970-01-01')
 
 
+def test_machine_says_whether_a_hypervisor_takes_freed_memory_back(tmp_path):
+    def device(name, kind, features):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'device').write_text(kind + '\n')
+        (tmp_path / name / 'features').write_text(features + '\n')
+
+    device('virtio0', '0x0001', '00000100' + '0' * 56)      # a network card: bit 5 is its own
+    assert provenance.free_page_reporting(str(tmp_path)) is False
+    device('virtio1', '0x0005', '01100001' + '0' * 56)      # a balloon without reporting
+    assert provenance.free_page_reporting(str(tmp_path)) is False
+    device('virtio2', '0x0005', '01100101' + '0' * 56)      # a balloon that reports free pages
+    assert provenance.free_page_reporting(str(tmp_path)) is True
+    assert provenance.free_page_reporting(str(tmp_path / 'none')) is False
+    assert isinstance(provenance.machine()['free_page_reporting'], bool)
+
+
 def test_provenance_names_this_checkout(monkeypatch):
     if not (ROOT / '.git').exists() or provenance.SOURCE_ROOT != ROOT:
         pytest.skip('not a git checkout of this package')

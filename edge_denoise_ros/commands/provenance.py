@@ -125,6 +125,25 @@ def _gpu() -> dict:
         return {'cuda': None}
 
 
+VIRTIO_BALLOON = '0x0005'
+BALLOON_F_REPORTING = 5        # feature bit: free page reporting
+
+
+def free_page_reporting(root: str = '/sys/bus/virtio/devices') -> bool:
+    """
+    Return whether a virtio balloon hands this machine's freed memory back to a hypervisor.
+
+    Where it does (free page reporting), a page freed and touched again waits for the
+    hypervisor to back it: fresh large buffers cost more than on a machine of its own.
+    """
+    for device in sorted(Path(root).glob('*')):
+        if _read(f'{device}/device') == VIRTIO_BALLOON:
+            features = _read(f'{device}/features') or ''
+            if features[BALLOON_F_REPORTING:BALLOON_F_REPORTING + 1] == '1':
+                return True
+    return False
+
+
 def machine() -> dict:
     """Describe this machine: OS, Python, torch, CPUs (and a cgroup CPU quota if any), GPU."""
     try:
@@ -133,7 +152,8 @@ def machine() -> dict:
         usable = None
     return {'os': _os_release(), 'platform': platform.platform(), 'machine': platform.machine(),
             'cpu_model': _cpu_model(), 'cpu_count': os.cpu_count(), 'cpus_usable': usable,
-            'cgroup_cpu_quota': cgroup_cpu_quota(), 'python': platform.python_version(),
+            'cgroup_cpu_quota': cgroup_cpu_quota(),
+            'free_page_reporting': free_page_reporting(), 'python': platform.python_version(),
             'torch': _torch_version(), **_gpu()}
 
 
