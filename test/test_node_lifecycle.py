@@ -149,19 +149,20 @@ _DISGUISED = (
     'entry.run("host_node")\n')
 
 
+def _entry_run(code: str, how: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', code, how], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, 'EDGE_DENOISE_NO_HUGETLB': '1'})
+
+
 @pytest.mark.parametrize('how', ['raise', 'swallow'])
 def test_a_signal_disguised_by_an_import_still_ends_the_start_cleanly(how):
-    env = {**os.environ, 'EDGE_DENOISE_NO_HUGETLB': '1'}
-    out = subprocess.run([sys.executable, '-c', _DISGUISED, how], capture_output=True,
-                         text=True, timeout=60, env=env)
+    out = _entry_run(_DISGUISED, how)
     assert (out.returncode, out.stdout, out.stderr) == (0, '', ''), out
 
 
 def test_an_import_error_without_a_signal_is_not_hidden():
-    code = _DISGUISED.replace('os.kill(os.getpid(), signal.SIGINT)', 'raise KeyboardInterrupt')
-    out = subprocess.run([sys.executable, '-c', code, 'raise'], capture_output=True,
-                         text=True, timeout=60,
-                         env={**os.environ, 'EDGE_DENOISE_NO_HUGETLB': '1'})
+    out = _entry_run(_DISGUISED.replace('os.kill(os.getpid(), signal.SIGINT)',
+                                        'raise KeyboardInterrupt'), 'raise')
     assert out.returncode != 0 and 'failed to import' in out.stderr, out
 
 
