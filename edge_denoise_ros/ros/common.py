@@ -57,7 +57,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import get_default_context
 
-from .dds import give_large_samples_back
+from .dds import fill_message_pool, give_large_samples_back
 from .executor import PriorityExecutor
 from ..core.models import DEFAULT_MODEL
 from ..core.pipeline import check_device
@@ -477,7 +477,8 @@ def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = Tr
     the nodes are built (a bad parameter, a device that is not there, weights
     that do not load) ends the process with one line on stderr and status 2.
     Large messages' memory goes back once they are taken
-    (:func:`.dds.give_large_samples_back`).
+    (:func:`.dds.give_large_samples_back`), or comes from the process's message pool,
+    touched once the nodes are built (:func:`.dds.fill_message_pool`).
 
     rclpy's own signal handlers are not installed: SIGINT and SIGTERM interrupt
     the main thread, which then stops the executor (running callbacks finish,
@@ -515,6 +516,7 @@ def run_nodes(nodes_factory, args=None, name: str = 'edge', scheduled: bool = Tr
             print(f'{name}: error: {start_error(exc)}', file=sys.stderr)
             code = START_ERROR_STATUS
         else:
+            fill_message_pool()    # what starting took from the pool is back: touch all of it
             while rclpy.ok():
                 executor.spin_once(timeout_sec=SPIN_PERIOD_S)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -21,9 +21,11 @@ and a best-effort subscriber loses most frames at 30 Hz. ``config/fastdds_large_
 gives the shared-memory transport 32 MB segments, room for all of them; every process on the camera
 path must load it through ``FASTDDS_DEFAULT_PROFILES_FILE`` (the camera driver
 too). :func:`camera_qos` is the edge's camera subscription QoS (the nodes'
-``camera_qos`` and ``camera_qos_depth`` parameters). A node gives a large
-message's memory back once it has taken it (:func:`give_large_samples_back`):
-a burst of oversized messages leaves nothing behind.
+``camera_qos`` and ``camera_qos_depth`` parameters). A node gives a
+large message's memory back once it has taken it (:func:`give_large_samples_back`):
+a burst of oversized messages leaves nothing behind. A node started through its entry
+point keeps a message pool instead (:func:`fill_message_pool`): a large message's
+buffers come from memory it already holds.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import os
 from pathlib import Path
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from .entry import message_pool_bytes
 
 PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 QOS_FROM_XML_ENV = 'RMW_FASTRTPS_USE_QOS_FROM_XML'
@@ -121,13 +125,15 @@ def is_shipped_profile(path: str | os.PathLike | None) -> bool:
 
 def give_large_samples_back(env: dict | None = None) -> list[str]:
     """
-    Set this node process up so a large message's memory goes back once it is taken.
+    Set this node process up so a large message costs no lasting memory.
 
     Call before rclpy starts. With the shipped profile in ``env`` (default:
     this environment), sets ``RMW_FASTRTPS_USE_QOS_FROM_XML=1`` unless it is
     set, so Fast DDS applies the profile's readers (DYNAMIC history memory,
     freed once a sample is taken) instead of ROS 2's preallocated pool that
-    keeps the largest sample each slot ever held. And on glibc, allocations of
+    keeps the largest sample each slot ever held. A process started with a
+    message pool (:func:`.entry.malloc_tunables`) serves large messages from it
+    (:func:`fill_message_pool`). Otherwise, on glibc, allocations of
     ``LARGE_ALLOCATION_BYTES`` and up get their own mappings, returned when
     freed (``mallopt(M_MMAP_THRESHOLD)``), instead of a heap that grows to the
     largest message once held and stays there. Returns what it set.
@@ -137,6 +143,10 @@ def give_large_samples_back(env: dict | None = None) -> list[str]:
     if is_shipped_profile(env.get(PROFILE_ENV)) and QOS_FROM_XML_ENV not in env:
         env[QOS_FROM_XML_ENV] = '1'
         done.append(f'{QOS_FROM_XML_ENV}=1')
+    pool = message_pool_bytes(env)
+    if pool:
+        done.append(f'message pool {pool >> 20} MB')
+        return done
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):      # not glibc: its allocator's own policy
@@ -149,6 +159,38 @@ def give_large_samples_back(env: dict | None = None) -> list[str]:
         if mallopt(param, value) == 1:
             done.append(f'{name}={value}')
     return done
+
+
+def fill_message_pool(env: dict | None = None) -> int:
+    """
+    Touch this process's message pool once, so that no large message pays for fresh pages.
+
+    Call once the nodes are built (what they allocated while starting came out of
+    the free heap the pool keeps). A process started with a pool keeps that many
+    bytes of free heap, in one heap for all threads; allocating and touching them
+    here makes them resident, and freeing them leaves them in the heap, where a
+    large message's buffers then come from. Where a fresh page is costly (a VM
+    whose balloon takes freed memory back: README, Limitations), this is what a
+    large message would otherwise pay. Returns the bytes touched (0: no pool).
+    """
+    pool = message_pool_bytes(os.environ if env is None else env)
+    if not pool:
+        return 0
+    try:
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        libc.malloc.argtypes = [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return 0
+    block = libc.malloc(pool)
+    if not block:
+        return 0
+    try:
+        ctypes.memset(block, 0, pool)
+    finally:
+        libc.free(block)
+    return pool
 
 
 def camera_qos(reliability: str = DEFAULT_CAMERA_QOS,

@@ -25,11 +25,20 @@ during the imports, ends the process quietly with status 0. Once the nodes run,
 ``python -m edge_denoise_ros.ros.entry host_node --ros-args ...`` runs a node the
 same way (the harness starts the nodes so).
 
-On glibc, a node starts itself again at once (same process, ``execve``) with the
-tunable ``glibc.malloc.hugetlb=1`` added to ``GLIBC_TUNABLES``, unless that names
-it already: the buffers of a large message then come in transparent huge pages
-where the system allows them (``madvise``), a few dozen page faults instead of
-thousands each, which is most of what receiving one costs (README: Fast DDS).
+On glibc, a node starts itself again at once (same process, ``execve``) with
+malloc tunables added to ``GLIBC_TUNABLES`` (:func:`malloc_tunables`; one the user
+names already is left as theirs):
+
+- ``glibc.malloc.hugetlb=1``: buffers come in transparent huge pages where the
+  system allows them (``madvise``), a few dozen page faults instead of thousands.
+- A message pool (``EDGE_DENOISE_MESSAGE_POOL_MB``, default :data:`MESSAGE_POOL_MB`
+  per node, ``0`` for none): one heap for every thread (``arena_max=1``), no
+  mappings of their own for large buffers (``mmap_max=0``), and that many bytes of
+  free heap kept (``top_pad``, ``trim_threshold``), which the node touches once it
+  is built (:func:`.dds.fill_message_pool`). A large message's copies (Fast DDS's,
+  rmw's, Python's) then reuse memory the node already holds instead of fresh pages:
+  no page faults, no growth (README: Fast DDS).
+
 ``EDGE_DENOISE_NO_HUGETLB=1`` keeps the process as started.
 """
 
@@ -45,18 +54,44 @@ NODES = {'edge_node': 'edge_node', 'edge_process': 'edge_process', 'host_node': 
 
 HUGETLB_TUNABLE = 'glibc.malloc.hugetlb'
 NO_HUGETLB_ENV = 'EDGE_DENOISE_NO_HUGETLB'
+MESSAGE_POOL_ENV = 'EDGE_DENOISE_MESSAGE_POOL_MB'
+# The largest message a node takes whole, twice (Fast DDS's reassembly and the node's own
+# copy): the host's 16 MB features cap; at the edge a 4K rgb8 frame (25 MB), over the
+# pixel cap but received and copied before it is refused.
+MESSAGE_POOL_MB = {'edge_node': 64, 'edge_process': 64, 'host_node': 48}
+TOP_PAD_TUNABLE = 'glibc.malloc.top_pad'
+TRIM_TUNABLE = 'glibc.malloc.trim_threshold'
 
 
-def with_hugetlb(env: dict) -> dict | None:
+def message_pool_mb(node: str, env: dict) -> int:
+    """Return the message pool of ``node`` in MB (``EDGE_DENOISE_MESSAGE_POOL_MB``, or its own)."""
+    raw = env.get(MESSAGE_POOL_ENV, '').strip()
+    if not raw:
+        return MESSAGE_POOL_MB.get(node, 0)
+    try:
+        mb = int(raw)
+    except ValueError:
+        mb = -1
+    if not 0 <= mb <= 4096:
+        raise ValueError(f'{MESSAGE_POOL_ENV} must be a whole number of MB from 0 to 4096, '
+                         f'got {raw!r}')
+    return mb
+
+
+def _named(tunables: str) -> dict:
+    return dict(t.split('=', 1) for t in tunables.split(':') if '=' in t)
+
+
+def malloc_tunables(node: str, env: dict) -> dict | None:
     """
-    Return ``env`` with glibc's huge-page tunable for malloc added, or None to keep it.
+    Return ``env`` with ``node``'s malloc tunables added, or None to keep the process as it is.
 
-    None when ``GLIBC_TUNABLES`` names the tunable already (set by the user, or by
-    this process's earlier start), when ``EDGE_DENOISE_NO_HUGETLB`` is set, or when
-    the C library is not glibc.
+    Huge pages, and the message pool unless it is 0 MB. A tunable that
+    ``GLIBC_TUNABLES`` names already is left as it is (set by the user, or by
+    this process's earlier start). None when nothing is to be added, when
+    ``EDGE_DENOISE_NO_HUGETLB`` is set, or when the C library is not glibc.
     """
-    tunables = env.get('GLIBC_TUNABLES', '')
-    if HUGETLB_TUNABLE in tunables or env.get(NO_HUGETLB_ENV):
+    if env.get(NO_HUGETLB_ENV):
         return None
     try:
         libc = os.confstr('CS_GNU_LIBC_VERSION') or ''
@@ -64,8 +99,24 @@ def with_hugetlb(env: dict) -> dict | None:
         libc = ''
     if not libc.startswith('glibc'):
         return None
-    return {**env, 'GLIBC_TUNABLES': ':'.join(t for t in (tunables, f'{HUGETLB_TUNABLE}=1')
-                                              if t)}
+    pool = message_pool_mb(node, env) << 20
+    wanted = {HUGETLB_TUNABLE: 1}
+    if pool:
+        wanted.update({'glibc.malloc.arena_max': 1, 'glibc.malloc.mmap_max': 0,
+                       TOP_PAD_TUNABLE: pool, TRIM_TUNABLE: pool})
+    tunables = env.get('GLIBC_TUNABLES', '')
+    named = _named(tunables)
+    added = [f'{k}={v}' for k, v in wanted.items() if k not in named]
+    if not added:
+        return None
+    return {**env, 'GLIBC_TUNABLES': ':'.join([tunables] * bool(tunables) + added)}
+
+
+def message_pool_bytes(env: dict) -> int:
+    """Return the free heap this process was started to keep (its ``top_pad``), or 0."""
+    named = _named(env.get('GLIBC_TUNABLES', ''))
+    pad = named.get(TOP_PAD_TUNABLE, '')
+    return int(pad) if pad.isdigit() and named.get(TRIM_TUNABLE) == pad else 0
 
 
 _SIGNALLED: list[int] = []
@@ -89,7 +140,12 @@ def run(node: str, args=None) -> int:
     own error (numpy's C API turns any failure into an ImportError) or be swallowed
     by a fallback import: once one has arrived, either still ends the process with 0.
     """
-    env = with_hugetlb(dict(os.environ))
+    try:
+        env = malloc_tunables(node, dict(os.environ))
+    except ValueError as exc:
+        print(f'{node}: error: {exc}', file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(2)
     if env is not None and getattr(sys, 'orig_argv', None):
         sys.stdout.flush()
         os.execve(sys.executable, sys.orig_argv, env)     # the same process, started again
