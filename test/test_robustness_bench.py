@@ -36,6 +36,9 @@ def _check(result: dict) -> None:
     assert result['worst_ms'] > 0 and result['worst_mb'] >= 0, brief     # measured, not bounded
     assert result['valid_classified_fraction'] == 1.0, (brief, result['by_kind'])
     assert all(c == 0 for codes in result['exit_codes'].values() for c in codes), brief
+    # what the node says it received, per transport, is what the summary accounts for
+    assert sum(int(float(v['received'])) for v in result['node_counts'].values()) \
+        == result['received'], brief
     for kind, k in result['by_kind'].items():      # the typical case beside the worst one
         assert 0 <= k['median_ms'] <= k['worst_ms'] and 0 <= k['median_mb'] <= k['worst_mb'], \
             (kind, k)

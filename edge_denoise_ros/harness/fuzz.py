@@ -36,8 +36,9 @@ is its inference, ``bench camera``'s business).
 
 At the end the node's ``diagnostics`` say how many messages reached its callback
 (``received``) and how many it counted (frames served, errors by kind, drops by
-reason, refusals): ``uncounted`` is the difference. ``valid_classified_fraction``
-is the share of probes and valid variants whose result came back.
+reason, refusals; reported as ``node_counts``, per transport): ``uncounted`` is the
+difference. ``valid_classified_fraction`` is the share of probes and valid variants
+whose result came back.
 """
 
 from __future__ import annotations
@@ -531,6 +532,7 @@ def summarize(cfg: FuzzConfig, parts: dict, seconds: float) -> dict:
         'probes_unserved_after': [k for p in parts.values()
                                   for k in p['probes_unserved_after']],
         'exit_codes': {t: p['exit_codes'] for t, p in parts.items()},
+        'node_counts': {t: p['diagnostics'] for t, p in parts.items()},
         'by_kind': by_kind,
         'burst': {t: p['burst'] for t, p in parts.items() if 'burst' in p},
         'seed': cfg.seed, 'seconds': round(seconds, 1),

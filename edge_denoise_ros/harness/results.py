@@ -416,9 +416,9 @@ def render_robustness(results: Results) -> str:
             f'{b["rss_growth_mb"][0]:.1f} MB larger'
             + (f', the same burst again {b["rss_growth_mb"][1]:.1f} MB'
                if len(b['rss_growth_mb']) > 1 else '') for name, b in bursts])
-            + ': a node gives a large sample\'s memory back once it has taken it (the '
-              'shipped profile\'s readers free it, and allocations of 8 MB and up are '
-              'returned; README: Fast DDS).')
+            + ': a large sample\'s buffers come from the node\'s message pool (README: '
+              'Fast DDS); a burst that holds more than the pool at once grows the heap by '
+              'the difference once, and the same burst again reuses it.')
     for name in SOAK_RUNS:
         if name in results or name == 'soak':
             text += '\n\n' + _soak(results, name)
