@@ -388,7 +388,7 @@ def render_robustness(results: Results) -> str:
             f'case from `/proc` (less a valid message\'s median cost, and less what the idle '
             f'node\'s timers spend over the case\'s window); the worst columns are over the '
             f'bad messages, not the valid frames mixed in.\n\n{table}')
-    big_only, medians = True, []
+    big_only, medians, within = True, [], []
     for name, run in runs:
         slow, big = _over(run, 'worst_ms', FUZZ_BAR_MS), _over(run, 'worst_mb', FUZZ_BAR_MB)
         if slow or big:
@@ -401,6 +401,11 @@ def render_robustness(results: Results) -> str:
             medians += [f'`{k}` {v["median_ms"]:.1f} ms / {v["median_mb"]:.1f} MB'
                         for k, v in sorted(run['by_kind'].items())
                         if k in over and v.get('median_ms') is not None]
+        else:
+            within.append(f'`{name}`')
+    if within:
+        text += (f'\n\n{_and(within)}: every class of bad message within the '
+                 f'{FUZZ_BAR_MS:g} ms / {FUZZ_BAR_MB:g} MB bar.')
     if medians and big_only:
         text += ('\n\nThose are messages larger than the caps (a 4K camera frame, a feature '
                  'message over `max_payload_bytes`): the nodes take them raw and refuse them '
