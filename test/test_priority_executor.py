@@ -361,3 +361,41 @@ def test_a_task_picked_but_not_yet_started_is_not_queued_twice(rclpy_context):
             permits.release()
         assert executor.shutdown(timeout_sec=WAIT)
         node.destroy_node()
+
+
+def test_a_hand_off_whose_wake_up_was_lost_is_swept(rclpy_context, spinning):
+    """
+    An item left in a mailbox without its guard-condition trigger is still served.
+
+    Under ``bench fuzz`` a probe frame waited 70 s in the edge's mailbox: its
+    trigger came while the executor's wait returned for another entity, and no
+    later wait reported it. The sweep timer serves such an item within two
+    periods and counts it; an item whose wake-up comes is not counted.
+    """
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+
+    from edge_denoise_ros.ros.common import (Mailbox, NodeStats, sweep_lost_wakes,
+                                             WAKE_SWEEP_S)
+    from edge_denoise_ros.ros.executor import PriorityExecutor
+
+    node = make_node(rclpy_context, 'hand_off')
+    box, served, stats = Mailbox(depth=1), [], NodeStats()
+
+    def run():
+        if (item := box.take()) is not None:
+            served.append((item, time.monotonic()))
+
+    group = MutuallyExclusiveCallbackGroup()
+    wake = node.create_guard_condition(run, callback_group=group)
+    sweep_lost_wakes(node, group, box, run, stats)
+    executor = PriorityExecutor(num_threads=2, context=rclpy_context)
+    executor.add_node(node)
+    spinning(executor)
+    box.put('woken')
+    wake.trigger()
+    wait_until(lambda: len(served) == 1, 'the woken item')
+    time.sleep(3 * WAKE_SWEEP_S)
+    assert stats.counts['wake_swept'] == 0, stats.counts     # its own wake-up served it
+    box.put('lost')                        # as if the middleware dropped its trigger
+    wait_until(lambda: len(served) == 2, 'the item whose wake-up was lost')
+    assert served[1][0] == 'lost' and stats.counts['wake_swept'] == 1, stats.counts

@@ -66,6 +66,8 @@ from ..core.scheduler import Scheduler, SchedulerConfig
 THROTTLE_S = 5.0
 RELIABILITY = ('reliable', 'best_effort')
 DIAG_PERIOD_S = 1.0
+# A hand-off whose guard-condition wake-up never came is served within two of these.
+WAKE_SWEEP_S = 0.1
 DIAGNOSTICS_TOPIC = '/diagnostics'   # absolute, where diagnostic aggregators listen
 SPIN_PERIOD_S = 0.2                  # the main thread looks at signals at least this often
 START_ERROR_STATUS = 2
@@ -345,7 +347,7 @@ class Mailbox:
     def put(self, item) -> int:
         """Add an item; return how many older items it pushed out (0 or 1)."""
         with self._lock:
-            self._items.append(item)
+            self._items.append((time.monotonic(), item))
             if len(self._items) > self._depth:
                 self._items.popleft()
                 self.replaced += 1
@@ -355,11 +357,36 @@ class Mailbox:
     def take(self):
         """Return the oldest waiting item, or None."""
         with self._lock:
-            return self._items.popleft() if self._items else None
+            return self._items.popleft()[1] if self._items else None
+
+    def waited_s(self) -> float:
+        """Return how long the oldest waiting item has waited, in seconds (0 when empty)."""
+        with self._lock:
+            return time.monotonic() - self._items[0][0] if self._items else 0.0
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+
+def sweep_lost_wakes(node, group, box: Mailbox, run: Callable[[], None], stats: NodeStats):
+    """
+    Serve what waits in ``box`` when its guard-condition wake-up did not come; return the timer.
+
+    A guard condition triggered while the executor's wait returns for another
+    entity can be lost below rclpy (seen with Fast DDS under ``bench fuzz``: the
+    wait reported the other entity only, and no later wait reported the trigger);
+    the item would wait for the next one, forever if none comes. A timer in the
+    waking callback's own (mutually exclusive) ``group`` runs ``run`` when the
+    oldest item has waited ``WAKE_SWEEP_S`` or more, and counts it as
+    ``wake_swept`` in the node's diagnostics (a wake-up that a busy group held
+    back that long is counted too).
+    """
+    def sweep() -> None:
+        if box.waited_s() >= WAKE_SWEEP_S:
+            stats.count('wake_swept')
+            run()
+    return node.create_timer(WAKE_SWEEP_S, sweep, callback_group=group)
 
 
 def log_error(node, stats: NodeStats, kind: str, exc: BaseException) -> None:

@@ -28,7 +28,7 @@ import sys
 
 from rclpy.node import Node
 
-from .common import declare_parameters, diagnostics_timer, NodeStats, run_nodes
+from .common import declare_parameters, diagnostics_timer, NodeStats, run_nodes, sweep_lost_wakes
 from .edge_common import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
                           FeaturesOutput, HeadControl, serve_newest)
 from .executor import priority_group
@@ -50,6 +50,7 @@ class EdgeNode(Node):
         self.wake = self.create_guard_condition(self._infer, callback_group=group)
         self.camera = CameraInput(self, self.camera_params['input_transport'], self.wake,
                                   self.stats)
+        sweep_lost_wakes(self, group, self.camera.frames, self._infer, self.stats)
         self.features = FeaturesOutput(self, self.head, self.stats)
         self.head.watch_stream(lambda: self.stats.counts['received'])
         self.publish_denoised = denoised_publisher(self, self.camera_params['publish_denoised'])
