@@ -374,8 +374,7 @@ def test_a_hand_off_whose_wake_up_was_lost_is_swept(rclpy_context, spinning):
     """
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 
-    from edge_denoise_ros.ros.common import (Mailbox, NodeStats, sweep_lost_wakes,
-                                             WAKE_SWEEP_S)
+    from edge_denoise_ros.ros.common import hand_off_wake, Mailbox, NodeStats, WAKE_SWEEP_S
     from edge_denoise_ros.ros.executor import PriorityExecutor
 
     node = make_node(rclpy_context, 'hand_off')
@@ -386,8 +385,7 @@ def test_a_hand_off_whose_wake_up_was_lost_is_swept(rclpy_context, spinning):
             served.append((item, time.monotonic()))
 
     group = MutuallyExclusiveCallbackGroup()
-    wake = node.create_guard_condition(run, callback_group=group)
-    sweep_lost_wakes(node, group, box, run, stats)
+    wake = hand_off_wake(node, group, box, run, stats)
     executor = PriorityExecutor(num_threads=2, context=rclpy_context)
     executor.add_node(node)
     spinning(executor)

@@ -41,8 +41,8 @@ import torch
 from ..core import defenses, pipeline, video
 from ..core.models import set_torch_threads
 from ..ros import conversions, dds
-from ..ros.common import (declare_parameters, diagnostics_timer, features_qos, log_error,
-                          Mailbox, NodeStats, ParamSpec, run_nodes, sweep_lost_wakes)
+from ..ros.common import (declare_parameters, diagnostics_timer, features_qos, hand_off_wake,
+                          log_error, Mailbox, NodeStats, ParamSpec, run_nodes)
 
 VIDEO_EDGE_PARAMS = (
     ParamSpec('gop', video.H264Config.gop, 'key frame (or full intra refresh) every N frames',
@@ -93,8 +93,7 @@ class VideoEdgeNode(Node):
         self.seq = 0
         self.frames = Mailbox(depth=1)
         group = MutuallyExclusiveCallbackGroup()
-        self.wake = self.create_guard_condition(self._encode, callback_group=group)
-        sweep_lost_wakes(self, group, self.frames, self._encode, self.stats)
+        self.wake = hand_off_wake(self, group, self.frames, self._encode, self.stats)
         self.pub = self.create_publisher(CompressedImage, 'features', features_qos(*STREAM_QOS))
         self.create_subscription(Image, 'image_raw', self._on_frame,
                                  dds.camera_qos(p['camera_qos'], p['camera_qos_depth']),

@@ -369,24 +369,25 @@ class Mailbox:
             return len(self._items)
 
 
-def sweep_lost_wakes(node, group, box: Mailbox, run: Callable[[], None], stats: NodeStats):
+def hand_off_wake(node, group, box: Mailbox, run: Callable[[], None], stats: NodeStats):
     """
-    Serve what waits in ``box`` when its guard-condition wake-up did not come; return the timer.
+    Return the guard condition that wakes ``run`` (in ``group``) for what is put in ``box``.
 
-    A guard condition triggered while the executor's wait returns for another
+    The producer puts an item in ``box`` and triggers the returned guard
+    condition. A trigger that comes while the executor's wait returns for another
     entity can be lost below rclpy (seen with Fast DDS under ``bench fuzz``: the
     wait reported the other entity only, and no later wait reported the trigger);
-    the item would wait for the next one, forever if none comes. A timer in the
-    waking callback's own (mutually exclusive) ``group`` runs ``run`` when the
-    oldest item has waited ``WAKE_SWEEP_S`` or more, and counts it as
-    ``wake_swept`` in the node's diagnostics (a wake-up that a busy group held
-    back that long is counted too).
+    the item would wait for the next one, forever if none comes. So a timer in the
+    same (mutually exclusive) ``group`` runs ``run`` too when the oldest item has
+    waited ``WAKE_SWEEP_S`` or more, and counts it as ``wake_swept`` in the node's
+    diagnostics (a wake-up that a busy group held back that long is counted too).
     """
     def sweep() -> None:
         if box.waited_s() >= WAKE_SWEEP_S:
             stats.count('wake_swept')
             run()
-    return node.create_timer(WAKE_SWEEP_S, sweep, callback_group=group)
+    node.create_timer(WAKE_SWEEP_S, sweep, callback_group=group)
+    return node.create_guard_condition(run, callback_group=group)
 
 
 def log_error(node, stats: NodeStats, kind: str, exc: BaseException) -> None:

@@ -47,8 +47,9 @@ from std_msgs.msg import String
 
 from . import cdr, conversions
 from . import dds
-from .common import (declare_parameters, features_qos, FEATURES_QOS_PARAMS, log_error,
-                     Mailbox, NodeStats, ParamSpec, pub_events, sub_events, TARGET_PARAMS)
+from .common import (declare_parameters, features_qos, FEATURES_QOS_PARAMS, hand_off_wake,
+                     log_error, Mailbox, NodeStats, ParamSpec, pub_events, sub_events,
+                     TARGET_PARAMS)
 from .executor import PRIORITY_RANGE, set_group_priority
 from ..core import accounting, pipeline, planner, surgery, tails, wire
 from ..core.bundle import key as accuracy_key
@@ -543,14 +544,16 @@ class CameraInput:
     """
     The camera subscription: keeps the newest frame, wakes the inference callback.
 
+    ``infer`` runs in ``inference_group``, woken through :func:`.common.hand_off_wake`.
     Its QoS comes from the node's ``camera_qos`` and ``camera_qos_depth`` parameters
     (declared with ``CAMERA_PARAMS`` before this is built).
     """
 
-    def __init__(self, node: Node, transport: str, wake, stats: NodeStats):
+    def __init__(self, node: Node, transport: str, inference_group, infer: Callable[[], None],
+                 stats: NodeStats):
         self.frames = Mailbox(depth=1)
         self.stats = stats
-        self.wake = wake
+        self.wake = hand_off_wake(node, inference_group, self.frames, infer, stats)
         kind, topic = ((CompressedImage, 'image_raw/compressed') if transport == 'compressed'
                        else (Image, 'image_raw'))
         self._read = cdr.read_compressed_image if transport == 'compressed' else cdr.read_image

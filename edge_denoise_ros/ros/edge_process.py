@@ -29,8 +29,8 @@ import sys
 
 from rclpy.node import Node
 
-from .common import (declare_parameters, diagnostics_timer, Mailbox, NodeStats, run_nodes,
-                     sweep_lost_wakes)
+from .common import (declare_parameters, diagnostics_timer, hand_off_wake, Mailbox, NodeStats,
+                     run_nodes)
 from .edge_common import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
                           FeaturesOutput, guarded, HeadControl, serve_newest)
 from .executor import priority_group
@@ -51,8 +51,7 @@ class TargetNode(Node):
         self.stage = self.head.stage
         self.inbox = Mailbox(depth=HANDOFF_DEPTH)
         group = priority_group(self, 'target', default=60)
-        self.wake = self.create_guard_condition(self._run, callback_group=group)
-        sweep_lost_wakes(self, group, self.inbox, self._run, self.stats)
+        self.wake = hand_off_wake(self, group, self.inbox, self._run, self.stats)
         self.features = FeaturesOutput(self, self.head, self.stats)
         diagnostics_timer(self, [(node_name, self.stats)])
         s = self.stage.settings
@@ -89,9 +88,8 @@ class DenoiserNode(Node):
         self.params = declare_parameters(self, CAMERA_PARAMS, self._apply)
         self._apply(self.params)
         group = priority_group(self, 'denoiser', default=50)
-        self.wake = self.create_guard_condition(self._run, callback_group=group)
-        self.camera = CameraInput(self, self.params['input_transport'], self.wake, self.stats)
-        sweep_lost_wakes(self, group, self.camera.frames, self._run, self.stats)
+        self.camera = CameraInput(self, self.params['input_transport'], group, self._run,
+                                  self.stats)
         target.head.watch_stream(lambda: self.stats.counts['received'])
         self.publish_denoised = denoised_publisher(self, self.params['publish_denoised'])
         diagnostics_timer(self, [(node_name, self.stats)])
