@@ -123,6 +123,20 @@ def is_shipped_profile(path: str | os.PathLike | None) -> bool:
         return False
 
 
+def _glibc_malloc():
+    """Return the C library (ctypes) with glibc's ``mallopt``, ``malloc``, ``free``, or None."""
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    if not all(hasattr(libc, f) for f in ('mallopt', 'malloc', 'free')):
+        return None                                # not glibc: its allocator's own policy
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    return libc
+
+
 def give_large_samples_back(env: dict | None = None) -> list[str]:
     """
     Set this node process up so a large message costs no lasting memory.
@@ -147,16 +161,15 @@ def give_large_samples_back(env: dict | None = None) -> list[str]:
     if pool:
         done.append(f'message pool {pool >> 20} MB')
         return done
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):      # not glibc: its allocator's own policy
+    libc = _glibc_malloc()
+    if libc is None:
         return done
     # Fixing one threshold fixes the heap's trim threshold too (128 KB): every camera frame
     # would grow the heap and give it back; up to two large allocations' worth stays.
     for name, param, value in (('M_MMAP_THRESHOLD', _M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES),
                                ('M_TRIM_THRESHOLD', _M_TRIM_THRESHOLD,
                                 2 * LARGE_ALLOCATION_BYTES)):
-        if mallopt(param, value) == 1:
+        if libc.mallopt(param, value) == 1:
             done.append(f'{name}={value}')
     return done
 
@@ -174,16 +187,8 @@ def fill_message_pool(env: dict | None = None) -> int:
     large message would otherwise pay. Returns the bytes touched (0: no pool).
     """
     pool = message_pool_bytes(os.environ if env is None else env)
-    if not pool:
-        return 0
-    try:
-        libc = ctypes.CDLL(None)
-        libc.malloc.restype = ctypes.c_void_p
-        libc.malloc.argtypes = [ctypes.c_size_t]
-        libc.free.argtypes = [ctypes.c_void_p]
-    except (OSError, AttributeError):
-        return 0
-    block = libc.malloc(pool)
+    libc = _glibc_malloc() if pool else None
+    block = libc.malloc(pool) if libc is not None else None
     if not block:
         return 0
     try:

@@ -109,7 +109,7 @@ def malloc_tunables(node: str, env: dict) -> dict | None:
     added = [f'{k}={v}' for k, v in wanted.items() if k not in named]
     if not added:
         return None
-    return {**env, 'GLIBC_TUNABLES': ':'.join([tunables] * bool(tunables) + added)}
+    return {**env, 'GLIBC_TUNABLES': ':'.join(([tunables] if tunables else []) + added)}
 
 
 def message_pool_bytes(env: dict) -> int:
