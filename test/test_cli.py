@@ -18,6 +18,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from edge_denoise_ros import cli
 
 HEAVY = ('torch', 'rclpy', 'cv2', 'rosbags')
@@ -69,3 +71,18 @@ def test_every_command_registers_its_arguments_and_handler():
                        and a.choices).choices[word]
         assert callable(sub.get_default('func')), entry
         assert any(a.dest == 'json' for a in sub._actions), entry
+
+
+def test_attack_budgets_read_as_numbers_or_fractions_and_a_pixel_count_is_refused(capsys):
+    parser = cli.build_parser()
+    args = parser.parse_args(['train', 'denoiser', '--train-eps', '2/255,0.03', '--eps', '8/255'])
+    assert args.train_eps == [2 / 255, 0.03] and args.eps == 8 / 255
+    assert parser.parse_args(['eval', '--eps', '4/255']).eps == 4 / 255
+    for argv in (['train', 'denoiser', '--train-eps', '2,4,8'], ['eval', '--eps', '8'],
+                 ['demo', '--eps', '0'], ['eval', '--eps', '8/0']):
+        with pytest.raises(SystemExit) as stop:
+            parser.parse_args(argv)
+        assert stop.value.code == 2, argv
+    err = capsys.readouterr().err
+    assert 'did you mean 2/255?' in err and 'did you mean 8/255?' in err
+    assert "got '8/0'" in err

@@ -61,6 +61,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+def pixel_budget(text: str) -> float:
+    """Argparse type: an L-inf budget on [0, 1] pixels, as a number or a fraction (``8/255``)."""
+    num, _, den = text.partition('/')
+    try:
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f'expected a number or a fraction such as 8/255, '
+                                         f'got {text!r}') from None
+    if not 0 < value < 1:
+        hint = f' (did you mean {text}/255?)' if value >= 1 and not den else ''
+        raise argparse.ArgumentTypeError(f'an L-inf budget is a share of the pixel range, '
+                                         f'between 0 and 1, got {text}{hint}')
+    return value
+
+
 def nonnegative_float(text: str) -> float:
     """Argparse type: a finite float >= 0."""
     value = float(text)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import time
 
 from .heldout import DEFAULT_EPS as BUNDLE_EPS
-from .common import CliError, format_table, jpeg_quality, positive_float, positive_int, ProgressBar
+from .common import CliError, format_table, jpeg_quality, pixel_budget, positive_float
+from .common import positive_int, ProgressBar
 from ..core import data, defenses, pipeline
 from ..core.models import set_torch_threads
 from ..harness.bundle_bag import DEMO_BAGS
@@ -48,7 +49,7 @@ def register(p) -> None:
                         f'{DEMO_BAGS}/<target hash>-<key>')
     p.add_argument('--frames', type=positive_int, default=DemoBagConfig.frames,
                    help='frames in a newly made demo bag (at most as many as --data has)')
-    p.add_argument('--eps', type=positive_float, default=None,
+    p.add_argument('--eps', type=pixel_budget, default=None,
                    help=f'PGD L-inf budget on the attacked half; unset: {BUNDLE_EPS:.4f} '
                         f'(8/255) with --bundle, else {DemoBagConfig.eps}')
     p.add_argument('--defense', default=None, choices=defenses.defense_names(),
@@ -87,9 +88,11 @@ def register_make_demo(p) -> None:
     p.add_argument('--rate', type=positive_float, default=d.rate_hz, help='camera rate in Hz')
     p.add_argument('--adversarial-fraction', type=float, default=d.adversarial_fraction,
                    help='share of frames attacked with PGD')
-    p.add_argument('--eps', type=positive_float, default=d.eps, help='PGD L-inf budget')
+    p.add_argument('--eps', type=pixel_budget, default=d.eps,
+                   help='PGD L-inf budget (0.0314 or 8/255)')
     p.add_argument('--steps', type=positive_int, default=d.steps, help='PGD steps')
-    p.add_argument('--step-size', type=positive_float, default=d.step_size, help='PGD step')
+    p.add_argument('--step-size', type=pixel_budget, default=d.step_size,
+                   help='PGD step (0.0078 or 2/255)')
     p.add_argument('--seed', type=int, default=d.seed, help='seed of every random choice')
     p.add_argument('-s', '--storage', choices=STORAGES, default=d.storage, help='storage')
     p.add_argument('--compressed', choices=('png', 'jpeg'), default=None,

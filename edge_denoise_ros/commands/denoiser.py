@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from . import bundles, heldout
-from .common import add_schedule_args, CliError, format_table, parse_list, positive_float
-from .common import positive_int, ProgressBar
+from .common import add_schedule_args, CliError, format_table, parse_list
+from .common import pixel_budget, positive_int, ProgressBar
 from .train import add_model_args, write_provenance
 from ..core import data, dunet, evaluation, models, training, tucker
 from ..core.models import set_torch_threads
@@ -101,10 +101,11 @@ def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
                    help='torch intra-op threads (the shipped weights were made with 1; the '
                         'result is bitwise reproducible for a given thread count and CPU)')
     add_model_args(p, model_default=None)
-    p.add_argument('--eps', type=positive_float, default=heldout.DEFAULT_EPS,
+    p.add_argument('--eps', type=pixel_budget, default=heldout.DEFAULT_EPS,
                    help='bundles: L-inf budget of the accuracy report after training')
-    p.add_argument('--train-eps', type=lambda t: parse_list(t, float), default=None,
-                   help="bundles: HGD's training budgets (default 2,4,8,12,16 /255)")
+    p.add_argument('--train-eps', type=lambda t: parse_list(t, pixel_budget), default=None,
+                   help="bundles: HGD's training budgets, shares of the pixel range "
+                        "(default: 2/255,4/255,8/255,12/255,16/255)")
 
 
 # --- macs -----------------------------------------------------------------------------------

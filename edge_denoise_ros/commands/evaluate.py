@@ -28,7 +28,8 @@ from __future__ import annotations
 import argparse
 
 from .heldout import DEFAULT_EPS as BUNDLE_EPS, EVAL_LIMIT, read_context
-from .common import CliError, format_table, parse_list, positive_float, positive_int, ProgressBar
+from .common import CliError, format_table, parse_list, pixel_budget
+from .common import positive_int, ProgressBar
 from ..core import attacks, data, defenses, evaluation, models, pipeline
 from ..core.models import set_torch_threads
 
@@ -42,7 +43,7 @@ def register(p) -> None:
     p.add_argument('--limit', type=positive_int, default=None,
                    help=f'N test images only (default: {EVAL_LIMIT} held-out frames of a '
                         f'bundle, else all 10,000 of the test split)')
-    p.add_argument('--eps', type=positive_float, default=None,
+    p.add_argument('--eps', type=pixel_budget, default=None,
                    help=f'L-inf budget on [0, 1] pixels (default: {BUNDLE_EPS:.4f} = 8/255 with '
                         f'--bundle, else {evaluation.DEFAULT_EPS})')
     p.add_argument('--defenses', type=parse_list, default=None,
