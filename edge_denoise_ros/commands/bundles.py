@@ -137,7 +137,24 @@ def open_context(args, n_train: int | None = None) -> UserContext:
 
 
 def _mix(args) -> training.AdversarialMix:
-    return training.AdversarialMix(eps=tuple(args.train_eps) if args.train_eps else TRAIN_EPS)
+    """Return HGD's training mix from ``--train-eps`` and ``--attack-mix``."""
+    shares = {}
+    if args.attack_mix is not None:
+        if len(args.attack_mix) != len(training.ATTACK_KINDS):
+            raise CliError(f'--attack-mix takes {len(training.ATTACK_KINDS)} shares '
+                           f'(clean,fgsm,pgd), got {len(args.attack_mix)}')
+        shares = dict(zip(training.ATTACK_KINDS, args.attack_mix))
+    try:
+        return training.AdversarialMix(
+            eps=tuple(args.train_eps) if args.train_eps else TRAIN_EPS, **shares)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _mix_record(mix: training.AdversarialMix) -> dict:
+    """Return how a card records a training mix: the shares of each kind and the budgets."""
+    return {'train_mix': {k: getattr(mix, k) for k in training.ATTACK_KINDS},
+            'train_eps': list(mix.eps)}
 
 
 def _run_key(ctx: UserContext, *inputs) -> str:
@@ -230,7 +247,7 @@ def train_denoiser(args) -> dict:
     return _save_denoiser(
         ctx, 'dunet', model, cfg, args.seed, width=args.width, loss=args.loss,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, n_train=len(x_clean),
-        train_set=counts, train_eps=list(_mix(args).eps), seconds=round(seconds, 1),
+        train_set=counts, **_mix_record(_mix(args)), seconds=round(seconds, 1),
         attack_seconds=round(attack_seconds, 1), eval_n=min(args.eval_limit, len(ctx.test)),
         eval_eps=args.eps, macs=tucker.total_macs(model, cfg.input_shape), accuracy=acc)
 
@@ -265,7 +282,7 @@ def train_denoiser_d(args) -> dict:
         ranks={k: list(v) for k, v in ranks.items()}, dunet_macs=total, dunet_d_macs=total_d,
         mac_ratio=total_d / total, dunet_sha256=base_sha, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, n_train=len(x_clean), train_set=counts,
-        seconds=round(seconds, 1),
+        **_mix_record(_mix(args)), seconds=round(seconds, 1),
         eval_n=min(args.eval_limit, len(ctx.test)), eval_eps=args.eps, accuracy=acc)
 
 

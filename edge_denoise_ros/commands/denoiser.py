@@ -32,7 +32,7 @@ from torch import nn
 
 from . import bundles, heldout
 from .common import add_schedule_args, CliError, format_table, parse_list
-from .common import pixel_budget, positive_int, ProgressBar
+from .common import nonnegative_float, pixel_budget, positive_int, ProgressBar
 from .train import add_model_args, write_provenance
 from ..core import data, dunet, evaluation, models, training, tucker
 from ..core.models import set_torch_threads
@@ -106,6 +106,10 @@ def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
     p.add_argument('--train-eps', type=lambda t: parse_list(t, pixel_budget), default=None,
                    help="bundles: HGD's training budgets, shares of the pixel range "
                         "(default: 2/255,4/255,8/255,12/255,16/255)")
+    p.add_argument('--attack-mix', type=lambda t: parse_list(t, nonnegative_float),
+                   default=None, metavar='CLEAN,FGSM,PGD',
+                   help="bundles: shares of clean, FGSM and PGD images in HGD's training set "
+                        "(default: 0.3,0.28,0.42)")
 
 
 # --- macs -----------------------------------------------------------------------------------
