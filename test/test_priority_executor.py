@@ -369,8 +369,8 @@ def test_a_hand_off_whose_wake_up_was_lost_is_swept(rclpy_context, spinning):
 
     Under ``bench fuzz`` a probe frame waited 70 s in the edge's mailbox: its
     trigger came while the executor's wait returned for another entity, and no
-    later wait reported it. The sweep timer serves such an item within two
-    periods and counts it; an item whose wake-up comes is not counted.
+    later wait reported it. The sweep timer serves such an item and counts
+    it; an item whose wake-up comes is not counted.
     """
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 
@@ -382,7 +382,7 @@ def test_a_hand_off_whose_wake_up_was_lost_is_swept(rclpy_context, spinning):
 
     def run():
         if (item := box.take()) is not None:
-            served.append((item, time.monotonic()))
+            served.append(item)
 
     group = MutuallyExclusiveCallbackGroup()
     wake = hand_off_wake(node, group, box, run, stats)
@@ -396,4 +396,4 @@ def test_a_hand_off_whose_wake_up_was_lost_is_swept(rclpy_context, spinning):
     assert stats.counts['wake_swept'] == 0, stats.counts     # its own wake-up served it
     box.put('lost')                        # as if the middleware dropped its trigger
     wait_until(lambda: len(served) == 2, 'the item whose wake-up was lost')
-    assert served[1][0] == 'lost' and stats.counts['wake_swept'] == 1, stats.counts
+    assert served[1] == 'lost' and stats.counts['wake_swept'] == 1, stats.counts
