@@ -230,7 +230,7 @@ def test_a_rerun_resumes_its_own_run_and_a_new_target_trains_afresh(tiny_bundle,
     assert len(list((folder / 'checkpoints').glob('dunet_*.ckpt'))) == 2
 
 
-def test_the_training_mix_is_the_users_and_the_card_records_it(tiny_bundle, tmp_path):
+def test_the_card_records_the_users_training_mix_and_layout(tiny_bundle, tmp_path):
     folder = tmp_path / 'B'
     shutil.copytree(tiny_bundle, folder)
     common = ('--out', str(folder), '--data', str(tiny_bundle.parent / 'images'), '--epochs',
@@ -239,12 +239,13 @@ def test_the_training_mix_is_the_users_and_the_card_records_it(tiny_bundle, tmp_
     before = bundle.Bundle.load(folder).card['files']['dunet.pt']
     assert before['train_mix'] == {'clean': 0.3, 'fgsm': 0.28, 'pgd': 0.42}
     code, _, err = _run('train', 'denoiser', *common, '--attack-mix', '1,0,0',
-                        '--train-eps', '4/255')
+                        '--train-eps', '4/255', '--channels-last')
     assert code == 0, err
     entry = bundle.Bundle.load(folder).card['files']['dunet.pt']
     assert entry['train_set'] == {'clean': 16, 'fgsm': 0, 'pgd': 0}      # a new set, not reused
     assert entry['train_mix'] == {'clean': 1.0, 'fgsm': 0.0, 'pgd': 0.0}
     assert entry['train_eps'] == [4 / 255] and entry['sha256'] != before['sha256']
+    assert entry['channels_last'] and not before['channels_last']
     for bad, reason in (('0.5,0.5', 'takes 3 shares'), ('0,0,0', 'positive sum')):
         code, _, err = _run('train', 'denoiser', *common, '--attack-mix', bad)
         assert code == 2 and reason in err and len(err.strip().splitlines()) == 1, err

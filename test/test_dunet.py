@@ -97,7 +97,7 @@ def test_decompose_with_full_ranks_keeps_the_output():
         dunet.build_dunet('medium')
 
 
-def _tiny_training(loss):
+def _tiny_training(loss, channels_last=False):
     target = models.build_model()
     x, y = data.load_split_tensors('train', limit=96)
     g = training.seed_everything(0)
@@ -105,11 +105,14 @@ def _tiny_training(loss):
     x_adv, kind, eps = training.make_adversarial_set(target, x, y, mix, g, batch_size=48)
     training.seed_everything(0)
     net = dunet.build_dunet(TINY)
-    cfg = training.DenoiserTrainConfig(epochs=1, batch_size=32, loss=loss)
+    cfg = training.DenoiserTrainConfig(epochs=1, batch_size=32, loss=loss,
+                                       channels_last=channels_last)
     before = models.state_hash(target)
     training.train_denoiser(net, target, x_adv, x, cfg)
     assert models.state_hash(target) == before
     assert all(p.requires_grad for p in target.parameters())
+    for module in (target, net):        # both handed back in the layout they came in
+        assert all(p.is_contiguous() for p in module.parameters() if p.dim() == 4)
     return net, x_adv, x, kind, eps
 
 
@@ -125,6 +128,16 @@ def test_hgd_training_is_seeded_and_attacks_follow_the_mix():
     assert set(eps[kind > 0].tolist()) <= set(torch.tensor(training.AdversarialMix().eps).tolist())
     fgd = _tiny_training('fgd')[0]
     assert models.state_hash(fgd) != models.state_hash(a)
+
+
+def test_channels_last_training_is_seeded_and_learns_the_same_denoiser():
+    net, x_adv, x, _, _ = _tiny_training('lgd', channels_last=True)
+    again = _tiny_training('lgd', channels_last=True)[0]
+    assert models.state_hash(net) == models.state_hash(again)
+    plain = _tiny_training('lgd')[0]
+    assert net.final.weight.abs().sum() > 0                    # it trained
+    with torch.no_grad():        # other rounding, the same training: the same denoised images
+        assert torch.allclose(net(x_adv), plain(x_adv), atol=1e-3)
 
 
 def test_fgd_guides_with_the_topmost_feature_map():

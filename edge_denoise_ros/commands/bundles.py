@@ -238,7 +238,8 @@ def train_denoiser(args) -> dict:
     training.seed_everything(args.seed)
     model = dunet.build_dunet(cfg)
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                        lr=args.lr, loss=args.loss, seed=args.seed)
+                                        lr=args.lr, loss=args.loss, seed=args.seed,
+                                        channels_last=args.channels_last)
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('train DUNET'),
                             checkpoint=_checkpoint(ctx, 'dunet', cfg, tcfg, _mix(args)))
@@ -246,7 +247,8 @@ def train_denoiser(args) -> dict:
     acc = report(ctx, {'none': torch.nn.Identity(), 'dunet': model}, args.eval_limit, args.eps)
     return _save_denoiser(
         ctx, 'dunet', model, cfg, args.seed, width=args.width, loss=args.loss,
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, n_train=len(x_clean),
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        channels_last=args.channels_last, n_train=len(x_clean),
         train_set=counts, **_mix_record(_mix(args)), seconds=round(seconds, 1),
         attack_seconds=round(attack_seconds, 1), eval_n=min(args.eval_limit, len(ctx.test)),
         eval_eps=args.eps, macs=tucker.total_macs(model, cfg.input_shape), accuracy=acc)
@@ -270,7 +272,8 @@ def train_denoiser_d(args) -> dict:
             f'(ratio {total_d / total:.4f})')
     x_adv, x_clean, counts = _adversarial(ctx, args)
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                        lr=args.lr, seed=args.seed)
+                                        lr=args.lr, seed=args.seed,
+                                        channels_last=args.channels_last)
     training.train_denoiser(approx, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('fine-tune DUNET_D'),
                             checkpoint=_checkpoint(ctx, 'dunet_d', base_sha, rule, tcfg,
@@ -281,8 +284,8 @@ def train_denoiser_d(args) -> dict:
         ctx, 'dunet_d', approx, cfg, args.seed, rank_rule=rule,
         ranks={k: list(v) for k, v in ranks.items()}, dunet_macs=total, dunet_d_macs=total_d,
         mac_ratio=total_d / total, dunet_sha256=base_sha, epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, n_train=len(x_clean), train_set=counts,
-        **_mix_record(_mix(args)), seconds=round(seconds, 1),
+        batch_size=args.batch_size, channels_last=args.channels_last, n_train=len(x_clean),
+        train_set=counts, **_mix_record(_mix(args)), seconds=round(seconds, 1),
         eval_n=min(args.eval_limit, len(ctx.test)), eval_eps=args.eps, accuracy=acc)
 
 

@@ -92,12 +92,18 @@ def jpeg_quality(text: str) -> int:
         raise argparse.ArgumentTypeError(f'{exc} ({text!r})') from None
 
 
-def add_schedule_args(p, epochs: int, batch_size: int, lr: float, lr_help: str) -> None:
-    """Add a training command's ``--epochs``, ``--batch-size``, ``--lr`` and ``--seed``."""
+def add_schedule_args(p, epochs: int, batch_size: int, lr: float, lr_help: str,
+                      layout: bool = False) -> None:
+    """Add a training command's ``--epochs``, ``--batch-size``, ``--lr``, ``--seed``, layout."""
     p.add_argument('--epochs', type=positive_int, default=epochs, help='passes over the data')
     p.add_argument('--batch-size', type=positive_int, default=batch_size, help='images per step')
     p.add_argument('--lr', type=positive_float, default=lr, help=lr_help)
     p.add_argument('--seed', type=int, default=0, help='seed of every random choice')
+    if layout:
+        p.add_argument('--channels-last', action='store_true',
+                       help='train in the channels-last memory format (often faster on CPUs; '
+                            'other rounding, so other weights than without it); the saved '
+                            'weights are the same format either way')
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:

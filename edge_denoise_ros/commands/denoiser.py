@@ -92,7 +92,7 @@ def register_bench_denoiser(p) -> None:
 
 def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
     p.add_argument('--config', default='small', help='DUNET config')
-    add_schedule_args(p, epochs, 64, lr, 'Adam learning rate')
+    add_schedule_args(p, epochs, 64, lr, 'Adam learning rate', layout=True)
     p.add_argument('--n-train', type=positive_int, default=n_train,
                    help='training images (the first N of the train split) to attack')
     p.add_argument('--eval-limit', type=positive_int, default=1000,
@@ -217,7 +217,8 @@ def train_denoiser(args) -> dict:
     training.seed_everything(args.seed)          # the initial weights
     model = dunet.build_dunet(args.config)
     cfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                       lr=args.lr, loss=args.loss, seed=args.seed)
+                                       lr=args.lr, loss=args.loss, seed=args.seed,
+                                       channels_last=args.channels_last)
     training.train_denoiser(model, target, x_adv, x_clean, cfg,
                             progress=ProgressBar('train DUNET'))
     seconds = time.monotonic() - start
@@ -225,10 +226,10 @@ def train_denoiser(args) -> dict:
     out = Path(args.out) if args.out else dunet.default_weights('dunet', args.config)
     return _save(model, out, {
         'kind': 'dunet', 'config': args.config, 'loss': args.loss, 'epochs': args.epochs,
-        'batch_size': args.batch_size, 'lr': args.lr, 'n_train': len(x_clean),
-        'train_set': counts, 'mix': training.AdversarialMix().__dict__, 'seed': args.seed,
-        'seconds': round(seconds, 1), 'attack_seconds': round(attack_seconds, 1),
-        'eval_n': args.eval_limit, 'accuracy': acc})
+        'batch_size': args.batch_size, 'lr': args.lr, 'channels_last': args.channels_last,
+        'n_train': len(x_clean), 'train_set': counts, 'mix': training.AdversarialMix().__dict__,
+        'seed': args.seed, 'seconds': round(seconds, 1),
+        'attack_seconds': round(attack_seconds, 1), 'eval_n': args.eval_limit, 'accuracy': acc})
 
 
 def train_denoiser_d(args) -> dict:
@@ -249,7 +250,8 @@ def train_denoiser_d(args) -> dict:
     before = _report_accuracy(target, {'dunet': base, 'dunet_d': approx}, args.eval_limit)
     x_adv, x_clean, counts = _adversarial_data(args, target)
     cfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                       lr=args.lr, seed=args.seed)
+                                       lr=args.lr, seed=args.seed,
+                                       channels_last=args.channels_last)
     training.train_denoiser(approx, target, x_adv, x_clean, cfg,
                             progress=ProgressBar('fine-tune DUNET_D'))
     seconds = time.monotonic() - start
@@ -260,8 +262,9 @@ def train_denoiser_d(args) -> dict:
         'ranks': {k: list(v) for k, v in ranks.items()}, 'dunet_macs': total,
         'dunet_d_macs': total_d, 'mac_reduction': 1 - total_d / total,
         'dunet_hash': models.state_hash(base), 'epochs': args.epochs,
-        'batch_size': args.batch_size, 'lr': args.lr, 'n_train': len(x_clean),
-        'train_set': counts, 'seed': args.seed, 'seconds': round(seconds, 1),
+        'batch_size': args.batch_size, 'lr': args.lr, 'channels_last': args.channels_last,
+        'n_train': len(x_clean), 'train_set': counts, 'seed': args.seed,
+        'seconds': round(seconds, 1),
         'eval_n': args.eval_limit, 'accuracy_before_fine_tune': before, 'accuracy': after})
 
 

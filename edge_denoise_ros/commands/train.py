@@ -41,7 +41,7 @@ def write_provenance(path: Path, record: dict) -> Path:
 
 def register_target(p) -> None:
     """Add ``train target``'s arguments."""
-    add_schedule_args(p, 15, 128, 0.1, 'peak one-cycle learning rate')
+    add_schedule_args(p, 15, 128, 0.1, 'peak one-cycle learning rate', layout=True)
     add_model_args(p)
     p.add_argument('--limit', type=positive_int, default=None,
                    help='train on N training images only (a seeded subset; quick runs)')
@@ -50,10 +50,6 @@ def register_target(p) -> None:
     p.add_argument('--optimizer', choices=('sgd', 'adamw'), default='sgd',
                    help='SGD with Nesterov momentum, or AdamW (both on a one-cycle schedule)')
     p.add_argument('--weight-decay', type=float, default=5e-4, help='weight decay')
-    p.add_argument('--channels-last', action='store_true',
-                   help='train in the channels-last memory format (often faster on CPUs, for '
-                        'depthwise convolutions most; other rounding, so other weights than '
-                        'without it); the saved weights are the same format either way')
     p.add_argument('--out', default=None,
                    help='a bundle folder (written with --data or a non-default --model), or a '
                         f'weights file; default: the shipped weights/{models.DEFAULT_WEIGHTS}')

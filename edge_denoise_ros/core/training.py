@@ -182,14 +182,25 @@ class SGDSchedule(Schedule):
 
 
 @dataclass(frozen=True)
-class TargetTrainConfig(SGDSchedule):
+class Layout:
+    """The memory layout a trainer of image models runs in (first among a config's bases)."""
+
+    channels_last: bool = False     # train in torch.channels_last (faster on many CPUs)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """Return the memory format the modules and batches train in."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+@dataclass(frozen=True)
+class TargetTrainConfig(Layout, SGDSchedule):
     """Settings of the target classifier's training (SGD + one-cycle schedule)."""
 
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.1
     label_smoothing: float = 0.0
-    channels_last: bool = False     # train in torch.channels_last (faster on many CPUs)
 
 
 def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -203,7 +214,7 @@ def train_target(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     for a given seed, thread count and ``cfg.channels_last`` on the CPU.
     """
     g = seed_everything(cfg.seed)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    fmt = cfg.memory_format
     model.to(memory_format=fmt)
     opt = cfg.optimizer(model.parameters())
 
@@ -329,7 +340,7 @@ def feature_extractor(target: nn.Module, example: torch.Tensor, layer: str | Non
 
 
 @dataclass(frozen=True)
-class DenoiserTrainConfig(Schedule):
+class DenoiserTrainConfig(Layout, Schedule):
     """
     Settings of HGD's guided denoiser training (Adam + cosine decay).
 
@@ -365,8 +376,9 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
 
     ``x_adv[i]`` is the (possibly attacked) version of ``x_clean[i]``. The
     target stays in eval mode and its parameters are not updated (their
-    ``requires_grad`` flags are restored afterwards). Returns the denoiser in
-    eval mode. Deterministic for a given seed and thread count on the CPU.
+    ``requires_grad`` flags and memory format are restored afterwards). Returns
+    the denoiser in eval mode, in the default memory format. Deterministic for
+    a given seed, thread count and ``cfg.channels_last`` on the CPU.
     DUNET_D's post-hoc fine-tuning is this loop run on the decomposed network.
     """
     if x_adv.shape != x_clean.shape or len(x_adv) == 0:
@@ -382,18 +394,23 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
         guide = target
     else:
         guide = feature_extractor(target, x_clean[:1], cfg.feature_layer)
+    fmt = cfg.memory_format
+    denoiser.to(memory_format=fmt)
+    target.to(memory_format=fmt)
     opt = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def batch_loss(idx):
         with torch.no_grad():
-            reference = guide(x_clean[idx])
-        return guided_loss(guide, denoiser(x_adv[idx]), reference)
+            reference = guide(x_clean[idx].contiguous(memory_format=fmt))
+        return guided_loss(guide, denoiser(x_adv[idx].contiguous(memory_format=fmt)), reference)
 
     try:
-        return fit(denoiser, len(x_adv), cfg, g, opt, _cosine, batch_loss, progress, checkpoint)
+        fit(denoiser, len(x_adv), cfg, g, opt, _cosine, batch_loss, progress, checkpoint)
     finally:
+        target.to(memory_format=torch.contiguous_format)
         for p, flag in zip(target.parameters(), flags):
             p.requires_grad_(flag)
+    return denoiser.to(memory_format=torch.contiguous_format).eval()
 
 
 # ----------------------------------------------------------------------------- host fine-tuning
