@@ -141,8 +141,12 @@ def test_a_stopped_training_run_resumes_to_the_same_weights(tmp_path, channels_l
     ckpt = training.Checkpoint(tmp_path / 'run.ckpt')
     with pytest.raises(Stop):
         training.train_target(model(), x, y, cfg, progress=stop_in_epoch_two, checkpoint=ckpt)
-    assert torch.load(ckpt.path, weights_only=True)['epoch'] == 1
+    first = torch.load(ckpt.path, weights_only=True)
+    assert first['epoch'] == 1 and first['seconds'] > 0
     resumed = training.train_target(model(), x, y, cfg, checkpoint=ckpt)
+    # The resumed run knows the first process's training time, and the file adds its own.
+    assert ckpt.earlier_s == first['seconds']
+    assert torch.load(ckpt.path, weights_only=True)['seconds'] > first['seconds']
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     # Trained channels-last or not, the weights come back in the default format.

@@ -240,10 +240,10 @@ def train_denoiser(args) -> dict:
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                         lr=args.lr, loss=args.loss, seed=args.seed,
                                         channels_last=args.channels_last)
+    ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, _mix(args))
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
-                            progress=ProgressBar('train DUNET'),
-                            checkpoint=_checkpoint(ctx, 'dunet', cfg, tcfg, _mix(args)))
-    seconds = time.monotonic() - start
+                            progress=ProgressBar('train DUNET'), checkpoint=ckpt)
+    seconds = time.monotonic() - start + ckpt.earlier_s
     acc = report(ctx, {'none': torch.nn.Identity(), 'dunet': model}, args.eval_limit, args.eps)
     return _save_denoiser(
         ctx, 'dunet', model, cfg, args.seed, width=args.width, loss=args.loss,
@@ -274,11 +274,10 @@ def train_denoiser_d(args) -> dict:
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                         lr=args.lr, seed=args.seed,
                                         channels_last=args.channels_last)
+    ckpt = _checkpoint(ctx, 'dunet_d', base_sha, rule, tcfg, _mix(args))
     training.train_denoiser(approx, ctx.target.model, x_adv, x_clean, tcfg,
-                            progress=ProgressBar('fine-tune DUNET_D'),
-                            checkpoint=_checkpoint(ctx, 'dunet_d', base_sha, rule, tcfg,
-                                                   _mix(args)))
-    seconds = time.monotonic() - start
+                            progress=ProgressBar('fine-tune DUNET_D'), checkpoint=ckpt)
+    seconds = time.monotonic() - start + ckpt.earlier_s
     acc = report(ctx, {'dunet': base, 'dunet_d': approx}, args.eval_limit, args.eps)
     return _save_denoiser(
         ctx, 'dunet_d', approx, cfg, args.seed, rank_rule=rule,
@@ -337,11 +336,11 @@ def host_finetune(args) -> dict:
                                       lr=args.lr, seed=args.seed)
     start = time.monotonic()
     name = bundle.tail_file(cut, args.codec, quality)
+    ckpt = _checkpoint(ctx, name, cfg)
     training.finetune_host_tail(head, tail, ctx.train.x, ctx.train.y,
                                 channel_of(args.codec, quality), cfg,
-                                progress=ProgressBar('host fine-tune'),
-                                checkpoint=_checkpoint(ctx, name, cfg))
-    seconds = time.monotonic() - start
+                                progress=ProgressBar('host fine-tune'), checkpoint=ckpt)
+    seconds = time.monotonic() - start + ckpt.earlier_s
     after = measure_setting(ctx, cut, args.codec, quality, tail, limit)
     models.save_state_dict(tail, ctx.bundle.path(name))
     ctx.bundle.put('tails', {'cut': cut, 'codec': args.codec, 'quality': quality,

@@ -21,6 +21,7 @@ Every loop is seeded and reports progress through an optional callback
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -77,10 +78,13 @@ class Checkpoint:
 
     The file holds the module, the optimizer, the schedule and the shuffling
     generator; it is loaded with ``weights_only=True``. A run resumed from
-    epoch ``k`` gives the same weights as one that never stopped.
+    epoch ``k`` gives the same weights as one that never stopped. It also
+    holds the seconds of training behind it, so that a resumed run's card
+    counts the earlier processes' time (``earlier_s``, set when it resumes).
     """
 
     path: Path
+    earlier_s: float = 0.0
 
     def load(self) -> dict | None:
         """Return the saved state, or None when there is none yet."""
@@ -125,6 +129,8 @@ def fit(module: nn.Module, n: int, cfg: Schedule, g: torch.Generator, opt: torch
         sched.load_state_dict(state['sched'])
         g.set_state(state['generator'])
         first_epoch = int(state['epoch'])
+        checkpoint.earlier_s = float(state.get('seconds', 0.0))
+    began = time.monotonic()
     step = first_epoch * steps_per_epoch
     for epoch in range(first_epoch, cfg.epochs):
         module.train()
@@ -141,7 +147,8 @@ def fit(module: nn.Module, n: int, cfg: Schedule, g: torch.Generator, opt: torch
         if checkpoint is not None:
             checkpoint.save({'module': module.state_dict(), 'opt': opt.state_dict(),
                              'sched': sched.state_dict(), 'generator': g.get_state(),
-                             'epoch': epoch + 1, 'total': total})
+                             'epoch': epoch + 1, 'total': total,
+                             'seconds': checkpoint.earlier_s + time.monotonic() - began})
     return module.eval()
 
 
