@@ -219,10 +219,16 @@ def test_a_rerun_resumes_its_own_run_and_a_new_target_trains_afresh(tiny_bundle,
         return bundle.Bundle.load(folder).card['files']['dunet.pt']['sha256']
 
     before = dunet_sha()
+    first = bundle.Bundle.load(folder).card['files']['dunet.pt']
     assert _run(*again)[0] == 0
     assert dunet_sha() == before          # the finished run's own checkpoint: same weights
-    runs = sorted(p.name for p in (folder / 'checkpoints').glob('dunet_*.ckpt'))
+    runs = sorted((folder / 'checkpoints').glob('dunet_*.ckpt'))
     assert len(runs) == 1
+    # Its card still counts the attacks and the training the first run did.
+    entry = bundle.Bundle.load(folder).card['files']['dunet.pt']
+    trained = torch.load(runs[0], weights_only=True)['seconds']
+    assert entry['attack_seconds'] == first['attack_seconds']
+    assert entry['seconds'] >= round(first['attack_seconds'] + trained, 1) - 0.1
     torch.manual_seed(1)
     models.save_state_dict(models.build_model('squeezenet1_1', num_classes=10),
                            folder / bundle.TARGET)

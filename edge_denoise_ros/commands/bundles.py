@@ -181,26 +181,29 @@ def _checkpoint(ctx: UserContext, kind: str, *inputs) -> training.Checkpoint:
 
 def _adversarial(ctx: UserContext, args):
     """
-    Return HGD's training set ``(x_adv, x_clean, counts)``, made once per bundle and settings.
+    Return HGD's training set ``(x_adv, x_clean, counts, seconds)``, made once per settings.
 
     The set is cached under ``checkpoints/`` keyed by the target's hash, the
     images (their hash), the mix and the seed, so DUNET_D's fine-tuning and a
-    resumed run reuse DUNET's set instead of attacking again.
+    resumed run reuse DUNET's set instead of attacking again; ``seconds`` is
+    the time its attacks took when it was made.
     """
     x = ctx.train.floats()
     mix = _mix(args)
     cache = ctx.bundle.root / 'checkpoints' / f'adversarial_{_run_key(ctx, mix, args.seed)}.pt'
     if cache.is_file():
         saved = torch.load(cache, map_location='cpu', weights_only=True)
-        return saved['x_adv'].float(), x, saved['counts']
+        return saved['x_adv'].float(), x, saved['counts'], float(saved.get('seconds', 0.0))
+    start = time.monotonic()
     g = training.seed_everything(args.seed)
     x_adv, kind, _ = training.make_adversarial_set(
         ctx.target.model, x, ctx.train.y, mix, g, batch_size=250,
         progress=ProgressBar('attack train set'))
     counts = {k: int((kind == i).sum()) for i, k in enumerate(training.ATTACK_KINDS)}
+    seconds = time.monotonic() - start
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'x_adv': x_adv, 'counts': counts}, cache)
-    return x_adv, x, counts
+    torch.save({'x_adv': x_adv, 'counts': counts, 'seconds': seconds}, cache)
+    return x_adv, x, counts, seconds
 
 
 def report(ctx: UserContext, defended: dict, limit: int, eps: float, seed: int = 0) -> dict:
@@ -232,9 +235,8 @@ def train_denoiser(args) -> dict:
     ctx = open_context(args, args.n_train)
     c, h, _ = ctx.target.input_shape
     cfg = dunet.DUNetConfig.scaled(c, h, args.width)
+    x_adv, x_clean, counts, attack_seconds = _adversarial(ctx, args)
     start = time.monotonic()
-    x_adv, x_clean, counts = _adversarial(ctx, args)
-    attack_seconds = time.monotonic() - start
     training.seed_everything(args.seed)
     model = dunet.build_dunet(cfg)
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
@@ -243,7 +245,7 @@ def train_denoiser(args) -> dict:
     ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, _mix(args))
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('train DUNET'), checkpoint=ckpt)
-    seconds = time.monotonic() - start + ckpt.earlier_s
+    seconds = attack_seconds + time.monotonic() - start + ckpt.earlier_s
     acc = report(ctx, {'none': torch.nn.Identity(), 'dunet': model}, args.eval_limit, args.eps)
     return _save_denoiser(
         ctx, 'dunet', model, cfg, args.seed, width=args.width, loss=args.loss,
@@ -270,7 +272,7 @@ def train_denoiser_d(args) -> dict:
     print(f'ranks ({rule}): ' + ', '.join(f'{k}={v}' for k, v in ranks.items())
           + f'; MACs at {"x".join(map(str, shape))} {total:,} -> {total_d:,} '
             f'(ratio {total_d / total:.4f})')
-    x_adv, x_clean, counts = _adversarial(ctx, args)
+    x_adv, x_clean, counts, _ = _adversarial(ctx, args)    # DUNET's set, seldom made here
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                         lr=args.lr, seed=args.seed,
                                         channels_last=args.channels_last)
