@@ -385,6 +385,11 @@ def test_training_commands_refuse_what_they_cannot_do_in_one_line(tmp_path):
     code, _, err = _run('train', 'target', '--model', 'resnet18', '--data', str(folder),
                         '--input', '3x8x8x8', '--out', str(tmp_path / 'B'))
     assert code == 2 and 'CxHxW' in err
+    for kind in ('denoiser', 'denoiser-d'):     # the shipped 1x28x28 DUNET: not silently ignored
+        code, _, err = _run('train', kind, '--attack-mix', '1,0,0', '--out',
+                            str(tmp_path / 'w.pt'))
+        assert code == 2 and "a bundle's training mix" in err, err
+        assert not (tmp_path / 'w.pt').exists()
 
 
 def test_augment_keeps_every_channel_and_the_shipped_one_channel_draws():

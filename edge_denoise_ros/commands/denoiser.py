@@ -205,11 +205,21 @@ def _save(model, out: Path, record: dict) -> dict:
     return record
 
 
+def _refuse_bundle_only(args) -> None:
+    """Refuse the training-mix options on the shipped 1x28x28 DUNET (it keeps its recorded mix)."""
+    given = [flag for flag, value in (('--train-eps', args.train_eps),
+                                      ('--attack-mix', args.attack_mix)) if value is not None]
+    if given:
+        raise CliError(f'{" and ".join(given)} set a bundle\'s training mix (--data D --out '
+                       f'BUNDLE); the shipped 1x28x28 DUNET keeps the mix its record names')
+
+
 def train_denoiser(args) -> dict:
     """Train DUNET with HGD's guided loss; save it with its provenance (or into a bundle)."""
     set_torch_threads(args.threads)
     if bundles.bundle_mode(args):
         return bundles.train_denoiser(args)
+    _refuse_bundle_only(args)
     target = models.build_model()
     start = time.monotonic()
     x_adv, x_clean, counts = _adversarial_data(args, target)
@@ -237,6 +247,7 @@ def train_denoiser_d(args) -> dict:
     set_torch_threads(args.threads)
     if bundles.bundle_mode(args):
         return bundles.train_denoiser_d(args)
+    _refuse_bundle_only(args)
     target = models.build_model()
     base = dunet.load_denoiser('dunet', args.config, args.dunet)
     start = time.monotonic()
