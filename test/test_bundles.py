@@ -248,10 +248,11 @@ def test_the_card_records_the_users_training_mix_and_layout(tiny_bundle, tmp_pat
               '6', '--json')
     before = bundle.Bundle.load(folder).card['files']['dunet.pt']
     assert before['train_mix'] == {'clean': 0.3, 'fgsm': 0.28, 'pgd': 0.42}
-    code, _, err = _run('train', 'denoiser', *common, '--attack-mix', '1,0,0',
-                        '--train-eps', '4/255', '--channels-last')
+    code, result, err = _run('train', 'denoiser', *common, '--attack-mix', '1,0,0',
+                             '--train-eps', '4/255', '--channels-last')
     assert code == 0, err
     entry = bundle.Bundle.load(folder).card['files']['dunet.pt']
+    assert entry['mean_change_levels'] == result['mean_change_levels'] >= 0   # pixel levels
     assert entry['train_set'] == {'clean': 16, 'fgsm': 0, 'pgd': 0}      # a new set, not reused
     assert entry['train_mix'] == {'clean': 1.0, 'fgsm': 0.0, 'pgd': 0.0}
     assert entry['train_eps'] == [4 / 255] and entry['sha256'] != before['sha256']

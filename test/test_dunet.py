@@ -67,10 +67,14 @@ def test_small_dunet_is_a_residual_denoiser():
     x = torch.rand(5, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(net(x), x)          # the residual starts at zero
+        assert dunet.mean_change(net, x) == 0.0 < dunet.IDLE_LEVELS      # an idle denoiser
         torch.nn.init.normal_(net.final.weight)
         out = net(x)
         assert out.shape == x.shape and not torch.allclose(out, x)
         assert torch.allclose(out, x + net.residual(x))
+        change = dunet.mean_change(net, x, batch_size=2)                 # in 8-bit levels
+        assert change > dunet.IDLE_LEVELS
+        assert abs(change - 255 * float((out - x).abs().mean())) < 1e-3 * change
     sizes = [r.out_hw[0] for r in tucker.conv_rows(net, (1, 28, 28)) if r.name.endswith('.0.conv')
              and r.name.startswith('fwd')]
     assert sizes == [28, 14, 7, 4, 2]

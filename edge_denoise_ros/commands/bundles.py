@@ -247,13 +247,20 @@ def train_denoiser(args) -> dict:
                             progress=ProgressBar('train DUNET'), checkpoint=ckpt)
     seconds = attack_seconds + time.monotonic() - start + ckpt.earlier_s
     acc = report(ctx, {'none': torch.nn.Identity(), 'dunet': model}, args.eval_limit, args.eps)
+    n_eval = min(args.eval_limit, len(ctx.test))
+    change = dunet.mean_change(model, ctx.test.floats(slice(0, n_eval)))
+    if change < dunet.IDLE_LEVELS:
+        print(f'warning: DUNET changes the held-out images by {change:.2f} of 255 levels on '
+              f'average: it passes them through almost unchanged (train longer, or with more '
+              f'attacked images in --attack-mix)')
     return _save_denoiser(
         ctx, 'dunet', model, cfg, args.seed, width=args.width, loss=args.loss,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         channels_last=args.channels_last, n_train=len(x_clean),
         train_set=counts, **_mix_record(_mix(args)), seconds=round(seconds, 1),
         attack_seconds=round(attack_seconds, 1), eval_n=min(args.eval_limit, len(ctx.test)),
-        eval_eps=args.eps, macs=tucker.total_macs(model, cfg.input_shape), accuracy=acc)
+        eval_eps=args.eps, macs=tucker.total_macs(model, cfg.input_shape), accuracy=acc,
+        mean_change_levels=round(change, 3))
 
 
 def train_denoiser_d(args) -> dict:

@@ -185,6 +185,19 @@ class DUNet(nn.Module):
         return x + self.residual(x)
 
 
+IDLE_LEVELS = 0.5     # a denoiser that changes images by less (of 255 levels) passes them through
+
+
+def mean_change(denoiser: nn.Module, x: torch.Tensor, batch_size: int = 250) -> float:
+    """Return the mean absolute change ``denoiser`` makes to the pixels ``x``, in 8-bit levels."""
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size]
+            total += float((denoiser(xb) - xb).abs().sum())
+    return 255.0 * total / max(1, x.numel())
+
+
 def build_dunet(config: str | DUNetConfig = DEFAULT_CONFIG) -> DUNet:
     """Build a DUNET (random weights, training mode) from a config name or object."""
     if isinstance(config, DUNetConfig):
