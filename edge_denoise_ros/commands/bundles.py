@@ -179,7 +179,7 @@ def _checkpoint(ctx: UserContext, kind: str, *inputs) -> training.Checkpoint:
                                / f'{kind}_{_run_key(ctx, *inputs)}.ckpt')
 
 
-def _adversarial(ctx: UserContext, args):
+def _adversarial(ctx: UserContext, mix: training.AdversarialMix, seed: int):
     """
     Return HGD's training set ``(x_adv, x_clean, counts, seconds)``, made once per settings.
 
@@ -189,13 +189,12 @@ def _adversarial(ctx: UserContext, args):
     the time its attacks took when it was made.
     """
     x = ctx.train.floats()
-    mix = _mix(args)
-    cache = ctx.bundle.root / 'checkpoints' / f'adversarial_{_run_key(ctx, mix, args.seed)}.pt'
+    cache = ctx.bundle.root / 'checkpoints' / f'adversarial_{_run_key(ctx, mix, seed)}.pt'
     if cache.is_file():
         saved = torch.load(cache, map_location='cpu', weights_only=True)
         return saved['x_adv'].float(), x, saved['counts'], float(saved.get('seconds', 0.0))
     start = time.monotonic()
-    g = training.seed_everything(args.seed)
+    g = training.seed_everything(seed)
     x_adv, kind, _ = training.make_adversarial_set(
         ctx.target.model, x, ctx.train.y, mix, g, batch_size=250,
         progress=ProgressBar('attack train set'))
@@ -235,14 +234,15 @@ def train_denoiser(args) -> dict:
     ctx = open_context(args, args.n_train)
     c, h, _ = ctx.target.input_shape
     cfg = dunet.DUNetConfig.scaled(c, h, args.width)
-    x_adv, x_clean, counts, attack_seconds = _adversarial(ctx, args)
+    mix = _mix(args)
+    x_adv, x_clean, counts, attack_seconds = _adversarial(ctx, mix, args.seed)
     start = time.monotonic()
     training.seed_everything(args.seed)
     model = dunet.build_dunet(cfg)
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                         lr=args.lr, loss=args.loss, seed=args.seed,
                                         channels_last=args.channels_last)
-    ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, _mix(args))
+    ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, mix)
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('train DUNET'), checkpoint=ckpt)
     seconds = attack_seconds + time.monotonic() - start + ckpt.earlier_s
@@ -257,8 +257,8 @@ def train_denoiser(args) -> dict:
         ctx, 'dunet', model, cfg, args.seed, width=args.width, loss=args.loss,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         channels_last=args.channels_last, n_train=len(x_clean),
-        train_set=counts, **_mix_record(_mix(args)), seconds=round(seconds, 1),
-        attack_seconds=round(attack_seconds, 1), eval_n=min(args.eval_limit, len(ctx.test)),
+        train_set=counts, **_mix_record(mix), seconds=round(seconds, 1),
+        attack_seconds=round(attack_seconds, 1), eval_n=n_eval,
         eval_eps=args.eps, macs=tucker.total_macs(model, cfg.input_shape), accuracy=acc,
         mean_change_levels=round(change, 3))
 
@@ -279,11 +279,12 @@ def train_denoiser_d(args) -> dict:
     print(f'ranks ({rule}): ' + ', '.join(f'{k}={v}' for k, v in ranks.items())
           + f'; MACs at {"x".join(map(str, shape))} {total:,} -> {total_d:,} '
             f'(ratio {total_d / total:.4f})')
-    x_adv, x_clean, counts, _ = _adversarial(ctx, args)    # DUNET's set, seldom made here
+    mix = _mix(args)
+    x_adv, x_clean, counts, _ = _adversarial(ctx, mix, args.seed)   # DUNET's set, seldom made
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                         lr=args.lr, seed=args.seed,
                                         channels_last=args.channels_last)
-    ckpt = _checkpoint(ctx, 'dunet_d', base_sha, rule, tcfg, _mix(args))
+    ckpt = _checkpoint(ctx, 'dunet_d', base_sha, rule, tcfg, mix)
     training.train_denoiser(approx, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('fine-tune DUNET_D'), checkpoint=ckpt)
     seconds = time.monotonic() - start + ckpt.earlier_s
@@ -293,7 +294,7 @@ def train_denoiser_d(args) -> dict:
         ranks={k: list(v) for k, v in ranks.items()}, dunet_macs=total, dunet_d_macs=total_d,
         mac_ratio=total_d / total, dunet_sha256=base_sha, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, channels_last=args.channels_last, n_train=len(x_clean),
-        train_set=counts, **_mix_record(_mix(args)), seconds=round(seconds, 1),
+        train_set=counts, **_mix_record(mix), seconds=round(seconds, 1),
         eval_n=min(args.eval_limit, len(ctx.test)), eval_eps=args.eps, accuracy=acc)
 
 

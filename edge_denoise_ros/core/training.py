@@ -383,8 +383,9 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
 
     ``x_adv[i]`` is the (possibly attacked) version of ``x_clean[i]``. The
     target stays in eval mode and its parameters are not updated (their
-    ``requires_grad`` flags and memory format are restored afterwards). Returns
-    the denoiser in eval mode, in the default memory format. Deterministic for
+    ``requires_grad`` flags are restored afterwards; with ``cfg.channels_last``
+    both train in that layout and come back in the default one). Returns the
+    denoiser in eval mode. Deterministic for
     a given seed, thread count and ``cfg.channels_last`` on the CPU.
     DUNET_D's post-hoc fine-tuning is this loop run on the decomposed network.
     """
@@ -402,8 +403,9 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
     else:
         guide = feature_extractor(target, x_clean[:1], cfg.feature_layer)
     fmt = cfg.memory_format
-    denoiser.to(memory_format=fmt)
-    target.to(memory_format=fmt)
+    if cfg.channels_last:
+        denoiser.to(memory_format=fmt)
+        target.to(memory_format=fmt)
     opt = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def batch_loss(idx):
@@ -414,7 +416,8 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
     try:
         fit(denoiser, len(x_adv), cfg, g, opt, _cosine, batch_loss, progress, checkpoint)
     finally:
-        target.to(memory_format=torch.contiguous_format)
+        if cfg.channels_last:
+            target.to(memory_format=torch.contiguous_format)
         for p, flag in zip(target.parameters(), flags):
             p.requires_grad_(flag)
     return denoiser.to(memory_format=torch.contiguous_format).eval()
