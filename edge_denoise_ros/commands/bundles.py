@@ -245,7 +245,7 @@ def train_denoiser(args) -> dict:
     ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, mix)
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('train DUNET'), checkpoint=ckpt)
-    seconds = attack_seconds + time.monotonic() - start + ckpt.earlier_s
+    seconds = attack_seconds + ckpt.seconds_since(start)
     acc = report(ctx, {'none': torch.nn.Identity(), 'dunet': model}, args.eval_limit, args.eps)
     n_eval = min(args.eval_limit, len(ctx.test))
     change = dunet.mean_change(model, ctx.test.floats(slice(0, n_eval)))
@@ -287,7 +287,7 @@ def train_denoiser_d(args) -> dict:
     ckpt = _checkpoint(ctx, 'dunet_d', base_sha, rule, tcfg, mix)
     training.train_denoiser(approx, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('fine-tune DUNET_D'), checkpoint=ckpt)
-    seconds = time.monotonic() - start + ckpt.earlier_s
+    seconds = ckpt.seconds_since(start)
     acc = report(ctx, {'dunet': base, 'dunet_d': approx}, args.eval_limit, args.eps)
     return _save_denoiser(
         ctx, 'dunet_d', approx, cfg, args.seed, rank_rule=rule,
@@ -350,7 +350,7 @@ def host_finetune(args) -> dict:
     training.finetune_host_tail(head, tail, ctx.train.x, ctx.train.y,
                                 channel_of(args.codec, quality), cfg,
                                 progress=ProgressBar('host fine-tune'), checkpoint=ckpt)
-    seconds = time.monotonic() - start + ckpt.earlier_s
+    seconds = ckpt.seconds_since(start)
     after = measure_setting(ctx, cut, args.codec, quality, tail, limit)
     models.save_state_dict(tail, ctx.bundle.path(name))
     ctx.bundle.put('tails', {'cut': cut, 'codec': args.codec, 'quality': quality,

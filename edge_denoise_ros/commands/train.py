@@ -134,7 +134,7 @@ def train_target(args) -> dict:
     ckpt = training.Checkpoint(out / 'checkpoints' / run_name(args, init_sha))
     training.train_target(target, train.x, train.y, cfg, progress=ProgressBar('train target'),
                           checkpoint=ckpt)
-    seconds = time.monotonic() - start + ckpt.earlier_s
+    seconds = ckpt.seconds_since(start)
     acc = evaluation.accuracy(target, test.x, test.y, batch_size=250)
     b = bundle.Bundle.open_or_create(out)
     b.command = getattr(args, 'command_line', b.command)

@@ -92,6 +92,10 @@ class Checkpoint:
             return None
         return torch.load(self.path, map_location='cpu', weights_only=True)
 
+    def seconds_since(self, start: float) -> float:
+        """Return the run's training seconds: since ``start`` here, and in earlier processes."""
+        return time.monotonic() - start + self.earlier_s
+
     def save(self, state: dict) -> None:
         """Write the state atomically (a stopped run never leaves half a file)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +152,7 @@ def fit(module: nn.Module, n: int, cfg: Schedule, g: torch.Generator, opt: torch
             checkpoint.save({'module': module.state_dict(), 'opt': opt.state_dict(),
                              'sched': sched.state_dict(), 'generator': g.get_state(),
                              'epoch': epoch + 1, 'total': total,
-                             'seconds': checkpoint.earlier_s + time.monotonic() - began})
+                             'seconds': checkpoint.seconds_since(began)})
     return module.eval()
 
 
