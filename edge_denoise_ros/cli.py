@@ -69,6 +69,10 @@ COMMANDS = {
         'datasets:register_scenes',
         'write the realistic profile: Fashion-MNIST items over real photographs at random '
         'scale, position, rotation, colour and lighting, as train/test ImageFolders'),
+    ('data', 'items'): (
+        'datasets:register_items',
+        "the scenes' items alone, upright on black in a random colour (28x28): a first "
+        'training stage for a target that then learns the scenes'),
     ('bundle', 'accuracy'): (
         'bundles:register_accuracy',
         "measure a bundle's held-out accuracy per (cut, codec, quality), with the tail the "

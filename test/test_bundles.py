@@ -75,6 +75,48 @@ def test_scenes_are_the_same_for_any_slice_and_use_their_own_split():
         scenes.SceneConfig(size=16)
 
 
+def test_items_are_the_scenes_items_alone_and_a_target_learns_them_first(tmp_path):
+    x, y = scenes.make_items('test', 6)
+    x2, y2 = scenes.make_items('test', 3, start=3)
+    assert x.shape == (6, 28, 28, 3) and x.dtype == np.uint8
+    assert np.array_equal(x[3:], x2) and np.array_equal(y[3:], y2)   # index i: one item
+    items, fashion = data.load_fashion_mnist('test')
+    assert list(y) == list(fashion[:6])
+    assert not x[items[:6] == 0].any()                                # on black, no clutter
+    bright = items[:6] > 200
+    hues = [tuple(np.round(x[i][bright[i]].mean(0) / x[i][bright[i]].max(), 1)) for i in range(6)]
+    assert len(set(hues)) > 1                                         # each in its own colour
+    assert not np.array_equal(scenes.make_items('train', 6)[0], x)
+    with pytest.raises(ValueError):
+        scenes.make_items('val', 2)
+
+    # The profile's two stages, as a user runs them: items first, then the scenes, one bundle.
+    code, made, err = _run('data', 'items', '--out', str(tmp_path / 'items'), '--train', '20',
+                           '--test', '10', '--json')
+    assert code == 0, err
+    assert made['counts'] == {'train': 20, 'test': 10}
+    assert json.loads((tmp_path / 'items' / 'items.json').read_text())['seed'] == 0
+    assert not (tmp_path / 'items' / 'scenes.json').exists()   # never remade as scenes
+    code, _, err = _run('data', 'scenes', '--out', str(tmp_path / 'scenes'), '--train', '20',
+                        '--test', '10', '--size', '32', '--json')
+    assert code == 0, err
+    out = tmp_path / 'B'
+    common = ['--model', 'squeezenet1_1', '--input', '3x32x32', '--epochs', '1',
+              '--batch-size', '10', '--optimizer', 'adamw', '--lr', '0.001', '--out', str(out),
+              '--json']
+    code, first, err = _run('train', 'target', '--data', str(tmp_path / 'items' / 'train'),
+                            *common)
+    assert code == 0, err
+    code, second, err = _run('train', 'target', '--data', str(tmp_path / 'scenes' / 'train'),
+                             '--weights', str(out / 'target.pt'), *common)
+    assert code == 0, err
+    card = json.loads((out / 'card.json').read_text())
+    assert card['data']['generator']['size'] == 32                    # the scenes, last
+    earlier = card['files']['target.pt']['continued_from']
+    assert '--data ' + str(tmp_path / 'items' / 'train') in earlier['command']
+    assert earlier['test_accuracy'] == first['test_accuracy']
+
+
 @pytest.mark.parametrize('policy, expect', [
     ('stretch', lambda img: img[::2, ::4]),
     ('crop', lambda img: img[:, 20:60][::2, ::2]),
