@@ -282,6 +282,37 @@ def test_a_rerun_resumes_its_own_run_and_a_new_target_trains_afresh(tiny_bundle,
     assert len(list((folder / 'checkpoints').glob('dunet_*.ckpt'))) == 2
 
 
+def test_a_denoiser_made_for_an_earlier_target_or_dunet_is_named_not_served_silently(
+        tiny_bundle, tmp_path):
+    folder = tmp_path / 'B'
+    shutil.copytree(tiny_bundle, folder)
+    common = ('--out', str(folder), '--data', str(tiny_bundle.parent / 'images'), '--epochs',
+              '1', '--n-train', '16', '--batch-size', '8', '--eval-limit', '6', '--json')
+    code, made, err = _run('train', 'denoiser-d', *common)
+    assert code == 0, err
+    files = bundle.Bundle.load(folder).card['files']
+    assert files['dunet_d.pt']['dunet_sha256'] == files['dunet.pt']['sha256']
+    assert files['dunet_d.pt']['target_sha256'] == files['target.pt']['sha256']
+    assert _run('bundle', 'show', '--bundle', str(folder), '--json')[1]['stale'] == []
+    # The DUNET trained again: DUNET_D still loads, and the bundle says what it was made from.
+    assert _run('train', 'denoiser', *common, '--width', '0.125', '--seed', '1')[0] == 0
+    stale = _run('bundle', 'show', '--bundle', str(folder), '--json')[1]['stale']
+    assert stale == [f'dunet_d.pt was made from an earlier DUNET: run edge-denoise train '
+                     f'denoiser-d --out {folder} again']
+    # The target trained again: both denoisers defend the old one.
+    torch.manual_seed(2)
+    models.save_state_dict(models.build_model('squeezenet1_1', num_classes=10),
+                           folder / bundle.TARGET)
+    b = bundle.Bundle.load(folder)
+    b.record_file(bundle.TARGET)
+    lines = b.stale()
+    assert [line.split(':')[0] for line in lines] == [
+        'dunet.pt was trained for an earlier target', 'dunet_d.pt was trained for an earlier '
+        'target', 'dunet_d.pt was made from an earlier DUNET']
+    b.save()
+    assert _run('bundle', 'show', '--bundle', str(folder), '--json')[1]['stale'] == lines
+
+
 def test_the_card_records_the_users_training_mix_and_layout(tiny_bundle, tmp_path):
     folder = tmp_path / 'B'
     shutil.copytree(tiny_bundle, folder)

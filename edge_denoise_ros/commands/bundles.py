@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .common import CliError, format_table, parse_list, ProgressBar
+from .common import CliError, format_table, parse_list, ProgressBar, warn_stale
 from ..core import bundle, codecs, datasets, dunet, evaluation, frames, models, pipeline
 from ..core import tails, training, tucker, wire
 from .heldout import read_context, shuffled, UserContext
@@ -223,9 +223,12 @@ def _save_denoiser(ctx: UserContext, kind: str, model, cfg: dunet.DUNetConfig, s
     models.save_state_dict(model, ctx.bundle.path(name))
     ctx.bundle.card.setdefault('denoisers', {})[kind] = {'weights': name,
                                                          'config': cfg.as_dict()}
-    entry = ctx.bundle.record_file(name, seed=seed, **figures)
+    target_sha = ctx.bundle.card.get('files', {}).get(ctx.bundle.target.get('weights'),
+                                                      {}).get('sha256')
+    entry = ctx.bundle.record_file(name, seed=seed, target_sha256=target_sha, **figures)
     ctx.bundle.save()
     print(f'saved {ctx.bundle.path(name)} ({entry["bytes"] / 1e6:.2f} MB)')
+    warn_stale(ctx.bundle)
     return {'bundle': str(ctx.bundle.root), 'file': name, **figures}
 
 
@@ -554,9 +557,10 @@ def show(args) -> dict:
     print(format_table(files))
     total = sum(f['bytes'] or 0 for f in files)
     print(f'{total / 1e6:.2f} MB in {len(files)} files')
+    stale = warn_stale(b)
     acc = sorted(b.accuracy_profile().values(), key=lambda a: (a['cut'], a['codec'],
                                                                a.get('quality') or 0))
     if acc:
         print(format_table([{k: a.get(k) for k in ('cut', 'codec', 'quality', 'accuracy',
                                                    'drop_pt', 'tail')} for a in acc]))
-    return {'bundle': str(b.root), 'card': b.card, 'bytes': total}
+    return {'bundle': str(b.root), 'card': b.card, 'bytes': total, 'stale': stale}

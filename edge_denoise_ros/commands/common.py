@@ -165,3 +165,11 @@ def parse_list(text: str, kind: type = str) -> list:
     if not items:
         raise argparse.ArgumentTypeError(f'expected a comma-separated list, got {text!r}')
     return [kind(t) for t in items]
+
+
+def warn_stale(b) -> list[str]:
+    """Print a warning per denoiser of bundle ``b`` made for files it no longer holds."""
+    lines = b.stale()
+    for line in lines:
+        print(f'warning: {line}')
+    return lines

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from .common import add_schedule_args, CliError, parse_list, positive_int, ProgressBar
+from .common import warn_stale
 from ..core import bundle, data, datasets, evaluation, frames, models, training
 from ..core.models import set_torch_threads
 
@@ -161,6 +162,7 @@ def train_target(args) -> dict:
     b.save()
     print(f'test accuracy {acc:.4f} on {len(test)} images; bundle {out} '
           f'(target {b.path(bundle.TARGET).stat().st_size / 1e6:.1f} MB) in {seconds:.0f} s')
+    warn_stale(b)      # the bundle's DUNET and DUNET_D were trained for the target before
     return {'bundle': str(out), 'test_accuracy': acc, 'n_test': len(test),
             'seconds': round(seconds, 1)}
 

@@ -190,6 +190,30 @@ class Bundle:
                               f'edge-denoise train {command} --out {self.root})')
         return entry
 
+    def stale(self) -> list[str]:
+        """
+        Return one line per denoiser made from another file than the bundle now holds.
+
+        A DUNET is trained for one target and DUNET_D is decomposed from one
+        DUNET (their card entries hold those files' hashes). After the target
+        or the DUNET is trained again, what was made from the old one still
+        loads and runs, but it defends, and its figures describe, the old one.
+        """
+        files = self.card.get('files', {})
+        denoisers = self.card.get('denoisers', {})
+        target = files.get(self.target.get('weights', TARGET), {}).get('sha256')
+        lines = []
+        for kind, entry in sorted(denoisers.items()):
+            made = files.get(entry.get('weights'), {})
+            command = {'dunet': 'denoiser', 'dunet_d': 'denoiser-d'}.get(kind, kind)
+            redo = f'run edge-denoise train {command} --out {self.root} again'
+            if made.get('target_sha256') not in (None, target):
+                lines.append(f"{entry['weights']} was trained for an earlier target: {redo}")
+            base = files.get(denoisers.get('dunet', {}).get('weights'), {}).get('sha256')
+            if kind == 'dunet_d' and made.get('dunet_sha256') not in (None, base):
+                lines.append(f"{entry['weights']} was made from an earlier DUNET: {redo}")
+        return lines
+
     def tails(self) -> dict[str, dict]:
         """Return the fine-tuned tails by ``cut/codec/q`` key."""
         return {key(t['cut'], t['codec'], t.get('quality')): t for t in self.card.get('tails', [])}

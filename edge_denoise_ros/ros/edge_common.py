@@ -225,6 +225,8 @@ class HeadControl:
             target, pipeline.EdgeSettings(cut=pipeline.OUTPUT_CUT, codec='raw', defense='none'),
             scheduled_runner(scheduler, p['emulate_slowdown']))
         self.accuracy = accuracy_profile(target)
+        for line in target.bundle.stale() if target.bundle is not None else ():
+            node.get_logger().warning(line)       # it still serves: the user decides
         self.planner = None
         self.meter = None
         self.lock = threading.RLock()      # parameter callbacks and the stream's re-plans
