@@ -223,8 +223,7 @@ def _save_denoiser(ctx: UserContext, kind: str, model, cfg: dunet.DUNetConfig, s
     models.save_state_dict(model, ctx.bundle.path(name))
     ctx.bundle.card.setdefault('denoisers', {})[kind] = {'weights': name,
                                                          'config': cfg.as_dict()}
-    target_sha = ctx.bundle.card.get('files', {}).get(ctx.bundle.target.get('weights'),
-                                                      {}).get('sha256')
+    target_sha = ctx.bundle.file_sha(ctx.bundle.target.get('weights', bundle.TARGET))
     entry = ctx.bundle.record_file(name, seed=seed, target_sha256=target_sha, **figures)
     ctx.bundle.save()
     print(f'saved {ctx.bundle.path(name)} ({entry["bytes"] / 1e6:.2f} MB)')
@@ -272,7 +271,7 @@ def train_denoiser_d(args) -> dict:
     entry = ctx.bundle.denoiser('dunet')
     cfg = dunet.DUNetConfig.from_dict(entry['config'])
     base = dunet.load_denoiser('dunet', cfg, ctx.bundle.check_file(entry['weights']))
-    base_sha = ctx.bundle.card['files'][entry['weights']]['sha256']     # checked just now
+    base_sha = ctx.bundle.file_sha(entry['weights'])     # checked just now
     start = time.monotonic()
     rule = args.rule or cfg.rank_rule
     approx = dunet.decompose(base, rule)

@@ -47,6 +47,8 @@ CARD = 'card.json'
 LABELS = 'labels.txt'
 TARGET = 'target.pt'
 FORMAT = 1
+# the train subcommand that makes each denoiser kind
+TRAIN_COMMAND = {'dunet': 'denoiser', 'dunet_d': 'denoiser-d'}
 
 
 class BundleError(ValueError):
@@ -154,12 +156,16 @@ class Bundle:
         self.card.setdefault('files', {})[name] = entry
         return entry
 
+    def file_sha(self, name: str | None) -> str | None:
+        """Return the sha256 the card records for a file, or None when it records none."""
+        return self.card.get('files', {}).get(name, {}).get('sha256')
+
     def check_file(self, name: str) -> Path:
         """Return a recorded file's path after checking its hash against the card."""
         path = self.path(name)
         if not path.is_file():
             raise BundleError(f'{self.root}: {name} is missing')
-        want = self.card.get('files', {}).get(name, {}).get('sha256')
+        want = self.file_sha(name)
         if want and sha256(path) != want:
             raise BundleError(f'{self.root}: {name} does not match its card (sha256 differs)')
         return path
@@ -185,7 +191,7 @@ class Bundle:
         """Return a denoiser's entry (file, config), or raise naming the missing kind."""
         entry = self.card.get('denoisers', {}).get(kind)
         if entry is None:
-            command = {'dunet': 'denoiser', 'dunet_d': 'denoiser-d'}.get(kind, kind)
+            command = TRAIN_COMMAND.get(kind, kind)
             raise BundleError(f'{self.root}: no {kind} in this bundle (train it with '
                               f'edge-denoise train {command} --out {self.root})')
         return entry
@@ -199,17 +205,16 @@ class Bundle:
         or the DUNET is trained again, what was made from the old one still
         loads and runs, but it defends, and its figures describe, the old one.
         """
-        files = self.card.get('files', {})
         denoisers = self.card.get('denoisers', {})
-        target = files.get(self.target.get('weights', TARGET), {}).get('sha256')
+        target = self.file_sha(self.target.get('weights', TARGET))
+        base = self.file_sha(denoisers.get('dunet', {}).get('weights'))
         lines = []
         for kind, entry in sorted(denoisers.items()):
-            made = files.get(entry.get('weights'), {})
-            command = {'dunet': 'denoiser', 'dunet_d': 'denoiser-d'}.get(kind, kind)
+            made = self.card.get('files', {}).get(entry.get('weights'), {})
+            command = TRAIN_COMMAND.get(kind, kind)
             redo = f'run edge-denoise train {command} --out {self.root} again'
             if made.get('target_sha256') not in (None, target):
                 lines.append(f"{entry['weights']} was trained for an earlier target: {redo}")
-            base = files.get(denoisers.get('dunet', {}).get('weights'), {}).get('sha256')
             if kind == 'dunet_d' and made.get('dunet_sha256') not in (None, base):
                 lines.append(f"{entry['weights']} was made from an earlier DUNET: {redo}")
         return lines
