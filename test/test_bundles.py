@@ -29,15 +29,18 @@ import json
 import shutil
 
 import cv2
-
+from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
 import pytest
+from rclpy.parameter import Parameter
 import torch
 from torch import nn
 
 from edge_denoise_ros import cli
 from edge_denoise_ros.core import bundle, data, datasets, frames, models, pipeline, planner
 from edge_denoise_ros.core import scenes, tails, training
+from edge_denoise_ros.ros.common import status_values
+from edge_denoise_ros.ros.edge_node import EdgeNode
 
 
 def _run(*argv) -> tuple[int, dict | None, str]:
@@ -300,17 +303,48 @@ def test_a_denoiser_made_for_an_earlier_target_or_dunet_is_named_not_served_sile
     assert stale == [f'dunet_d.pt was made from an earlier DUNET: run edge-denoise train '
                      f'denoiser-d --out {folder} again']
     # The target trained again: both denoisers defend the old one.
-    torch.manual_seed(2)
-    models.save_state_dict(models.build_model('squeezenet1_1', num_classes=10),
-                           folder / bundle.TARGET)
-    b = bundle.Bundle.load(folder)
-    b.record_file(bundle.TARGET)
+    b = _new_target(folder)
     lines = b.stale()
     assert [line.split(':')[0] for line in lines] == [
         'dunet.pt was trained for an earlier target', 'dunet_d.pt was trained for an earlier '
         'target', 'dunet_d.pt was made from an earlier DUNET']
     b.save()
     assert _run('bundle', 'show', '--bundle', str(folder), '--json')[1]['stale'] == lines
+
+
+def _new_target(folder) -> bundle.Bundle:
+    """Put other target weights into the bundle at ``folder`` (as training it again does)."""
+    torch.manual_seed(2)
+    models.save_state_dict(models.build_model('squeezenet1_1', num_classes=10),
+                           folder / bundle.TARGET)
+    b = bundle.Bundle.load(folder)
+    b.record_file(bundle.TARGET)
+    return b
+
+
+@pytest.mark.ros
+def test_an_edge_serving_a_stale_denoiser_says_so_in_its_diagnostics(
+        tiny_bundle, tmp_path, rclpy_context):
+    def diagnostics(folder):
+        node = EdgeNode(context=rclpy_context, parameter_overrides=[
+            Parameter('bundle', value=str(folder)), Parameter('defense', value='dunet')])
+        try:
+            return node.stats.status('edge')
+        finally:
+            node.destroy_node()
+
+    fresh = diagnostics(tiny_bundle)
+    assert fresh.level == DiagnosticStatus.OK and 'warning' not in fresh.message
+    assert not any(k.startswith('warning.') for k in status_values(fresh))
+    folder = tmp_path / 'B'
+    shutil.copytree(tiny_bundle, folder)
+    _new_target(folder).save()
+    stale = diagnostics(folder)        # it still serves (the user decides), and says why not
+    assert stale.level == DiagnosticStatus.WARN
+    assert 'warnings: stale_denoiser' in stale.message
+    assert status_values(stale)['warning.stale_denoiser'] == (
+        f'dunet.pt was trained for an earlier target: run edge-denoise train denoiser --out '
+        f'{folder} again')
 
 
 def test_the_card_records_the_users_training_mix_and_layout(tiny_bundle, tmp_path):

@@ -229,6 +229,7 @@ class NodeStats:
         self._started = time.monotonic()
         self._logged: dict[str, float] = {}
         self.notes: dict[str, str] = {}
+        self.warnings: dict[str, str] = {}
 
     def frame(self, nbytes: int = 0, latency_ms: float | None = None) -> None:
         """Count one served frame."""
@@ -266,6 +267,11 @@ class NodeStats:
         with self._lock:
             self.notes.update({k: str(v) for k, v in values.items()})
 
+    def warn(self, key: str, text: str) -> None:
+        """Hold a standing warning (e.g. a stale denoiser): the status stays WARN and says it."""
+        with self._lock:
+            self.warnings[key] = text
+
     def snapshot(self) -> dict:
         """Return the figures: frames/s over the last 5 s, latency p50/p99, totals."""
         with self._lock:
@@ -283,10 +289,11 @@ class NodeStats:
                 'drops': dict(self.drops),
                 'counts': dict(self.counts),
                 'notes': dict(self.notes),
+                'warnings': dict(self.warnings),
             }
 
     def status(self, name: str, hardware_id: str = '') -> DiagnosticStatus:
-        """Return a ``DiagnosticStatus`` (WARN once errors or drops were counted)."""
+        """Return a ``DiagnosticStatus`` (WARN once errors or drops were counted, or warned)."""
         s = self.snapshot()
         values = [('frames', s['frames']), ('frames_per_s', f"{s['frames_per_s']:.2f}"),
                   ('latency_p50_ms', _fmt(s['latency_p50_ms'])),
@@ -297,11 +304,14 @@ class NodeStats:
         values += [(f'dropped.{k}', v) for k, v in sorted(s['drops'].items())]
         values += sorted(s['counts'].items())
         values += sorted(s['notes'].items())
+        values += [(f'warning.{k}', v) for k, v in sorted(s['warnings'].items())]
         bad = sum(s['errors'].values()) + sum(s['drops'].values())
+        message = f"{s['frames']} frames, {s['frames_per_s']:.1f}/s, {bad} errors+drops"
+        if s['warnings']:
+            message += ', warnings: ' + ', '.join(sorted(s['warnings']))
         return DiagnosticStatus(
-            level=DiagnosticStatus.WARN if bad else DiagnosticStatus.OK, name=name,
-            hardware_id=hardware_id,
-            message=f"{s['frames']} frames, {s['frames_per_s']:.1f}/s, {bad} errors+drops",
+            level=DiagnosticStatus.WARN if bad or s['warnings'] else DiagnosticStatus.OK,
+            name=name, hardware_id=hardware_id, message=message,
             values=[KeyValue(key=k, value=str(v)) for k, v in values])
 
 

@@ -225,8 +225,12 @@ class HeadControl:
             target, pipeline.EdgeSettings(cut=pipeline.OUTPUT_CUT, codec='raw', defense='none'),
             scheduled_runner(scheduler, p['emulate_slowdown']))
         self.accuracy = accuracy_profile(target)
-        for line in target.bundle.stale() if target.bundle is not None else ():
+        self.stats = getattr(node, 'stats', None)
+        stale = target.bundle.stale() if target.bundle is not None else []
+        for line in stale:
             node.get_logger().warning(line)       # it still serves: the user decides
+        if stale and self.stats is not None:
+            self.stats.warn('stale_denoiser', '; '.join(stale))
         self.planner = None
         self.meter = None
         self.lock = threading.RLock()      # parameter callbacks and the stream's re-plans
@@ -249,7 +253,6 @@ class HeadControl:
                 raise ValueError(f'cut=auto, codec={p["codec"]}: {exc}') from None
             self._log_choice('planned')
         self.stage.configure(self._settings(p, self.stage.settings))
-        self.stats = getattr(node, 'stats', None)
         self.plan_pub = node.create_publisher(String, '~/plan', PLAN_QOS,
                                               event_callbacks=pub_events())
         self._published = None
