@@ -38,6 +38,16 @@ def test_shipped_weights_are_small_and_documented():
     assert meta['hash'] == models.state_hash(models.build_model())
 
 
+def test_all_shipped_weights_together_fit_in_30_mb():
+    # What the package installs on a robot: every bundle's target, denoisers and tails, and
+    # the 1x28x28 profile's files (training checkpoints are not shipped).
+    files = [p for p in models.weights_dir().rglob('*')
+             if p.is_file() and 'checkpoints' not in p.parts]
+    assert any(p.name == 'target.pt' for p in files) and any(p.suffix == '.pt' for p in files)
+    total = sum(p.stat().st_size for p in files)
+    assert total <= 30_000_000, f'shipped weights are {total / 1e6:.1f} MB together'
+
+
 def test_shipped_model_accuracy_at_least_92_percent():
     model = models.build_model()
     x, y = data.load_split_tensors('test')
