@@ -118,6 +118,14 @@ def test_items_are_the_scenes_items_alone_and_a_target_learns_them_first(tmp_pat
     earlier = card['files']['target.pt']['continued_from']
     assert '--data ' + str(tmp_path / 'items' / 'train') in earlier['command']
     assert earlier['test_accuracy'] == first['test_accuracy']
+    # A stage that starts from another bundle's target keeps how that target was made.
+    common[common.index('--out') + 1] = str(tmp_path / 'C')
+    code, _, err = _run('train', 'target', '--data', str(tmp_path / 'scenes' / 'train'),
+                        '--weights', str(out / 'target.pt'), *common)
+    assert code == 0, err
+    card_c = json.loads((tmp_path / 'C' / 'card.json').read_text())
+    assert card_c['files']['target.pt']['continued_from'] == card['files']['target.pt']
+    assert card_c['files']['target.pt']['continued_from']['continued_from'] == earlier
 
 
 @pytest.mark.parametrize('policy, expect', [

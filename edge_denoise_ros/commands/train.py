@@ -153,6 +153,8 @@ def train_target(args) -> dict:
         b.card['data']['generator'] = made
     earlier = b.card.get('files', {}).get(bundle.TARGET)
     continued = earlier if earlier and init_sha == earlier.get('sha256') else None
+    if continued is None and args.weights:      # another bundle's target: how it was made
+        continued = bundle.Bundle.record_of(args.weights, init_sha)
     b.record_file(bundle.TARGET, seed=cfg.seed, test_accuracy=acc, n_test=len(test),
                   seconds=round(seconds, 1), epochs=cfg.epochs, lr=cfg.lr,
                   batch_size=cfg.batch_size, channels_last=cfg.channels_last,

@@ -160,6 +160,24 @@ class Bundle:
         """Return the sha256 the card records for a file, or None when it records none."""
         return self.card.get('files', {}).get(name, {}).get('sha256')
 
+    @classmethod
+    def record_of(cls, path: str | os.PathLike, sha: str | None) -> dict | None:
+        """
+        Return the card entry that made the file at ``path``, or None.
+
+        That is: the file lies in a bundle whose card records it with hash
+        ``sha`` (a run that starts from another bundle's target keeps how that
+        target was made).
+        """
+        path = Path(path)
+        if sha is None or not (path.parent / CARD).is_file():
+            return None
+        try:
+            entry = cls.load(path.parent).card.get('files', {}).get(path.name)
+        except BundleError:
+            return None
+        return entry if isinstance(entry, dict) and entry.get('sha256') == sha else None
+
     def check_file(self, name: str) -> Path:
         """Return a recorded file's path after checking its hash against the card."""
         path = self.path(name)
