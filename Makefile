@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 FMNIST ?= $(or $(FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 PYTEST_ARGS ?=
 
-.PHONY: setup data demo test bench results train bundle scenes-results clean help
+.PHONY: setup data demo test bench results train bundle next-bundle scenes-results clean help
 
 help:
 	@echo "make demo   - set up, then run the main job: the realistic profile weights/scenes, edge + host on real DDS"
@@ -19,6 +19,7 @@ help:
 	@echo "make results - rewrite the README's result blocks from docs/results/*.json"
 	@echo "make train  - set up, then retrain every shipped weights file (seeded)"
 	@echo "make bundle - set up, then remake the realistic profile weights/scenes (seeded, ~2 h, resumable)"
+	@echo "make next-bundle - set up, then make weights/scenes_next: the next realistic profile's target and denoisers (~1.5 h)"
 	@echo "make scenes-results - measure again every figure of weights/scenes (after its weights change; ~2 h)"
 	@echo "make setup  - create/refresh .venv and the Fashion-MNIST data"
 
@@ -93,6 +94,32 @@ bundle: setup
 	  --qualities 5,20,50,90 --limit 2000 --threads 2
 	$(BIN)/edge-denoise bundle accuracy --bundle $(SCENES) --cuts frame --codecs jpeg,deepn_jpeg \
 	  --qualities 5,20,50,90 --limit 2000 --threads 2
+
+# The next realistic profile (target, DUNET and DUNET_D only, until its figures are measured):
+# the target learns the items alone first, then 120,000 scenes (the first 60,000 are out/scenes'
+# own; more scenes of the same items, in other places and over other photographs). Seeded;
+# ~1.5 h on 2 cores; resumable like bundle.
+SCENES_NEXT := weights/scenes_next
+next-bundle: setup
+	$(BIN)/edge-denoise data items --out out/items
+	$(BIN)/edge-denoise data scenes --out out/scenes120 --train 120000 --test 10000 --size 96
+	$(BIN)/edge-denoise train target --model mobilenet_v3_small --data out/items/train \
+	  --input 3x96x96 --epochs 2 --batch-size 128 --optimizer adamw --lr 0.004 \
+	  --weight-decay 0.0001 --label-smoothing 0.1 --channels-last --threads 2 --seed 0 \
+	  --out $(SCENES_NEXT)
+	$(BIN)/edge-denoise train target --model mobilenet_v3_small \
+	  --weights $(SCENES_NEXT)/target.pt --data out/scenes120/train --input 3x96x96 --epochs 10 \
+	  --batch-size 128 --optimizer adamw --lr 0.004 --weight-decay 0.0001 \
+	  --label-smoothing 0.1 --channels-last --threads 2 --seed 0 --out $(SCENES_NEXT)
+	$(BIN)/edge-denoise train target --model mobilenet_v3_small \
+	  --weights $(SCENES_NEXT)/target.pt --data out/scenes120/train --input 3x96x96 --epochs 6 \
+	  --batch-size 128 --optimizer adamw --lr 0.0015 --weight-decay 0.0001 \
+	  --label-smoothing 0.1 --channels-last --threads 2 --seed 1 --out $(SCENES_NEXT)
+	$(BIN)/edge-denoise train denoiser --out $(SCENES_NEXT) --data out/scenes120/train \
+	  --n-train 24000 --width 0.125 --epochs 4 --batch-size 64 --lr 0.001 --threads 2 --seed 0 \
+	  --eval-limit 500
+	$(BIN)/edge-denoise train denoiser-d --out $(SCENES_NEXT) --n-train 24000 --epochs 2 \
+	  --batch-size 64 --lr 0.0002 --threads 2 --seed 0 --eval-limit 500
 
 # Every figure measured on the realistic profile, again (after its weights change), from a
 # clean tree: each command's JSON under out/results (its provenance says dirty=false only while
