@@ -15,7 +15,7 @@
 """ament_python package: works with ``colcon build`` and with ``pip install -e .``."""
 
 from glob import glob
-from os.path import isfile
+from os.path import isdir, isfile
 
 from setuptools import find_packages, setup
 
@@ -31,7 +31,9 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
         ('share/' + package_name + '/weights', [p for p in glob('weights/*') if isfile(p)]),
-        ('share/' + package_name + '/weights/scenes', glob('weights/scenes/*.*')),
+    ] + [  # every shipped bundle (its files, not its training checkpoints)
+        ('share/' + package_name + '/' + folder, glob(folder + '/*.*'))
+        for folder in sorted(glob('weights/*')) if isdir(folder)
     ],
     install_requires=['setuptools'],
     zip_safe=False,
