@@ -81,6 +81,10 @@ def test_replay_accounts_for_every_frame(bags, target, ros_domain, tmp_path, sto
     result = run_edge_host(cfg.bag, cfg.edge(), {}, ros_domain.env(), tmp_path,
                            composed=composed)
     s = _check_accounting(result, cfg, truths, target)
+    # Each side's status says who it is connected to: the edge one host, the host one edge.
+    linked = {key: [v[key] for v in result.statuses.values() if key in v]
+              for key in ('features.subscribers', 'features.publishers')}
+    assert linked == {'features.subscribers': ['1'], 'features.publishers': ['1']}, linked
     # The defense works through the real pipeline too: adversarial frames mostly right.
     assert s['accuracy']['adversarial'] >= 0.5
     assert s['bytes_per_frame'] < s['raw_bytes_per_frame'] / 10

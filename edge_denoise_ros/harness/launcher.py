@@ -45,7 +45,7 @@ from std_msgs.msg import String
 
 from .procstat import cpu_ns
 from ..ros.bag_player import BagPlayer, PlayOptions
-from ..ros.common import sub_events
+from ..ros.common import PUBLISHERS, sub_events, SUBSCRIBERS
 from ..ros.dds import BUILTIN_ENV, PROFILE_ENV
 
 MODULES = {'host_node': 'edge_denoise_ros.ros.entry host_node',   # signals handled from the start
@@ -174,6 +174,16 @@ def start_node(executable: str, params: dict, env: dict, log_dir: Path,
     return NodeProcess(name, proc, log)
 
 
+def features_linked(statuses: dict) -> bool:
+    """
+    Return whether some status says its features writer, and some its reader, matched.
+
+    ``statuses``: status name -> key/values, as the nodes' ``/diagnostics`` gave them.
+    """
+    return all(any(int(values.get(key, 0)) > 0 for values in statuses.values())
+               for key in (SUBSCRIBERS, PUBLISHERS))
+
+
 class Collector:
     """
     A node that gathers ``classification`` records and the latest ``diagnostics``.
@@ -219,11 +229,25 @@ class Collector:
             return len(self.records)
 
     def graph_ready(self, camera_topic: str) -> bool:
-        """Return whether camera -> edge -> host -> classification is connected."""
+        """
+        Return whether camera -> edge -> host -> classification is connected.
+
+        This node's view of the graph is not enough: discovery is pairwise, and on a
+        busy machine the edge and the host matched each other seconds after this node
+        saw both (a CI run lost 48 of 60 frames as ``before_join`` so). The nodes'
+        own statuses say it: the edge's features writer matched a reader and the
+        host's reader a writer.
+        """
         n = self.node
         return (n.count_subscribers(camera_topic) > 0 and n.count_publishers('features') > 0
                 and n.count_subscribers('features') > 0
-                and n.count_publishers('classification') > 0)
+                and n.count_publishers('classification') > 0
+                and self.linked())
+
+    def linked(self) -> bool:
+        """Return whether the edge and the host said they matched (:func:`features_linked`)."""
+        with self.lock:
+            return features_linked(self.statuses)
 
 
 class _Side:

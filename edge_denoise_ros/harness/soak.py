@@ -58,7 +58,7 @@ from .demo import bundle_defaults
 from .fuzz_cases import image_fields, sample_frames
 from .isolation import lease_domain
 from .labelled_frames import load_source, source_of
-from .launcher import init_with_profile, start_node, wait_for_graph
+from .launcher import features_linked, init_with_profile, start_node, wait_for_graph
 from ..core.bundle import Bundle
 from ..core.frames import parse_size
 from ..ros.common import status_count, status_values, sub_events
@@ -248,11 +248,13 @@ def run_soak(cfg: SoakConfig, progress=None) -> dict:
 
 def _wait_connected(camera: _Camera, procs: dict, timeout: float) -> None:
     node = camera.node
-    wait_for_graph(lambda: (camera.pub.get_subscription_count() > 0 and
-                            node.count_publishers('classification') > 0 and
-                            node.count_subscribers('features') > 0),
-                   list(procs.values()), timeout, 'the nodes')
-    time.sleep(1.0)   # let discovery settle both ways (features: edge -> host)
+
+    def ready() -> bool:
+        with camera.lock:   # features: edge -> host, as the two nodes say it
+            linked = features_linked(camera.statuses)
+        return (linked and camera.pub.get_subscription_count() > 0
+                and node.count_publishers('classification') > 0)
+    wait_for_graph(ready, list(procs.values()), timeout, 'the nodes')
 
 
 def _play(cfg: SoakConfig, camera: _Camera, frames: list, procs: dict, memory: dict,

@@ -42,7 +42,8 @@ from ..core import defenses, pipeline, video
 from ..core.models import set_torch_threads
 from ..ros import conversions, dds
 from ..ros.common import (declare_parameters, diagnostics_timer, features_qos, hand_off_wake,
-                          log_error, Mailbox, NodeStats, ParamSpec, run_nodes)
+                          log_error, Mailbox, NodeStats, ParamSpec, PUBLISHERS, run_nodes,
+                          SUBSCRIBERS)
 
 VIDEO_EDGE_PARAMS = (
     ParamSpec('gop', video.H264Config.gop, 'key frame (or full intra refresh) every N frames',
@@ -95,6 +96,7 @@ class VideoEdgeNode(Node):
         group = MutuallyExclusiveCallbackGroup()
         self.wake = hand_off_wake(self, group, self.frames, self._encode, self.stats)
         self.pub = self.create_publisher(CompressedImage, 'features', features_qos(*STREAM_QOS))
+        self.stats.gauge(SUBSCRIBERS, self.pub.get_subscription_count)
         self.create_subscription(Image, 'image_raw', self._on_frame,
                                  dds.camera_qos(p['camera_qos'], p['camera_qos_depth']),
                                  callback_group=MutuallyExclusiveCallbackGroup())
@@ -146,8 +148,9 @@ class VideoHostNode(Node):
             self.model(torch.zeros(1, *self.target.input_shape, device=self.target.device))
         self.decoder = video.H264Decoder()
         self.pub = self.create_publisher(String, 'classification', 10)
-        self.create_subscription(CompressedImage, 'features', self._on_unit,
-                                 features_qos(*STREAM_QOS))
+        sub = self.create_subscription(CompressedImage, 'features', self._on_unit,
+                                       features_qos(*STREAM_QOS))
+        self.stats.gauge(PUBLISHERS, sub.get_publisher_count)
         diagnostics_timer(self, [(node_name, self.stats)])
         self.get_logger().info(f'video host ready: model {self.target.name}, defense '
                                f'{p["defense"]}')

@@ -69,6 +69,9 @@ DIAG_PERIOD_S = 1.0
 # A hand-off whose guard-condition wake-up never came is served within two of these.
 WAKE_SWEEP_S = 0.1
 DIAGNOSTICS_TOPIC = '/diagnostics'   # absolute, where diagnostic aggregators listen
+# Status keys: how many readers the edge's features writer matched (hosts listening), and
+# how many writers a host's features reader matched (edges heard): 0 = not connected yet.
+SUBSCRIBERS, PUBLISHERS = 'features.subscribers', 'features.publishers'
 SPIN_PERIOD_S = 0.2                  # the main thread looks at signals at least this often
 START_ERROR_STATUS = 2
 
@@ -230,6 +233,7 @@ class NodeStats:
         self._logged: dict[str, float] = {}
         self.notes: dict[str, str] = {}
         self.warnings: dict[str, str] = {}
+        self.gauges: dict[str, object] = {}
 
     def frame(self, nbytes: int = 0, latency_ms: float | None = None) -> None:
         """Count one served frame."""
@@ -272,8 +276,16 @@ class NodeStats:
         with self._lock:
             self.warnings[key] = text
 
+    def gauge(self, key: str, read) -> None:
+        """Report ``read()`` under ``key`` in every status (e.g. a publisher's matched readers)."""
+        with self._lock:
+            self.gauges[key] = read
+
     def snapshot(self) -> dict:
         """Return the figures: frames/s over the last 5 s, latency p50/p99, totals."""
+        with self._lock:
+            gauges = dict(self.gauges)
+        read = {k: fn() for k, fn in gauges.items()}   # outside the lock: they ask rcl
         with self._lock:
             now = time.monotonic()
             recent = [t for t in self._times if now - t <= 5.0]
@@ -290,6 +302,7 @@ class NodeStats:
                 'counts': dict(self.counts),
                 'notes': dict(self.notes),
                 'warnings': dict(self.warnings),
+                'gauges': read,
             }
 
     def status(self, name: str, hardware_id: str = '') -> DiagnosticStatus:
@@ -304,6 +317,7 @@ class NodeStats:
         values += [(f'dropped.{k}', v) for k, v in sorted(s['drops'].items())]
         values += sorted(s['counts'].items())
         values += sorted(s['notes'].items())
+        values += sorted(s['gauges'].items())
         values += [(f'warning.{k}', v) for k, v in sorted(s['warnings'].items())]
         bad = sum(s['errors'].values()) + sum(s['drops'].values())
         message = f"{s['frames']} frames, {s['frames_per_s']:.1f}/s, {bad} errors+drops"

@@ -49,7 +49,7 @@ from . import cdr, conversions
 from . import dds
 from .common import (declare_parameters, features_qos, FEATURES_QOS_PARAMS, hand_off_wake,
                      log_error, Mailbox, NodeStats, ParamSpec, pub_events, sub_events,
-                     TARGET_PARAMS)
+                     SUBSCRIBERS, TARGET_PARAMS)
 from .executor import PRIORITY_RANGE, set_group_priority
 from ..core import accounting, pipeline, planner, surgery, tails, wire
 from ..core.bundle import key as accuracy_key
@@ -618,6 +618,7 @@ class FeaturesOutput:
         self.pub = node.create_publisher(CompressedImage, 'features', features_qos(
             params['features_reliability'], params['features_depth']),
             event_callbacks=pub_events())
+        stats.gauge(SUBSCRIBERS, self.pub.get_subscription_count)   # hosts listening now
         self.stats = stats
         self.pacing_mbps = head.pacing_mbps
         self.pacer = UplinkPacer()

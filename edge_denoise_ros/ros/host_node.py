@@ -48,8 +48,8 @@ from std_msgs.msg import String
 
 from . import cdr
 from .common import (declare_parameters, diagnostics_timer, features_qos,
-                     FEATURES_QOS_PARAMS, log_error, NodeStats, ParamSpec, pub_events, run_nodes,
-                     sub_events, TARGET_PARAMS)
+                     FEATURES_QOS_PARAMS, log_error, NodeStats, ParamSpec, pub_events,
+                     PUBLISHERS, run_nodes, sub_events, TARGET_PARAMS)
 from ..core import accounting, batching, pipeline, tails, wire
 from ..core.models import set_torch_threads
 
@@ -181,6 +181,7 @@ class HostNode(Node):
                 CompressedImage, topic, lambda raw, r=robot: self._on_features(r, raw),
                 features_qos(p['features_reliability'], p['features_depth']),
                 event_callbacks=sub_events(), raw=True)
+            robot.stats.gauge(PUBLISHERS, robot.sub.get_publisher_count)   # edges heard
             self.robots[topic] = robot
             self.parts.append((self.get_name() if self.single else
                                f'{self.get_name()}/{label or "."}', robot.stats))
