@@ -76,14 +76,15 @@ train: setup
 # The realistic profile, made the way a user makes a bundle (seeded; ~2 h on 2 cores; run
 # again after a stop: every training step resumes from weights/scenes/checkpoints).
 SCENES := weights/scenes
+# The flags every realistic-profile target training shares (bundle, next-bundle).
+TARGET_FLAGS := --model mobilenet_v3_small --input 3x96x96 --batch-size 128 --optimizer adamw \
+  --weight-decay 0.0001 --label-smoothing 0.1 --threads 2
 bundle: setup
 	$(BIN)/edge-denoise data scenes --out out/scenes --train 60000 --test 10000 --size 96
-	$(BIN)/edge-denoise train target --model mobilenet_v3_small --data out/scenes/train \
-	  --input 3x96x96 --limit 40000 --epochs 8 --batch-size 128 --optimizer adamw --lr 0.004 \
-	  --weight-decay 0.0001 --label-smoothing 0.1 --threads 2 --seed 0 --out $(SCENES)
-	$(BIN)/edge-denoise train target --model mobilenet_v3_small --weights $(SCENES)/target.pt \
-	  --data out/scenes/train --input 3x96x96 --epochs 4 --batch-size 128 --optimizer adamw \
-	  --lr 0.002 --weight-decay 0.0001 --label-smoothing 0.1 --threads 2 --seed 1 --out $(SCENES)
+	$(BIN)/edge-denoise train target $(TARGET_FLAGS) --data out/scenes/train --limit 40000 \
+	  --epochs 8 --lr 0.004 --seed 0 --out $(SCENES)
+	$(BIN)/edge-denoise train target $(TARGET_FLAGS) --weights $(SCENES)/target.pt \
+	  --data out/scenes/train --epochs 4 --lr 0.002 --seed 1 --out $(SCENES)
 	$(BIN)/edge-denoise train denoiser --out $(SCENES) --data out/scenes/train --n-train 24000 \
 	  --width 0.125 --epochs 4 --batch-size 64 --lr 0.001 --threads 2 --seed 0 --eval-limit 500
 	$(BIN)/edge-denoise train denoiser-d --out $(SCENES) --n-train 24000 --epochs 2 \
@@ -103,18 +104,14 @@ SCENES_NEXT := weights/scenes_next
 next-bundle: setup
 	$(BIN)/edge-denoise data items --out out/items
 	$(BIN)/edge-denoise data scenes --out out/scenes120 --train 120000 --test 10000 --size 96
-	$(BIN)/edge-denoise train target --model mobilenet_v3_small --data out/items/train \
-	  --input 3x96x96 --epochs 2 --batch-size 128 --optimizer adamw --lr 0.004 \
-	  --weight-decay 0.0001 --label-smoothing 0.1 --channels-last --threads 2 --seed 0 \
+	$(BIN)/edge-denoise train target $(TARGET_FLAGS) --data out/items/train --epochs 2 \
+	  --lr 0.004 --channels-last --seed 0 --out $(SCENES_NEXT)
+	$(BIN)/edge-denoise train target $(TARGET_FLAGS) --weights $(SCENES_NEXT)/target.pt \
+	  --data out/scenes120/train --epochs 10 --lr 0.004 --channels-last --seed 0 \
 	  --out $(SCENES_NEXT)
-	$(BIN)/edge-denoise train target --model mobilenet_v3_small \
-	  --weights $(SCENES_NEXT)/target.pt --data out/scenes120/train --input 3x96x96 --epochs 10 \
-	  --batch-size 128 --optimizer adamw --lr 0.004 --weight-decay 0.0001 \
-	  --label-smoothing 0.1 --channels-last --threads 2 --seed 0 --out $(SCENES_NEXT)
-	$(BIN)/edge-denoise train target --model mobilenet_v3_small \
-	  --weights $(SCENES_NEXT)/target.pt --data out/scenes120/train --input 3x96x96 --epochs 6 \
-	  --batch-size 128 --optimizer adamw --lr 0.0015 --weight-decay 0.0001 \
-	  --label-smoothing 0.1 --channels-last --threads 2 --seed 1 --out $(SCENES_NEXT)
+	$(BIN)/edge-denoise train target $(TARGET_FLAGS) --weights $(SCENES_NEXT)/target.pt \
+	  --data out/scenes120/train --epochs 6 --lr 0.0015 --channels-last --seed 1 \
+	  --out $(SCENES_NEXT)
 	$(BIN)/edge-denoise train denoiser --out $(SCENES_NEXT) --data out/scenes120/train \
 	  --n-train 24000 --width 0.125 --epochs 4 --batch-size 64 --lr 0.001 --threads 2 --seed 0 \
 	  --eval-limit 500

@@ -151,10 +151,9 @@ def train_target(args) -> dict:
     made = datasets.generator_record(args.data)
     if made is not None:          # generated data: a fresh machine can make it again
         b.card['data']['generator'] = made
-    earlier = b.card.get('files', {}).get(bundle.TARGET)
-    continued = earlier if earlier and init_sha == earlier.get('sha256') else None
-    if continued is None and args.weights:      # another bundle's target: how it was made
-        continued = bundle.Bundle.record_of(args.weights, init_sha)
+    # Started from a bundle's target (this one's or another's): keep how that one was made.
+    # The card on disk is still the one from before this run (saved below).
+    continued = bundle.Bundle.record_of(args.weights, init_sha) if args.weights else None
     b.record_file(bundle.TARGET, seed=cfg.seed, test_accuracy=acc, n_test=len(test),
                   seconds=round(seconds, 1), epochs=cfg.epochs, lr=cfg.lr,
                   batch_size=cfg.batch_size, channels_last=cfg.channels_last,

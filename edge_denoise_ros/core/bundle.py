@@ -156,9 +156,14 @@ class Bundle:
         self.card.setdefault('files', {})[name] = entry
         return entry
 
+    def file_entry(self, name: str | None) -> dict:
+        """Return the card's record of a file (how it was made, its hash), or {} if none."""
+        entry = self.card.get('files', {}).get(name)
+        return entry if isinstance(entry, dict) else {}
+
     def file_sha(self, name: str | None) -> str | None:
         """Return the sha256 the card records for a file, or None when it records none."""
-        return self.card.get('files', {}).get(name, {}).get('sha256')
+        return self.file_entry(name).get('sha256')
 
     @classmethod
     def record_of(cls, path: str | os.PathLike, sha: str | None) -> dict | None:
@@ -173,10 +178,10 @@ class Bundle:
         if sha is None or not (path.parent / CARD).is_file():
             return None
         try:
-            entry = cls.load(path.parent).card.get('files', {}).get(path.name)
+            entry = cls.load(path.parent).file_entry(path.name)
         except BundleError:
             return None
-        return entry if isinstance(entry, dict) and entry.get('sha256') == sha else None
+        return entry if entry.get('sha256') == sha else None
 
     def check_file(self, name: str) -> Path:
         """Return a recorded file's path after checking its hash against the card."""
@@ -228,7 +233,7 @@ class Bundle:
         base = self.file_sha(denoisers.get('dunet', {}).get('weights'))
         lines = []
         for kind, entry in sorted(denoisers.items()):
-            made = self.card.get('files', {}).get(entry.get('weights'), {})
+            made = self.file_entry(entry.get('weights'))
             command = TRAIN_COMMAND.get(kind, kind)
             redo = f'run edge-denoise train {command} --out {self.root} again'
             if made.get('target_sha256') not in (None, target):
