@@ -118,6 +118,10 @@ def test_items_are_the_scenes_items_alone_and_a_target_learns_them_first(tmp_pat
     earlier = card['files']['target.pt']['continued_from']
     assert '--data ' + str(tmp_path / 'items' / 'train') in earlier['command']
     assert earlier['test_accuracy'] == first['test_accuracy']
+    # Each stage says what it learnt from, and how that data was made (items, then scenes).
+    assert earlier['data']['train'] == str(tmp_path / 'items' / 'train')
+    assert earlier['data']['made']['command'].startswith('edge-denoise data items')
+    assert card['files']['target.pt']['data']['made']['size'] == 32
     # A stage that starts from another bundle's target keeps how that target was made.
     common[common.index('--out') + 1] = str(tmp_path / 'C')
     code, _, err = _run('train', 'target', '--data', str(tmp_path / 'scenes' / 'train'),

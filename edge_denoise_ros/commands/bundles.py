@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .common import CliError, format_table, parse_list, ProgressBar, warn_stale
+from .common import CliError, command_of, format_table, parse_list, ProgressBar, warn_stale
 from ..core import bundle, codecs, datasets, dunet, evaluation, frames, models, pipeline
 from ..core import tails, training, tucker, wire
 from .heldout import read_context, shuffled, UserContext
@@ -95,7 +95,7 @@ def _test_source(args, b: bundle.Bundle, train_dir: str) -> str | None:
 def open_context(args, n_train: int | None = None) -> UserContext:
     """Open (or start) the bundle ``--out``, load its target and data."""
     b = bundle.Bundle.open_or_create(args.out)
-    b.command = getattr(args, 'command_line', b.command)
+    b.command = command_of(args)
     named = args.model if args.model != models.DEFAULT_MODEL or 'target' not in b.card else None
     if 'target' not in b.card or (named and named != b.target.get('model')):
         if not args.model:

@@ -417,7 +417,7 @@ def train_host_finetune(args) -> dict:
               'lr': cfg.lr, 'batch_size': cfg.batch_size, 'seed': cfg.seed,
               'seconds': round(seconds, 1), 'hash': models.state_hash(tail),
               'torch': torch.__version__, 'threads': torch.get_num_threads()}
-    write_provenance(out, result)
+    write_provenance(out, result, args)
     print(f'{args.codec} q={quality} at {cut}: test accuracy {before:.4f} -> {after:.4f} '
           f'(uncompressed {clean:.4f}); saved {out} in {seconds:.0f} s')
     return result

@@ -167,6 +167,11 @@ def parse_list(text: str, kind: type = str) -> list:
     return [kind(t) for t in items]
 
 
+def command_of(args) -> str:
+    """Return the command line a record names (``cli.main``'s argv, also in-process)."""
+    return getattr(args, 'command_line', None) or ' '.join(['edge-denoise', *sys.argv[1:]])
+
+
 def warn_stale(b) -> list[str]:
     """Print a warning per denoiser of bundle ``b`` made for files it no longer holds."""
     lines = b.stale()

@@ -17,11 +17,10 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-from .common import positive_int, ProgressBar
+from .common import command_of, positive_int, ProgressBar
 from ..core import data, datasets, scenes
 
 
@@ -63,7 +62,7 @@ def _write(args, what: str, make) -> dict:
         counts[split] = count
     datasets.write_labels(out / 'labels.txt', sorted(datasets.safe_class_dir(c)
                                                      for c in data.CLASSES))
-    return {'command': ' '.join(['edge-denoise'] + sys.argv[1:]), 'seed': args.seed,
+    return {'command': command_of(args), 'seed': args.seed,
             'counts': counts}
 
 

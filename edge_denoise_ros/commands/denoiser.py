@@ -195,12 +195,12 @@ def _report_accuracy(target, defenses: dict, limit: int) -> dict:
     return acc
 
 
-def _save(model, out: Path, record: dict) -> dict:
+def _save(model, out: Path, record: dict, args) -> dict:
     models.save_state_dict(model, out)
     record = {'weights': str(out), 'bytes': out.stat().st_size, **record,
               'hash': models.state_hash(model), 'torch': torch.__version__,
               'threads': torch.get_num_threads()}
-    write_provenance(out, record)
+    write_provenance(out, record, args)
     print(f'saved {out} ({record["bytes"] / 1e3:.0f} kB)')
     return record
 
@@ -239,7 +239,8 @@ def train_denoiser(args) -> dict:
         'batch_size': args.batch_size, 'lr': args.lr, 'channels_last': args.channels_last,
         'n_train': len(x_clean), 'train_set': counts, 'mix': training.AdversarialMix().__dict__,
         'seed': args.seed, 'seconds': round(seconds, 1),
-        'attack_seconds': round(attack_seconds, 1), 'eval_n': args.eval_limit, 'accuracy': acc})
+        'attack_seconds': round(attack_seconds, 1), 'eval_n': args.eval_limit, 'accuracy': acc},
+        args)
 
 
 def train_denoiser_d(args) -> dict:
@@ -276,7 +277,8 @@ def train_denoiser_d(args) -> dict:
         'batch_size': args.batch_size, 'lr': args.lr, 'channels_last': args.channels_last,
         'n_train': len(x_clean), 'train_set': counts, 'seed': args.seed,
         'seconds': round(seconds, 1),
-        'eval_n': args.eval_limit, 'accuracy_before_fine_tune': before, 'accuracy': after})
+        'eval_n': args.eval_limit, 'accuracy_before_fine_tune': before, 'accuracy': after},
+        args)
 
 
 # --- benchmark ------------------------------------------------------------------------------

@@ -19,22 +19,21 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from .common import add_schedule_args, CliError, parse_list, positive_int, ProgressBar
-from .common import warn_stale
+from .common import command_of, warn_stale
 from ..core import bundle, data, datasets, evaluation, frames, models, training
 from ..core.models import set_torch_threads
 
 
-def write_provenance(path: Path, record: dict) -> Path:
+def write_provenance(path: Path, record: dict, args) -> Path:
     """Write ``<weights>.json`` beside a weights file: how it was made and what it scored."""
     meta = path.with_suffix('.json')
-    record = {'command': ' '.join(['edge-denoise'] + sys.argv[1:]),
+    record = {'command': command_of(args),
               'python': platform.python_version(), **record, 'weights': path.name}
     meta.write_text(json.dumps(record, indent=2) + '\n')
     return meta
@@ -138,7 +137,7 @@ def train_target(args) -> dict:
     seconds = ckpt.seconds_since(start)
     acc = evaluation.accuracy(target, test.x, test.y, batch_size=250)
     b = bundle.Bundle.open_or_create(out)
-    b.command = getattr(args, 'command_line', b.command)
+    b.command = command_of(args)
     models.save_state_dict(models.user_module(target), b.path(bundle.TARGET))
     datasets.write_labels(b.path(bundle.LABELS), train.classes)
     b.card['target'] = {'model': args.model, 'weights': bundle.TARGET,
@@ -158,7 +157,9 @@ def train_target(args) -> dict:
                   seconds=round(seconds, 1), epochs=cfg.epochs, lr=cfg.lr,
                   batch_size=cfg.batch_size, channels_last=cfg.channels_last,
                   torch=torch.__version__,
-                  threads=torch.get_num_threads(), continued_from=continued)
+                  threads=torch.get_num_threads(), continued_from=continued,
+                  data={'train': str(args.data), 'n_train': len(train),
+                        'made': datasets.made_record(args.data)})
     b.record_file(bundle.LABELS)
     b.save()
     print(f'test accuracy {acc:.4f} on {len(test)} images; bundle {out} '
@@ -193,7 +194,7 @@ def train_default_target(args, cfg) -> dict:
               'n_test': len(yt), 'seconds': round(seconds, 1), 'epochs': cfg.epochs,
               'seed': cfg.seed, 'hash': models.state_hash(model),
               'torch': torch.__version__, 'threads': torch.get_num_threads()}
-    write_provenance(out, result)
+    write_provenance(out, result, args)
     print(f'test accuracy {acc:.4f} on {len(yt)} images; saved {out} '
           f'({result["bytes"] / 1e3:.0f} kB) in {seconds:.0f} s')
     return result

@@ -157,9 +157,12 @@ def safe_class_dir(name: str) -> str:
     return name.replace('/', '-').replace(os.sep, '-')
 
 
-def generator_record(folder: str | os.PathLike) -> dict | None:
-    """Return how a generated data set was made (``scenes.json`` beside ``train``/``test``)."""
-    path = Path(folder).parent / 'scenes.json'
+# What ``data scenes`` and ``data items`` write beside ``train``/``test``: how they were made.
+MADE_RECORDS = ('scenes.json', 'items.json')
+
+
+def _made(folder: str | os.PathLike, name: str) -> dict | None:
+    path = Path(folder).parent / name
     if not path.is_file():
         return None
     try:
@@ -167,6 +170,16 @@ def generator_record(folder: str | os.PathLike) -> dict | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def generator_record(folder: str | os.PathLike) -> dict | None:
+    """Return how a generated scenes set was made (``scenes.json``): it can be made again."""
+    return _made(folder, 'scenes.json')
+
+
+def made_record(folder: str | os.PathLike) -> dict | None:
+    """Return how any generated data set was made (scenes or items), or None for a user's."""
+    return next((r for r in (_made(folder, n) for n in MADE_RECORDS) if r is not None), None)
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
