@@ -348,6 +348,7 @@ def test_an_edge_serving_a_stale_denoiser_says_so_in_its_diagnostics(
     fresh = diagnostics(tiny_bundle)
     assert fresh.level == DiagnosticStatus.OK and 'warning' not in fresh.message
     assert not any(k.startswith('warning.') for k in status_values(fresh))
+    assert status_values(fresh)['features.subscribers'] == '0'     # and no host listens yet
     folder = tmp_path / 'B'
     shutil.copytree(tiny_bundle, folder)
     _new_target(folder).save()

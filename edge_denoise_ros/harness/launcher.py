@@ -180,7 +180,9 @@ def features_linked(statuses: dict) -> bool:
 
     ``statuses``: status name -> key/values, as the nodes' ``/diagnostics`` gave them.
     """
-    return all(any(int(values.get(key, 0)) > 0 for values in statuses.values())
+    def matched(value) -> bool:
+        return str(value).isdigit() and int(value) > 0    # a count, or 'gone' at shutdown
+    return all(any(matched(values.get(key, 0)) for values in statuses.values())
                for key in (SUBSCRIBERS, PUBLISHERS))
 
 

@@ -285,7 +285,7 @@ class NodeStats:
         """Return the figures: frames/s over the last 5 s, latency p50/p99, totals."""
         with self._lock:
             gauges = dict(self.gauges)
-        read = {k: fn() for k, fn in gauges.items()}   # outside the lock: they ask rcl
+        read = {k: _read_gauge(fn) for k, fn in gauges.items()}   # outside the lock: rcl
         with self._lock:
             now = time.monotonic()
             recent = [t for t in self._times if now - t <= 5.0]
@@ -327,6 +327,14 @@ class NodeStats:
             level=DiagnosticStatus.WARN if bad or s['warnings'] else DiagnosticStatus.OK,
             name=name, hardware_id=hardware_id, message=message,
             values=[KeyValue(key=k, value=str(v)) for k, v in values])
+
+
+def _read_gauge(read):
+    """Return ``read()``, or 'gone' once its entity was destroyed (a last status at shutdown)."""
+    try:
+        return read()
+    except RuntimeError:     # rclpy's InvalidHandle
+        return 'gone'
 
 
 def _quantile(values: list, q: float) -> float | None:
