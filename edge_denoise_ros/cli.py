@@ -33,7 +33,7 @@ import time
 
 from . import __version__
 from .commands.common import CliError, EXPECTED_ERRORS
-from .commands.provenance import provenance
+from .commands.provenance import provenance, source_commit
 
 # Groups of subcommands: name -> (one-line help, description of ``GROUP --help``).
 GROUPS = {
@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     args = parser.parse_args(argv)
     args.command_line = ' '.join(['edge-denoise', *argv])   # what bundle cards record
+    source = source_commit() if getattr(args, 'json', False) else None   # the code that runs
     try:
         with interrupt_on_sigterm():
             outcome = args.func(args)
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     result, code = outcome if isinstance(outcome, tuple) else (outcome, 0)
     if getattr(args, 'json', False) and result is not None:
         if isinstance(result, dict):   # which command, commit and machine made it
-            result = {**result, 'provenance': provenance(argv, started)}
+            result = {**result, 'provenance': provenance(argv, started, source)}
         sys.stdout.flush()
         print(json.dumps(result, sort_keys=False))
     return code

@@ -181,6 +181,16 @@ def test_provenance_names_this_checkout(monkeypatch):
     assert re.fullmatch(r'[0-9a-f]{40}', record['commit']) and isinstance(record['dirty'], bool)
 
 
+def test_provenance_names_the_code_that_ran_not_what_was_committed_meanwhile(monkeypatch):
+    at_start = {'commit': 'a' * 40, 'dirty': False}
+    monkeypatch.setattr(provenance, 'source_commit', lambda: {'commit': 'b' * 40, 'dirty': False})
+    record = provenance.provenance(['train', 'denoiser', '--json'], 0.0, at_start)
+    assert record['commit'] == 'a' * 40 and record['source_changed'] is True
+    record = provenance.provenance(['train', 'denoiser', '--json'], 0.0,
+                                   {'commit': 'b' * 40, 'dirty': False})
+    assert record['commit'] == 'b' * 40 and 'source_changed' not in record
+
+
 def test_every_json_result_carries_its_provenance(capsys):
     assert cli.main(['macs', '--config', 'small', '--json']) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -157,16 +157,22 @@ def machine() -> dict:
             'torch': _torch_version(), **_gpu()}
 
 
-def provenance(argv: list[str], started: float | None = None) -> dict:
+def provenance(argv: list[str], started: float | None = None,
+               source: dict | None = None) -> dict:
     """
     Return the provenance record of one ``edge-denoise`` run with arguments ``argv``.
 
     ``started`` is the ``time.time()`` at which the command began; the record then also
-    says how long it ran.
+    says how long it ran. ``source`` is :func:`source_commit` as it was then: the code
+    that ran (an hour-long training outlives commits made beside it). When the
+    checkout changed since, ``source_changed`` says so.
     """
     now = time.time()
-    record = {'command': shlex.join(['edge-denoise', *argv]), **source_commit(),
+    at_end = source_commit()
+    record = {'command': shlex.join(['edge-denoise', *argv]), **(source or at_end),
               'machine': machine()}
+    if source is not None and source != at_end:
+        record['source_changed'] = True
     if started is not None:
         record['started_utc'] = _utc(started)
         record['seconds'] = round(now - started, 1)
