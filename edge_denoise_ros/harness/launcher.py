@@ -240,11 +240,9 @@ class Collector:
         own statuses say it: the edge's features writer matched a reader and the
         host's reader a writer.
         """
-        n = self.node
-        return (n.count_subscribers(camera_topic) > 0 and n.count_publishers('features') > 0
-                and n.count_subscribers('features') > 0
-                and n.count_publishers('classification') > 0
-                and self.linked())
+        n = self.node      # features: the nodes' own word implies this node's view of it
+        return (n.count_subscribers(camera_topic) > 0
+                and n.count_publishers('classification') > 0 and self.linked())
 
     def linked(self) -> bool:
         """Return whether the edge and the host said they matched (:func:`features_linked`)."""
