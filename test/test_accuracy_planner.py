@@ -25,20 +25,25 @@ cut, codec and quality in use on ``~/plan`` and in the diagnostics.
 import dataclasses
 import json
 import threading
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 import rclpy.node
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
 from rclpy.serialization import serialize_message
+from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from edge_denoise_ros.core import frames, models, pipeline, planner, profiling, tails
+from edge_denoise_ros.core.stream import FAST_PROBE
 from edge_denoise_ros.ros.common import status_values
 from edge_denoise_ros.ros.edge_common import PLAN_QOS
 from edge_denoise_ros.ros import conversions
 from edge_denoise_ros.ros.edge_node import EdgeNode
+from edge_denoise_ros.ros.host_node import HostNode
 from conftest import wait_for
 
 MBPS = 1.0      # a slow uplink: small lossy payloads win on latency
@@ -448,3 +453,100 @@ def test_auto_skips_frames_the_declared_uplink_cannot_carry(rclpy_context, strea
         assert serve(10) == (10, 0)
     finally:
         node.destroy_node()
+
+
+@pytest.mark.ros
+def test_auto_paces_and_plans_with_the_uplink_it_measures(rclpy_context, stream_profiles):
+    node = auto_edge_node(rclpy_context, stream_profiles, defense='none', uplink_mbps=0.01,
+                          measure_uplink=True, stream_window_s=3600.0)
+    raw = serialize_message(conversions.bridge().cv2_to_imgmsg(
+        frames.example_frame((480, 640), gray=False), encoding='bgr8'))
+    features, head = node.features, node.head
+
+    def serve(n: int) -> int:
+        before = node.stats.frames
+        for _ in range(n):
+            node.camera._on_frame(raw)
+            node._infer()
+        return node.stats.frames - before
+
+    def receipt(seq: int, epoch: str | None = None, **extra) -> None:
+        features._on_receipt(String(data=json.dumps(
+            {'epoch': epoch or features.epoch, 'seq': seq, 'host_rx_ns': time.time_ns(),
+             **extra})))
+
+    try:
+        # The edge reads the host's receipts in its namespace.
+        assert features.receipts.topic_name == '/classification'
+        assert head.pacing_mbps() == 0.01
+        # Declared 10 kbit/s: one frame goes up, the rest are held back. The host's receipts
+        # show no queue, so the link may carry more: the estimate rises, the pacer and the
+        # planner take it, and the diagnostics say so.
+        assert serve(10) == 1
+        receipt(1)
+        time.sleep(0.3)                  # the first message has crossed the declared link
+        assert serve(5) == 1
+        receipt(2)
+        window = head.measure_uplink(time.monotonic() * 1e3)
+        assert (window.verdict, window.receipts) == ('probe', 2) and window.held_back >= 13
+        assert window.mbps == pytest.approx(0.01 * FAST_PROBE)
+        assert head.pacing_mbps() == window.mbps == head.planner.link.uplink_mbps
+        notes = node.stats.notes
+        assert (notes['uplink_verdict'], notes['uplink_measured_mbps']) == ('probe', '0.013')
+        # Records that are no receipt are counted and the node goes on; another stream's
+        # records and a host's without receipt times are not this edge's to measure.
+        for bad in ('not json', '[1, 2]', json.dumps({'epoch': features.epoch, 'seq': 'x',
+                                                      'host_rx_ns': 5})):
+            features._on_receipt(String(data=bad))
+        assert node.stats.errors['receipt'] == 3
+        receipt(3, epoch='0123456789abcdef')
+        features._on_receipt(String(data=json.dumps({'epoch': features.epoch, 'seq': 2})))
+        assert head.measure_uplink(time.monotonic() * 1e3).verdict == 'quiet'
+        # A new declaration starts the measurement over from it.
+        assert node.set_parameters([Parameter('uplink_mbps', value=0.02)])[0].successful
+        assert head.pacing_mbps() == 0.02 and head.link_meter.mbps == 0.02
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.ros
+def test_the_edge_measures_its_uplink_from_a_real_hosts_receipts(rclpy_context, stream_profiles):
+    edge = auto_edge_node(rclpy_context, stream_profiles, defense='none', uplink_mbps=0.01,
+                          measure_uplink=True, stream_window_s=3600.0)
+    host = HostNode(context=rclpy_context)
+    probe = rclpy.node.Node('uplink_probe', context=rclpy_context)
+    records = []
+    probe.create_subscription(String, 'classification',
+                              lambda m: records.append(json.loads(m.data)), 100)
+    camera = probe.create_publisher(Image, 'image_raw', qos_profile_sensor_data)
+    image = conversions.bridge().cv2_to_imgmsg(frames.example_frame((224, 224), gray=False),
+                                               encoding='bgr8')
+    executor = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    for node in (edge, host, probe):
+        executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: camera.get_subscription_count() >= 1
+                        and edge.features.receipts.get_publisher_count() >= 1)
+        assert wait_for(lambda: edge.features.pub.get_subscription_count() >= 1)
+        # Frames at 20 a second over a link declared at 10 kbit/s: a few go up, each comes
+        # back in the host's classification with when it arrived there.
+        end = time.monotonic() + 20.0
+        while time.monotonic() < end and len(records) < 3:
+            camera.publish(image)
+            time.sleep(0.05)
+        assert len(records) >= 3, records
+        assert all(r['host_rx_ns'] >= r['edge_rx_ns'] > 0 for r in records)
+        assert {r['epoch'] for r in records} == {edge.features.epoch}
+        # The edge read them: no queue, frames held back, so the link may carry more.
+        assert wait_for(lambda: edge.head.link_meter._newest >= records[-1]['seq'], 5.0)
+        window = edge.head.measure_uplink(time.monotonic() * 1e3)
+        assert window.receipts >= 3 and window.held_back > 0, window
+        assert window.verdict == 'probe' and window.mbps > 0.01
+        assert edge.stats.errors.get('receipt', 0) == 0
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        thread.join(timeout=5.0)
+        for node in (probe, host, edge):
+            node.destroy_node()

@@ -17,7 +17,8 @@
 from __future__ import annotations
 
 from .common import format_table, parse_list, positive_float, positive_int, ProgressBar
-from ..harness.linkbench import LinkBenchConfig, run as run_bench, STRATEGIES
+from ..harness.linkbench import (AUTO_STRATEGIES, LinkBenchConfig, run as run_bench,
+                                 STRATEGIES)
 
 
 def register(p) -> None:
@@ -27,6 +28,9 @@ def register(p) -> None:
                    help='uplink rates in Mbit/s, comma-separated')
     p.add_argument('--downlink', type=positive_float, default=d.downlink,
                    help='downlink rate in Mbit/s')
+    p.add_argument('--declared-mbps', type=positive_float, default=None,
+                   help='the uplink the edge is told and plans with (default: each of --rates): '
+                        'a link slower or faster than the robot was configured for')
     p.add_argument('--strategies', type=parse_list, default=list(STRATEGIES),
                    help=f'comma-separated, of {",".join(STRATEGIES)}')
     p.add_argument('--duration', type=positive_float, default=d.duration,
@@ -62,6 +66,7 @@ def register(p) -> None:
 def run(args) -> dict:
     """Run the benchmark and print its table."""
     cfg = LinkBenchConfig(rates=tuple(args.rates), downlink=args.downlink,
+                          declared=args.declared_mbps,
                           strategies=tuple(args.strategies), duration=args.duration,
                           warmup=args.warmup, edge_slowdown=args.edge_slowdown,
                           edge_cpus=args.edge_cpus, frame_size=args.frame_size,
@@ -70,9 +75,9 @@ def run(args) -> dict:
                           bundle=args.bundle or '', defense=args.defense, out=args.out,
                           log_dir=args.log_dir)
     result = run_bench(cfg, progress=ProgressBar('bench link'))
-    print(format_table(result['rows'], ['rate_mbps', 'strategy', 'fps', 'p50_ms', 'p99_ms',
-                                        'bytes_per_frame', 'accuracy', 'edge_cpu', 'dropped',
-                                        'cut', 'codec']))
+    print(format_table(result['rows'], ['rate_mbps', 'declared_mbps', 'strategy', 'fps',
+                                        'p50_ms', 'p99_ms', 'bytes_per_frame', 'accuracy',
+                                        'edge_cpu', 'dropped', 'cut', 'codec']))
     if result.get('edge_quota'):
         q = result['edge_quota']
         print(f"edge held to {q['cpus']:g} cores (cgroup {q['cgroup']}, {q['quota_us']} us per "
@@ -85,9 +90,11 @@ def run(args) -> dict:
         if 'raw' in fps and 'split_jpeg' in fps:
             ratio = fps['split_jpeg'] / fps['raw'] if fps['raw'] else float('inf')
             notes.append(f'split_jpeg/raw {ratio:.1f}x')
-        if 'auto' in fps and len(fps) > 1:
-            best = max(fps.values())
-            notes.append(f'auto {fps["auto"] / best:.0%} of the best' if best else 'no frames')
+        best = max(fps.values())
+        for name in AUTO_STRATEGIES:
+            if name in fps and len(fps) > 1:
+                notes.append(f'{name} {fps[name] / best:.0%} of the best' if best
+                             else 'no frames')
         if notes:
             print(f'{rate:g} Mbit/s: ' + ', '.join(notes))
     if 'plot' in result:

@@ -31,8 +31,12 @@ Strategies: ``raw``, ``jpeg``, ``deepn_jpeg`` (host-only: the camera frame
 goes up), ``jpeg_model`` (host-only: the frame resized on the edge to the
 model's input, JPEG), ``h264`` (host-only as FogROS2 does it: an H.264 stream, the
 peer of :mod:`.video_peer`), ``edge`` (edge-only), ``split_lossless`` and
-``split_jpeg`` (at the planner's cut for that codec and rate) and ``auto``
-(the edge node plans at start-up from the declared rate: ``cut: auto``).
+``split_jpeg`` (at the planner's cut for that codec and rate), ``auto``
+(the edge node plans at start-up from the declared rate: ``cut: auto``) and
+``auto_measured`` (the same, then paces and re-plans with the uplink it
+measures from the host's receipts: ``measure_uplink``). ``declared`` tells the
+edge another uplink than the link has (a link slower or faster than the robot
+was configured for).
 
 A really weak edge: ``edge_cpus`` confines the edge process to that many
 cores with a cgroup CPU quota (:mod:`.cpuquota`); the split strategies'
@@ -75,7 +79,8 @@ from ..ros import conversions, dds
 from ..ros.bag import read_messages
 
 STRATEGIES = ('raw', 'jpeg', 'deepn_jpeg', 'jpeg_model', 'h264', 'edge', 'split_lossless',
-              'split_jpeg', 'auto')
+              'split_jpeg', 'auto', 'auto_measured')
+AUTO_STRATEGIES = ('auto', 'auto_measured')
 # host-only strategies: (frame codec, frame_scale)
 FRAME_STRATEGIES = {'raw': ('raw', 'camera'), 'jpeg': ('jpeg', 'camera'),
                     'deepn_jpeg': ('deepn_jpeg', 'camera'), 'jpeg_model': ('jpeg', 'model')}
@@ -90,6 +95,7 @@ class LinkBenchConfig:
     """What ``bench link`` measures."""
 
     rates: tuple = (2.0, 10.0, 45.0)
+    declared: float | None = None     # the uplink the edge is told (None: each shaped rate)
     downlink: float = planner.Link().downlink_mbps
     strategies: tuple = STRATEGIES
     duration: float = 20.0
@@ -110,9 +116,10 @@ class LinkBenchConfig:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown:
             raise ValueError(f'unknown strategy {unknown[0]!r}; expected some of {STRATEGIES}')
-        if not self.rates or min(self.rates) <= 0 or self.downlink <= 0:
-            raise ValueError(f'rates and downlink must be > 0 Mbit/s, got {self.rates}, '
-                             f'{self.downlink}')
+        if not self.rates or min(self.rates) <= 0 or self.downlink <= 0 or (
+                self.declared is not None and self.declared <= 0):
+            raise ValueError(f'rates, downlink and declared must be > 0 Mbit/s, got '
+                             f'{self.rates}, {self.downlink}, {self.declared}')
         if self.duration <= self.warmup or self.warmup < 0:
             raise ValueError(f'duration must exceed warmup >= 0, got {self.duration}, '
                              f'{self.warmup}')
@@ -147,7 +154,7 @@ class LinkBenchConfig:
 def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
                  profiles: dict | None = None) -> dict[str, str]:
     """
-    Return the planner's cut for each split strategy's codec at ``rate``.
+    Return the planner's cut for each split strategy's codec at ``rate`` (or the declared one).
 
     ``profiles``: ``{'edge': file, 'host': file}`` measured beforehand (the
     edge's under its CPU quota); without them both sides are measured here.
@@ -158,7 +165,7 @@ def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
     target = target or pipeline.Target()
     profiles = profiles or {}
     online = planner.make_planner(
-        target.model, target.input_shape, planner.Link(rate, cfg.downlink),
+        target.model, target.input_shape, planner.Link(cfg.declared or rate, cfg.downlink),
         edge_profile=profiles.get('edge'), host_profile=profiles.get('host'),
         edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
         frame_codecs=[], model_name=target.name, quality=cfg.feature_quality,
@@ -182,7 +189,7 @@ def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict,
     if strategy in VIDEO_STRATEGIES:     # the video edge only encodes: no target there
         return {}
     p = {'defense': cfg.defense, 'emulate_slowdown': cfg.edge_slowdown,
-         'edge_slowdown': cfg.edge_slowdown, 'uplink_mbps': rate,
+         'edge_slowdown': cfg.edge_slowdown, 'uplink_mbps': cfg.declared or rate,
          'downlink_mbps': cfg.downlink, 'quality': cfg.feature_quality,
          'frame_quality': cfg.image_quality, 'bundle': cfg.bundle}
     if strategy in FRAME_STRATEGIES:
@@ -193,7 +200,7 @@ def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict,
     elif strategy in SPLIT_STRATEGIES:
         p.update(cut=cuts[strategy], codec=SPLIT_STRATEGIES[strategy])
     else:
-        p.update(cut='auto', codec='auto')
+        p.update(cut='auto', codec='auto', measure_uplink=strategy == 'auto_measured')
         if profiles and profiles.get('frame'):   # profiled with a frame of this camera
             p['profile_frame'] = profiles['frame']
         if profiles and profiles.get('host'):  # the edge measures itself, in its quota
@@ -303,7 +310,8 @@ def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenc
     row['link_up_bytes'] = after['up']['bytes'] - before['up']['bytes']
     row['link_dropped_packets'] = (after['up']['dropped_packets']
                                    - before['up']['dropped_packets'])
-    return {'rate_mbps': rate, 'strategy': strategy, 'edge_cpus': cfg.edge_cpus, **row}
+    return {'rate_mbps': rate, 'declared_mbps': cfg.declared or rate, 'strategy': strategy,
+            'edge_cpus': cfg.edge_cpus, **row}
 
 
 def bag_frame(bag: str, out: Path, topic: str = '/image_raw') -> Path:
@@ -410,7 +418,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for rate in dict.fromkeys(r['rate_mbps'] for r in rows):
         here = [r for r in rows if r['rate_mbps'] == rate]
-        fixed = [r for r in here if r['strategy'] != 'auto' and r['fps']]
+        fixed = [r for r in here if r['strategy'] not in AUTO_STRATEGIES and r['fps']]
         auto = next((r for r in here if r['strategy'] == 'auto'), None)
         if not fixed:
             continue

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-The edge's pieces, shared by ``edge_node`` and ``edge_process``'s two nodes.
+The edge's parameters and head control, shared by ``edge_node`` and ``edge_process``.
 
 - ``CAMERA_PARAMS`` (camera input, defense) and ``HEAD_PARAMS`` (target,
   cut, codec, link, features QoS): ``edge_node`` declares both,
@@ -22,10 +22,10 @@ The edge's pieces, shared by ``edge_node`` and ``edge_process``'s two nodes.
   :class:`core.pipeline.EdgeStage` settings they mean (``cut: auto`` plans,
   within the accuracy profile's bounds); the cut, codec and quality in use are
   published on ``~/plan`` (latched) and in the node's diagnostics.
-- :class:`CameraInput`: the camera subscription (QoS from ``camera_qos``, ``camera_qos_depth``)
-  only stores the newest frame and wakes the inference callback: a frame
-  replaced before inference took it is counted as ``dropped.skipped``.
-- :class:`FeaturesOutput`, :func:`denoised_publisher`: what the edge publishes.
+  With ``measure_uplink`` it paces and plans with the uplink measured from
+  the host's receipts (:class:`core.stream.UplinkMeter`).
+
+The camera intake and what the edge publishes are in :mod:`.edge_io`.
 """
 
 from __future__ import annotations
@@ -35,23 +35,18 @@ import copy
 import dataclasses
 import functools
 import json
+import math
 import threading
 import time
 from typing import Callable
 
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from . import cdr, conversions
 from . import dds
-from .common import (declare_parameters, features_qos, FEATURES_QOS_PARAMS, hand_off_wake,
-                     log_error, Mailbox, NodeStats, ParamSpec, pub_events, sub_events,
-                     SUBSCRIBERS, TARGET_PARAMS)
-from .executor import PRIORITY_RANGE, set_group_priority
-from ..core import accounting, pipeline, planner, surgery, tails, wire
+from .common import declare_parameters, FEATURES_QOS_PARAMS, ParamSpec, pub_events, TARGET_PARAMS
+from ..core import pipeline, planner, surgery, tails, wire
 from ..core.bundle import key as accuracy_key
 from ..core.codecs import codec_quality
 from ..core.defenses import defense_names
@@ -60,14 +55,13 @@ from ..core.fxguard import FX_GUARD
 from ..core.models import set_torch_threads
 from ..core.scheduled_model import ScheduledModel
 from ..core.scheduler import Scheduler
-from ..core.stream import Stream, StreamMeter, UplinkPacer
+from ..core.stream import LinkWindow, Stream, StreamMeter, UplinkMeter, UplinkPacer
 
 AUTO = 'auto'
 LINK = planner.Link()   # the declared link's defaults
 # The plan in use, for late joiners too: reliable, the last one kept.
 PLAN_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
-MAX_BYTES_PER_PIXEL = 4     # a camera message's data cap: 3 channels plus row padding
 
 # The camera/denoiser side and the head/encoder side: edge_node declares both,
 # edge_process gives each to its own node.
@@ -135,6 +129,11 @@ HEAD_PARAMS = TARGET_PARAMS + (
               'it): while what was sent needs over 100 ms more to cross, a camera frame is '
               'skipped before it is computed, counted as dropped.uplink (fixed cuts send every '
               'frame)'),
+    ParamSpec('measure_uplink', False, 'cut=auto: every stream_window_s, measure the uplink '
+              'from the host\'s receipts (host_rx_ns of each classification record, in this '
+              'namespace) and pace and plan with the speed measured, starting from '
+              'uplink_mbps (set it to start over); needs stream_window_s > 0',
+              read_only=True),
     ParamSpec('max_accuracy_drop', planner.DEFAULT_MAX_ACCURACY_DROP, 'cut=auto never picks a '
               'lossy (cut, codec, quality) whose accuracy drop on held-out data (percentage '
               'points, from the target\'s accuracy profile) exceeds this, nor a lossy one '
@@ -252,6 +251,14 @@ class HeadControl:
             except ValueError as exc:
                 raise ValueError(f'cut=auto, codec={p["codec"]}: {exc}') from None
             self._log_choice('planned')
+        self.pacer = UplinkPacer()
+        self.link_meter = None
+        if p['measure_uplink']:
+            if self.planner is not None and p['stream_window_s'] > 0:
+                self.link_meter = UplinkMeter(p['uplink_mbps'])
+            else:
+                node.get_logger().warning('measure_uplink needs cut=auto and stream_window_s '
+                                          '> 0: the declared uplink_mbps is used')
         self.stage.configure(self._settings(p, self.stage.settings))
         self.plan_pub = node.create_publisher(String, '~/plan', PLAN_QOS,
                                               event_callbacks=pub_events())
@@ -306,6 +313,8 @@ class HeadControl:
             self.planner = saved
             raise ValueError(f'{_name(changes)}: {exc}') from None
         self.params = p
+        if self.link_meter is not None and 'uplink_mbps' in changes:
+            self.link_meter.reset(p['uplink_mbps'])      # a new declaration: start from it
         if p['cut'] == AUTO and self.planner.choice.name != before:
             self._log_choice(f're-planned (was {before})')
         self.publish_plan()
@@ -352,6 +361,8 @@ class HeadControl:
         def sample() -> None:
             self.measure_stream(time.monotonic(), time.process_time(), received(),
                                 self.stats.frames)
+            if self.link_meter is not None:
+                self.measure_uplink(time.monotonic() * 1e3)
         sample()                                # the baseline
         self.node.create_timer(window, sample)
 
@@ -371,25 +382,55 @@ class HeadControl:
                 return stream
             self.stats.note(stream_fps=f'{stream.camera_fps:.2f}',
                             stream_intake_ms=f'{stream.intake_ms:.2f}')
-            before, saved = self.planner.choice.name, copy.copy(self.planner)
-            self.planner.update(stream=stream)
-            if self.planner.choice.name == before:
-                return stream
-            try:
-                self.stage.configure(self._settings(self.params, self.stage.settings))
-            except ValueError as exc:          # a PipelineError too: keep what runs
-                self.node.get_logger().warning(f'stream re-plan to {self.planner.choice.name} '
-                                               f'refused: {exc}')
-                self.planner = saved
-                return stream
-            self._log_choice(f're-planned for the camera stream (was {before})')
-            self.publish_plan()
+            self._replan('the camera stream', stream=stream)
             return stream
 
+    def measure_uplink(self, now_ms: float) -> LinkWindow:
+        """
+        Close the uplink meter's window (``measure_uplink``) and pace and plan with its speed.
+
+        The window (:class:`core.stream.LinkWindow`) goes into the diagnostics
+        (``uplink_measured_mbps``, ``uplink_verdict``, ``uplink_queue_ms``); a
+        full link makes the pacer wait for what is still on the way; a new
+        speed re-plans (with the planner's hysteresis).
+        """
+        with self.lock:
+            w = self.link_meter.sample()
+            self.stats.note(uplink_measured_mbps=f'{w.mbps:.3f}', uplink_verdict=w.verdict,
+                            uplink_queue_ms='-' if w.queue_ms is None else f'{w.queue_ms:.1f}')
+            if w.verdict == 'full':
+                self.pacer.queued(w.in_flight_bytes, w.mbps, now_ms)
+            if self.params['cut'] == AUTO and not math.isclose(w.mbps,
+                                                               self.planner.link.uplink_mbps):
+                self._replan(f'the uplink measured ({w.verdict})', uplink_mbps=w.mbps)
+            return w
+
+    def _replan(self, what: str, **update) -> None:
+        """Update the planner (a measured stream or link); a new choice is configured."""
+        before, saved = self.planner.choice.name, copy.copy(self.planner)
+        self.planner.update(**update)
+        if self.planner.choice.name == before:
+            return
+        try:
+            self.stage.configure(self._settings(self.params, self.stage.settings))
+        except ValueError as exc:          # a PipelineError too: keep what runs
+            self.node.get_logger().warning(f're-plan for {what} to '
+                                           f'{self.planner.choice.name} refused: {exc}')
+            self.planner = saved
+            return
+        self._log_choice(f're-planned for {what} (was {before})')
+        self.publish_plan()
+
     def pacing_mbps(self) -> float | None:
-        """Return the uplink speed features are paced at (cut=auto, ``pace_uplink``), or None."""
+        """
+        Return the uplink speed features are paced at (cut=auto, ``pace_uplink``), or None.
+
+        The measured speed with ``measure_uplink``, else the declared one.
+        """
         p = self.params
-        return p['uplink_mbps'] if p['cut'] == AUTO and p['pace_uplink'] else None
+        if p['cut'] != AUTO or not p['pace_uplink']:
+            return None
+        return self.link_meter.mbps if self.link_meter is not None else p['uplink_mbps']
 
     def _log_choice(self, what: str) -> None:
         c, link, stream = self.planner.choice, self.planner.link, self.planner.stream
@@ -513,147 +554,3 @@ def apply_defense(head: HeadControl, changes: dict) -> None:
     except ValueError as exc:                # a PipelineError too: the reason, one line
         stage.configure(before)
         raise ValueError(str(exc)) from None
-
-
-def guarded(node: Node, stats: NodeStats, work: Callable[..., None], *args) -> None:
-    """
-    Run one frame's ``work(*args)``; a node never dies on one frame.
-
-    A failure is counted in ``stats`` by kind (a :class:`core.pipeline.PipelineError`'s
-    own, else ``inference``) and logged, at most once per kind and throttle period.
-    """
-    try:
-        work(*args)
-    except pipeline.PipelineError as exc:
-        log_error(node, stats, exc.kind, exc)
-    except Exception as exc:  # a node never dies on one frame
-        log_error(node, stats, 'inference', exc)
-
-
-def serve_newest(node: Node, camera: CameraInput, handle: Callable[..., None],
-                 features: FeaturesOutput) -> None:
-    """
-    Run ``handle(frame, encoding, header, t_rx)``, guarded, on the newest frame, if any.
-
-    A frame the uplink has no room for (``features``' pacer) is dropped before
-    it is read or decoded.
-    """
-    def work() -> None:
-        item = camera.take(features.admit_frame)
-        if item is not None:
-            handle(*item)
-    guarded(node, camera.stats, work)
-
-
-class CameraInput:
-    """
-    The camera subscription: keeps the newest frame, wakes the inference callback.
-
-    ``infer`` runs in ``inference_group``, woken through :func:`.common.hand_off_wake`.
-    Its QoS comes from the node's ``camera_qos`` and ``camera_qos_depth`` parameters
-    (declared with ``CAMERA_PARAMS`` before this is built).
-    """
-
-    def __init__(self, node: Node, transport: str, inference_group, infer: Callable[[], None],
-                 stats: NodeStats):
-        self.frames = Mailbox(depth=1)
-        self.stats = stats
-        self.wake = hand_off_wake(node, inference_group, self.frames, infer, stats)
-        kind, topic = ((CompressedImage, 'image_raw/compressed') if transport == 'compressed'
-                       else (Image, 'image_raw'))
-        self._read = cdr.read_compressed_image if transport == 'compressed' else cdr.read_image
-        self.max_pixels = node.get_parameter('max_frame_pixels').value
-        # The intake only stores the newest frame: it outranks inference on the
-        # PriorityExecutor, so no frame is lost uncounted while inference runs.
-        group = MutuallyExclusiveCallbackGroup()
-        set_group_priority(group, PRIORITY_RANGE[1])
-        self.sub = node.create_subscription(
-            kind, topic, self._on_frame, dds.camera_qos(
-                node.get_parameter('camera_qos').value,
-                node.get_parameter('camera_qos_depth').value),
-            callback_group=group, event_callbacks=sub_events(), raw=True)
-        if transport == 'raw' and not dds.large_data_ready():
-            node.get_logger().warning(
-                f'{dds.PROFILE_ENV} is not set: camera frames of 640x480 and up are lost '
-                f'between processes with Fast DDS\'s default transports; export it as '
-                f'{dds.profile_path()} here and in the camera driver (README: Fast DDS)')
-
-    def _on_frame(self, raw: bytes) -> None:
-        self.stats.count('received')
-        self.stats.drop('skipped', self.frames.put((raw, time.time_ns())))
-        self.wake.trigger()
-
-    def take(self, admit: Callable[[NodeStats], bool]):
-        """
-        Return ``(frame, encoding, header, t_rx_ns)`` of the newest frame, or None.
-
-        The subscription hands over the serialized message (``raw``): its fields are
-        read in place (:mod:`.cdr`), so a frame is checked (size cap, encoding,
-        image header) before anything is copied or decoded. ``admit(stats)``
-        is asked first: False drops the frame unread (it counts the drop).
-        """
-        item = self.frames.take()
-        if item is None or not admit(self.stats):
-            return None
-        raw, t_rx = item
-        try:
-            msg = self._read(raw, self.max_pixels * MAX_BYTES_PER_PIXEL)
-            frame, encoding = conversions.camera_msg_to_image(msg, self.max_pixels)
-        except (ValueError, wire.CodecError) as exc:
-            raise pipeline.PipelineError('bad_image', str(exc)) from None
-        return frame, encoding, msg.header, t_rx
-
-
-class FeaturesOutput:
-    """
-    The features publisher: payload + meta (stream epoch, sequence number, receipt time).
-
-    Paced by the head's declared uplink (:meth:`HeadControl.pacing_mbps`,
-    :class:`core.stream.UplinkPacer`): :meth:`admit_frame` says whether the
-    next camera frame may be computed, or counts it as ``dropped.uplink``.
-    """
-
-    def __init__(self, node: Node, head: HeadControl, stats: NodeStats):
-        params = head.params
-        self.pub = node.create_publisher(CompressedImage, 'features', features_qos(
-            params['features_reliability'], params['features_depth']),
-            event_callbacks=pub_events())
-        stats.gauge(SUBSCRIBERS, self.pub.get_subscription_count)   # hosts listening now
-        self.stats = stats
-        self.pacing_mbps = head.pacing_mbps
-        self.pacer = UplinkPacer()
-        self.epoch = accounting.new_epoch()   # this stream's boot id: a restart is a new one
-        self.seq = 0
-
-    def admit_frame(self, stats: NodeStats) -> bool:
-        """Return whether the uplink has room for a frame now; else count it in ``stats``."""
-        if self.pacing_mbps() is None or self.pacer.ready(time.monotonic() * 1e3):
-            return True
-        stats.drop('uplink')
-        return False
-
-    def publish(self, out: pipeline.EdgeOutput, header, t_rx: int) -> None:
-        """Publish one frame's features with the camera header and the stream's fields."""
-        self.seq += 1
-        out.meta.update(epoch=self.epoch, seq=self.seq, t_rx=t_rx)
-        msg = conversions.payload_to_msg(out.payload, out.meta, header)
-        self.pub.publish(msg)
-        if (mbps := self.pacing_mbps()) is not None:
-            self.pacer.sent(len(msg.data) + len(msg.format), mbps, time.monotonic() * 1e3)
-        self.stats.frame(len(out.payload), (time.time_ns() - t_rx) / 1e6)
-
-
-def denoised_publisher(node: Node, enabled: bool):
-    """Return a function publishing a defended input ``(1, C, H, W)`` as 32FC1/32FC3."""
-    if not enabled:
-        return lambda x, header: None
-    pub = node.create_publisher(Image, 'denoised', 10, event_callbacks=pub_events())
-
-    def publish(x, header) -> None:
-        image = x[0].permute(1, 2, 0).float().cpu().numpy()
-        msg = conversions.bridge().cv2_to_imgmsg(
-            image[:, :, 0].copy() if image.shape[2] == 1 else image.copy(),
-            encoding='32FC1' if image.shape[2] == 1 else '32FC3')
-        msg.header = header
-        pub.publish(msg)
-    return publish

@@ -18,7 +18,7 @@
 ``edge_process`` (see :mod:`.edge_process`) composes the same work as a
 denoiser node and a target node in one process on the
 :class:`PriorityExecutor`; both drive one :class:`core.pipeline.EdgeStage`
-through the pieces of :mod:`.edge_common`. The node only holds parameters,
+through the pieces of :mod:`.edge_common` and :mod:`.edge_io`. The node only holds parameters,
 converts messages and counts.
 """
 
@@ -29,8 +29,8 @@ import sys
 from rclpy.node import Node
 
 from .common import declare_parameters, diagnostics_timer, NodeStats, run_nodes
-from .edge_common import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
-                          FeaturesOutput, HeadControl, serve_newest)
+from .edge_common import apply_defense, CAMERA_PARAMS, HeadControl
+from .edge_io import CameraInput, denoised_publisher, FeaturesOutput, serve_newest
 from .executor import priority_group
 from ..core.scheduler import Scheduler
 

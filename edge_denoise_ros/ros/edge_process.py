@@ -31,8 +31,8 @@ from rclpy.node import Node
 
 from .common import (declare_parameters, diagnostics_timer, hand_off_wake, Mailbox, NodeStats,
                      run_nodes)
-from .edge_common import (apply_defense, CAMERA_PARAMS, CameraInput, denoised_publisher,
-                          FeaturesOutput, guarded, HeadControl, serve_newest)
+from .edge_common import apply_defense, CAMERA_PARAMS, HeadControl
+from .edge_io import CameraInput, denoised_publisher, FeaturesOutput, guarded, serve_newest
 from .executor import priority_group
 from ..core import pipeline
 from ..core.scheduler import Scheduler

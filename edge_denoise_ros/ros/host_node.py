@@ -27,7 +27,9 @@ inference thread runs the due batches through the tail (``max_batch``,
 ``max_batch_delay_ms``; ``max_batch: 1`` serves one by one) and publishes each result
 in its robot's namespace. ``classification`` carries one JSON object per frame: the
 camera stamp and frame_id, class id, label, score, top-k, the end-to-end latency (ms,
-from the edge receiving the frame, when plausible), the robot, its epoch and seq.
+from the edge receiving the frame, when plausible), the robot, its epoch and seq, and
+when the message arrived here (``host_rx_ns``, this host's clock: what an edge measuring
+its uplink reads).
 Every frame a robot sent is either classified or counted for that robot with a reason:
 ``dropped.*`` (lost_in_transit, before_join, skipped, shutdown) or ``errors.*``.
 """
@@ -266,7 +268,7 @@ class HostNode(Node):
         if outcome.error is not None:
             self._error(robot, outcome.error.kind, outcome.error)
             return
-        header, _, verdict = item.context
+        header, received_ns, verdict = item.context
         try:
             record = pipeline.result_record(self.target, outcome.logits, self.params['top_k'])
         except pipeline.PipelineError as exc:
@@ -279,7 +281,8 @@ class HostNode(Node):
         record = {'stamp': {'sec': stamp.sec, 'nanosec': stamp.nanosec},
                   'frame_id': header.frame_id, **record,
                   'latency_ms': None if latency_ms is None else round(latency_ms, 3),
-                  'edge_rx_ns': t_rx, 'cut': meta['cut'], 'codec': meta['codec'],
+                  'edge_rx_ns': t_rx, 'host_rx_ns': received_ns, 'cut': meta['cut'],
+                  'codec': meta['codec'],
                   'bytes': len(item.payload), 'robot': robot.label,
                   'epoch': verdict.epoch if verdict else None,
                   'seq': verdict.seq if verdict else None}
