@@ -377,6 +377,13 @@ def test_the_card_records_the_users_training_mix_and_layout(tiny_bundle, tmp_pat
     assert entry['train_mix'] == {'clean': 1.0, 'fgsm': 0.0, 'pgd': 0.0}
     assert entry['train_eps'] == [4 / 255] and entry['sha256'] != before['sha256']
     assert entry['channels_last'] and not before['channels_last']
+    # DUNET_D is fine-tuned on its DUNET's own set unless told otherwise: no flags needed.
+    code, _, err = _run('train', 'denoiser-d', '--out', str(folder), '--epochs', '1',
+                        '--n-train', '16', '--batch-size', '8', '--eval-limit', '6', '--json')
+    assert code == 0, err
+    d = bundle.Bundle.load(folder).card['files']['dunet_d.pt']
+    assert (d['train_mix'], d['train_eps']) == (entry['train_mix'], entry['train_eps'])
+    assert d['train_set'] == entry['train_set']
     for bad, reason in (('0.5,0.5', 'takes 3 shares'), ('0,0,0', 'positive sum')):
         code, _, err = _run('train', 'denoiser', *common, '--attack-mix', bad)
         assert code == 2 and reason in err and len(err.strip().splitlines()) == 1, err

@@ -136,17 +136,25 @@ def open_context(args, n_train: int | None = None) -> UserContext:
     return UserContext(b, target, train, test)
 
 
-def _mix(args) -> training.AdversarialMix:
-    """Return HGD's training mix from ``--train-eps`` and ``--attack-mix``."""
-    shares = {}
+def _mix(args, recorded: dict | None = None) -> training.AdversarialMix:
+    """
+    Return HGD's training mix from ``--train-eps`` and ``--attack-mix``.
+
+    What they leave out comes from ``recorded`` (a card entry's ``train_mix``
+    and ``train_eps``: DUNET_D is fine-tuned on its DUNET's own set), else the
+    defaults.
+    """
+    recorded = recorded or {}
+    shares = {k: recorded['train_mix'][k] for k in training.ATTACK_KINDS
+              if k in recorded.get('train_mix', {})}
     if args.attack_mix is not None:
         if len(args.attack_mix) != len(training.ATTACK_KINDS):
             raise CliError(f'--attack-mix takes {len(training.ATTACK_KINDS)} shares '
                            f'(clean,fgsm,pgd), got {len(args.attack_mix)}')
         shares = dict(zip(training.ATTACK_KINDS, args.attack_mix))
+    eps = args.train_eps or recorded.get('train_eps') or TRAIN_EPS
     try:
-        return training.AdversarialMix(
-            eps=tuple(args.train_eps) if args.train_eps else TRAIN_EPS, **shares)
+        return training.AdversarialMix(eps=tuple(eps), **shares)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
@@ -281,7 +289,7 @@ def train_denoiser_d(args) -> dict:
     print(f'ranks ({rule}): ' + ', '.join(f'{k}={v}' for k, v in ranks.items())
           + f'; MACs at {"x".join(map(str, shape))} {total:,} -> {total_d:,} '
             f'(ratio {total_d / total:.4f})')
-    mix = _mix(args)
+    mix = _mix(args, ctx.bundle.file_entry(entry['weights']))
     x_adv, x_clean, counts, _ = _adversarial(ctx, mix, args.seed)   # DUNET's set, seldom made
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                         lr=args.lr, seed=args.seed,

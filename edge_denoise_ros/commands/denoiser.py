@@ -105,11 +105,12 @@ def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
                    help='bundles: L-inf budget of the accuracy report after training')
     p.add_argument('--train-eps', type=lambda t: parse_list(t, pixel_budget), default=None,
                    help="bundles: HGD's training budgets, shares of the pixel range "
-                        "(default: 2/255,4/255,8/255,12/255,16/255)")
+                        "(default: denoiser-d the DUNET's, as the card records them; else "
+                        "2/255,4/255,8/255,12/255,16/255)")
     p.add_argument('--attack-mix', type=lambda t: parse_list(t, nonnegative_float),
                    default=None, metavar='CLEAN,FGSM,PGD',
                    help="bundles: shares of clean, FGSM and PGD images in HGD's training set "
-                        "(default: 0.3,0.28,0.42)")
+                        "(default: denoiser-d the DUNET's; else 0.3,0.28,0.42)")
 
 
 # --- macs -----------------------------------------------------------------------------------
