@@ -26,6 +26,7 @@ import dataclasses
 import json
 import threading
 import time
+from typing import Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
@@ -425,21 +426,29 @@ def test_auto_replans_for_the_camera_stream_it_measures(rclpy_context, stream_pr
         node.destroy_node()
 
 
-@pytest.mark.ros
-def test_auto_skips_frames_the_declared_uplink_cannot_carry(rclpy_context, stream_profiles):
-    node = auto_edge_node(rclpy_context, stream_profiles, defense='none', uplink_mbps=0.01)
-    image = conversions.bridge().cv2_to_imgmsg(frames.example_frame((480, 640), gray=False),
-                                               encoding='bgr8')
-    raw = serialize_message(image)
+def frame_server(node: EdgeNode) -> Callable[[int], tuple[int, int]]:
+    """
+    Return ``serve(n)``: feed n camera frames to ``node``, count what came of them.
+
+    Each frame goes in as the subscription hands it over, then the inference
+    callback runs; ``serve`` returns the frames served and those the pacer dropped.
+    """
+    raw = serialize_message(conversions.bridge().cv2_to_imgmsg(
+        frames.example_frame((480, 640), gray=False), encoding='bgr8'))
 
     def serve(n: int) -> tuple[int, int]:
-        # Each camera frame as the subscription hands it over, then the inference callback.
         before = (node.stats.frames, node.stats.drops['uplink'])
         for _ in range(n):
             node.camera._on_frame(raw)
             node._infer()
         return node.stats.frames - before[0], node.stats.drops['uplink'] - before[1]
+    return serve
 
+
+@pytest.mark.ros
+def test_auto_skips_frames_the_declared_uplink_cannot_carry(rclpy_context, stream_profiles):
+    node = auto_edge_node(rclpy_context, stream_profiles, defense='none', uplink_mbps=0.01)
+    serve = frame_server(node)
     try:
         # 10 kbit/s: any message takes over 100 ms to cross, so of ten frames back to back
         # the first goes up and the rest are dropped unread, before any decoding, each counted.
@@ -459,16 +468,8 @@ def test_auto_skips_frames_the_declared_uplink_cannot_carry(rclpy_context, strea
 def test_auto_paces_and_plans_with_the_uplink_it_measures(rclpy_context, stream_profiles):
     node = auto_edge_node(rclpy_context, stream_profiles, defense='none', uplink_mbps=0.01,
                           measure_uplink=True, stream_window_s=3600.0)
-    raw = serialize_message(conversions.bridge().cv2_to_imgmsg(
-        frames.example_frame((480, 640), gray=False), encoding='bgr8'))
+    serve = frame_server(node)
     features, head = node.features, node.head
-
-    def serve(n: int) -> int:
-        before = node.stats.frames
-        for _ in range(n):
-            node.camera._on_frame(raw)
-            node._infer()
-        return node.stats.frames - before
 
     def receipt(seq: int, epoch: str | None = None, **extra) -> None:
         features._on_receipt(String(data=json.dumps(
@@ -482,10 +483,10 @@ def test_auto_paces_and_plans_with_the_uplink_it_measures(rclpy_context, stream_
         # Declared 10 kbit/s: one frame goes up, the rest are held back. The host's receipts
         # show no queue, so the link may carry more: the estimate rises, the pacer and the
         # planner take it, and the diagnostics say so.
-        assert serve(10) == 1
+        assert serve(10)[0] == 1
         receipt(1)
         time.sleep(0.3)                  # the first message has crossed the declared link
-        assert serve(5) == 1
+        assert serve(5)[0] == 1
         receipt(2)
         window = head.measure_uplink(time.monotonic() * 1e3)
         assert (window.verdict, window.receipts) == ('probe', 2) and window.held_back >= 13

@@ -129,6 +129,10 @@ class LinkBenchConfig:
             raise ValueError(f'edge CPUs must be in 0.01..1024, got {self.edge_cpus}')
         parse_size(self.frame_size)
 
+    def declared_at(self, rate: float) -> float:
+        """Return the uplink the edge is told when the link is shaped to ``rate`` Mbit/s."""
+        return self.declared or rate
+
     @property
     def bag_path(self) -> str:
         """Return the camera bag replayed (the default one at ``frame_size``)."""
@@ -165,7 +169,7 @@ def planned_cuts(cfg: LinkBenchConfig, rate: float, target=None,
     target = target or pipeline.Target()
     profiles = profiles or {}
     online = planner.make_planner(
-        target.model, target.input_shape, planner.Link(cfg.declared or rate, cfg.downlink),
+        target.model, target.input_shape, planner.Link(cfg.declared_at(rate), cfg.downlink),
         edge_profile=profiles.get('edge'), host_profile=profiles.get('host'),
         edge_slowdown=cfg.edge_slowdown, codecs=[SPLIT_STRATEGIES[s] for s in wanted],
         frame_codecs=[], model_name=target.name, quality=cfg.feature_quality,
@@ -189,7 +193,7 @@ def edge_params(strategy: str, rate: float, cfg: LinkBenchConfig, cuts: dict,
     if strategy in VIDEO_STRATEGIES:     # the video edge only encodes: no target there
         return {}
     p = {'defense': cfg.defense, 'emulate_slowdown': cfg.edge_slowdown,
-         'edge_slowdown': cfg.edge_slowdown, 'uplink_mbps': cfg.declared or rate,
+         'edge_slowdown': cfg.edge_slowdown, 'uplink_mbps': cfg.declared_at(rate),
          'downlink_mbps': cfg.downlink, 'quality': cfg.feature_quality,
          'frame_quality': cfg.image_quality, 'bundle': cfg.bundle}
     if strategy in FRAME_STRATEGIES:
@@ -310,7 +314,7 @@ def run_strategy(pair, domain_id: int, strategy: str, rate: float, cfg: LinkBenc
     row['link_up_bytes'] = after['up']['bytes'] - before['up']['bytes']
     row['link_dropped_packets'] = (after['up']['dropped_packets']
                                    - before['up']['dropped_packets'])
-    return {'rate_mbps': rate, 'declared_mbps': cfg.declared or rate, 'strategy': strategy,
+    return {'rate_mbps': rate, 'declared_mbps': cfg.declared_at(rate), 'strategy': strategy,
             'edge_cpus': cfg.edge_cpus, **row}
 
 
