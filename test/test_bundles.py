@@ -389,6 +389,41 @@ def test_the_card_records_the_users_training_mix_and_layout(tiny_bundle, tmp_pat
         assert code == 2 and reason in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_continue_starts_from_the_bundles_dunet_and_keeps_how_it_was_made(tiny_bundle,
+                                                                          tmp_path):
+    folder = tmp_path / 'B'
+    shutil.copytree(tiny_bundle, folder)
+    common = ('train', 'denoiser', '--out', str(folder), '--data',
+              str(tiny_bundle.parent / 'images'), '--epochs', '1', '--n-train', '16',
+              '--batch-size', '8', '--eval-limit', '6', '--json')
+    first = bundle.Bundle.load(folder).card['files']['dunet.pt']
+    before = models.load_state_dict(folder / 'dunet.pt')
+    code, result, err = _run(*common, '--width', '0.125', '--continue', '--lr', '1e-6')
+    assert code == 0, err
+    entry = bundle.Bundle.load(folder).card['files']['dunet.pt']
+    assert entry['continued_from'] == first and entry['sha256'] != first['sha256']
+    after = models.load_state_dict(folder / 'dunet.pt')
+    # Two Adam steps of 1e-6 from the earlier weights, not a fresh network (batch-norm
+    # statistics move with the images, not the learning rate).
+    learned = [k for k in before if k.endswith(('.weight', '.bias'))]
+    assert learned and max(float((after[k] - before[k]).abs().max()) for k in learned) < 1e-4
+    code, _, err = _run(*common, '--width', '0.125', '--continue', '--seed', '1')
+    assert code == 0, err
+    chained = bundle.Bundle.load(folder).card['files']['dunet.pt']['continued_from']
+    assert chained['continued_from'] == first
+    # Other widths, or a DUNET trained for an earlier target: refused in one line.
+    code, _, err = _run(*common, '--width', '0.25', '--continue')
+    assert code == 2 and 'other widths' in err and len(err.strip().splitlines()) == 1, err
+    torch.manual_seed(3)
+    models.save_state_dict(models.build_model('squeezenet1_1', num_classes=10),
+                           folder / bundle.TARGET)
+    b = bundle.Bundle.load(folder)
+    b.record_file(bundle.TARGET)
+    b.save()
+    code, _, err = _run(*common, '--width', '0.125', '--continue')
+    assert code == 2 and 'another target' in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_accuracy_measured_on_another_target_is_not_used_nor_kept(tiny_bundle, tmp_path):
     folder = tmp_path / 'B'
     shutil.copytree(tiny_bundle, folder)

@@ -245,14 +245,19 @@ def train_denoiser(args) -> dict:
     c, h, _ = ctx.target.input_shape
     cfg = dunet.DUNetConfig.scaled(c, h, args.width)
     mix = _mix(args)
+    earlier = _continued_dunet(ctx, cfg, args.width) if args.continue_dunet else None
     x_adv, x_clean, counts, attack_seconds = _adversarial(ctx, mix, args.seed)
     start = time.monotonic()
     training.seed_everything(args.seed)
     model = dunet.build_dunet(cfg)
+    if earlier is not None:
+        model.load_state_dict(models.load_state_dict(ctx.bundle.check_file(
+            ctx.bundle.denoiser('dunet')['weights'])))
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                         lr=args.lr, loss=args.loss, seed=args.seed,
                                         channels_last=args.channels_last)
-    ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, mix)
+    ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, mix,
+                       *([earlier['sha256']] if earlier else []))
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('train DUNET'), checkpoint=ckpt)
     seconds = attack_seconds + ckpt.seconds_since(start)
@@ -270,7 +275,29 @@ def train_denoiser(args) -> dict:
         train_set=counts, **_mix_record(mix), seconds=round(seconds, 1),
         attack_seconds=round(attack_seconds, 1), eval_n=n_eval,
         eval_eps=args.eps, macs=tucker.total_macs(model, cfg.input_shape), accuracy=acc,
-        mean_change_levels=round(change, 3))
+        mean_change_levels=round(change, 3), continued_from=earlier)
+
+
+def _continued_dunet(ctx: UserContext, cfg: dunet.DUNetConfig, width: float) -> dict:
+    """
+    Return the card entry of the DUNET that ``--continue`` starts from, checked.
+
+    The DUNET must have ``cfg``'s widths and have been trained for the
+    bundle's current target (a DUNET made for another target is refused),
+    both checked before any attack is made.
+    """
+    entry = ctx.bundle.denoiser('dunet')
+    if dunet.DUNetConfig.from_dict(entry['config']) != cfg:
+        raise CliError(f"--continue: the DUNET of {ctx.bundle.root} has other widths than "
+                       f"--width {width} makes; pass its width")
+    record = dict(ctx.bundle.file_entry(entry['weights']))
+    target_sha = ctx.bundle.file_sha(ctx.bundle.target.get('weights', bundle.TARGET))
+    if record.get('target_sha256') != target_sha:
+        raise CliError(f'--continue: the DUNET of {ctx.bundle.root} was trained for another '
+                       f'target; train a fresh one (without --continue)')
+    ctx.bundle.check_file(entry['weights'])
+    print(f"continuing from {entry['weights']} ({record.get('command', 'no command recorded')})")
+    return record
 
 
 def train_denoiser_d(args) -> dict:

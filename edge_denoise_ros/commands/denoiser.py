@@ -56,6 +56,10 @@ def register_train_denoiser(p) -> None:
                    help='LGD: L1 on the target logits; FGD: on its last feature map')
     p.add_argument('--width', type=float, default=0.25,
                    help="bundles: DUNET widths as a share of HGD's (1.0: HGD's full DUNET)")
+    p.add_argument('--continue', dest='continue_dunet', action='store_true',
+                   help="bundles: start from the bundle's DUNET (same widths) instead of "
+                        'fresh weights, for a new schedule; its card entry is kept under '
+                        'continued_from')
     p.add_argument('--out', default=None,
                    help='a bundle folder (with --data, or one that has a card), or a weights '
                         'file; default: weights/dunet_small.pt')
