@@ -409,8 +409,13 @@ def test_continue_starts_from_the_bundles_dunet_and_keeps_how_it_was_made(tiny_b
     assert learned and max(float((after[k] - before[k]).abs().max()) for k in learned) < 1e-4
     code, _, err = _run(*common, '--width', '0.125', '--continue', '--seed', '1')
     assert code == 0, err
-    chained = bundle.Bundle.load(folder).card['files']['dunet.pt']['continued_from']
-    assert chained['continued_from'] == first
+    chained = bundle.Bundle.load(folder).card['files']['dunet.pt']
+    assert chained['continued_from']['continued_from'] == first
+    # A recipe of continuations run again (after a stop) trains only what is not in the history.
+    for again in (('--lr', '1e-6'), ('--seed', '1')):
+        code, result, err = _run(*common, '--width', '0.125', '--continue', *again)
+        assert code == 0 and result['trained'] is False, err
+    assert bundle.Bundle.load(folder).card['files']['dunet.pt'] == chained
     # Other widths, or a DUNET trained for an earlier target: refused in one line.
     code, _, err = _run(*common, '--width', '0.25', '--continue')
     assert code == 2 and 'other widths' in err and len(err.strip().splitlines()) == 1, err

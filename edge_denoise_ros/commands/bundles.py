@@ -245,7 +245,16 @@ def train_denoiser(args) -> dict:
     c, h, _ = ctx.target.input_shape
     cfg = dunet.DUNetConfig.scaled(c, h, args.width)
     mix = _mix(args)
+    tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                        lr=args.lr, loss=args.loss, seed=args.seed,
+                                        channels_last=args.channels_last)
     earlier = _continued_dunet(ctx, cfg, args.width) if args.continue_dunet else None
+    if earlier is not None:
+        done = _continuation_done(ctx, earlier, cfg, tcfg, mix)
+        if done is not None:
+            print(f'{ctx.bundle.root}: its DUNET already holds this run ({done["command"]}); '
+                  f'nothing to train')
+            return {'bundle': str(ctx.bundle.root), 'file': 'dunet.pt', 'trained': False}
     x_adv, x_clean, counts, attack_seconds = _adversarial(ctx, mix, args.seed)
     start = time.monotonic()
     training.seed_everything(args.seed)
@@ -253,9 +262,6 @@ def train_denoiser(args) -> dict:
     if earlier is not None:
         model.load_state_dict(models.load_state_dict(ctx.bundle.check_file(
             ctx.bundle.denoiser('dunet')['weights'])))
-    tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                        lr=args.lr, loss=args.loss, seed=args.seed,
-                                        channels_last=args.channels_last)
     ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, mix,
                        *([earlier['sha256']] if earlier else []))
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
@@ -275,7 +281,7 @@ def train_denoiser(args) -> dict:
         train_set=counts, **_mix_record(mix), seconds=round(seconds, 1),
         attack_seconds=round(attack_seconds, 1), eval_n=n_eval,
         eval_eps=args.eps, macs=tucker.total_macs(model, cfg.input_shape), accuracy=acc,
-        mean_change_levels=round(change, 3), continued_from=earlier)
+        mean_change_levels=round(change, 3), continued_from=earlier, run=ckpt.path.name)
 
 
 def _continued_dunet(ctx: UserContext, cfg: dunet.DUNetConfig, width: float) -> dict:
@@ -298,6 +304,25 @@ def _continued_dunet(ctx: UserContext, cfg: dunet.DUNetConfig, width: float) -> 
     ctx.bundle.check_file(entry['weights'])
     print(f"continuing from {entry['weights']} ({record.get('command', 'no command recorded')})")
     return record
+
+
+def _continuation_done(ctx: UserContext, entry: dict, cfg: dunet.DUNetConfig,
+                       tcfg: training.DenoiserTrainConfig, mix) -> dict | None:
+    """
+    Return the entry in the DUNET's history that this ``--continue`` run made, or None.
+
+    Each entry records its run (``run``: the checkpoint name, keyed by the
+    settings and the weights it started from), so running a recipe of
+    continuations again (``make next-bundle`` after a stop) trains only the
+    steps not yet in the history instead of continuing the finished ones.
+    """
+    while entry.get('continued_from'):
+        start = entry['continued_from']
+        name = _checkpoint(ctx, 'dunet', cfg, tcfg, mix, start.get('sha256')).path.name
+        if entry.get('run') == name:
+            return entry
+        entry = start
+    return None
 
 
 def train_denoiser_d(args) -> dict:
