@@ -419,12 +419,7 @@ def test_continue_starts_from_the_bundles_dunet_and_keeps_how_it_was_made(tiny_b
     # Other widths, or a DUNET trained for an earlier target: refused in one line.
     code, _, err = _run(*common, '--width', '0.25', '--continue')
     assert code == 2 and 'other widths' in err and len(err.strip().splitlines()) == 1, err
-    torch.manual_seed(3)
-    models.save_state_dict(models.build_model('squeezenet1_1', num_classes=10),
-                           folder / bundle.TARGET)
-    b = bundle.Bundle.load(folder)
-    b.record_file(bundle.TARGET)
-    b.save()
+    _new_target(folder).save()
     code, _, err = _run(*common, '--width', '0.125', '--continue')
     assert code == 2 and 'another target' in err and len(err.strip().splitlines()) == 1, err
 
