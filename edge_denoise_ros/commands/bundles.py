@@ -231,8 +231,7 @@ def _save_denoiser(ctx: UserContext, kind: str, model, cfg: dunet.DUNetConfig, s
     models.save_state_dict(model, ctx.bundle.path(name))
     ctx.bundle.card.setdefault('denoisers', {})[kind] = {'weights': name,
                                                          'config': cfg.as_dict()}
-    target_sha = ctx.bundle.file_sha(ctx.bundle.target.get('weights', bundle.TARGET))
-    entry = ctx.bundle.record_file(name, seed=seed, target_sha256=target_sha, **figures)
+    entry = ctx.bundle.record_file(name, seed=seed, target_sha256=_target_sha(ctx), **figures)
     ctx.bundle.save()
     print(f'saved {ctx.bundle.path(name)} ({entry["bytes"] / 1e6:.2f} MB)')
     warn_stale(ctx.bundle)
@@ -248,7 +247,8 @@ def train_denoiser(args) -> dict:
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                         lr=args.lr, loss=args.loss, seed=args.seed,
                                         channels_last=args.channels_last)
-    earlier = _continued_dunet(ctx, cfg, args.width) if args.continue_dunet else None
+    earlier, start_from = (_continued_dunet(ctx, cfg, args.width) if args.continue_dunet
+                           else (None, None))
     if earlier is not None:
         done = _continuation_done(ctx, earlier, cfg, tcfg, mix)
         if done is not None:
@@ -259,9 +259,8 @@ def train_denoiser(args) -> dict:
     start = time.monotonic()
     training.seed_everything(args.seed)
     model = dunet.build_dunet(cfg)
-    if earlier is not None:
-        model.load_state_dict(models.load_state_dict(ctx.bundle.check_file(
-            ctx.bundle.denoiser('dunet')['weights'])))
+    if start_from is not None:
+        model.load_state_dict(models.load_state_dict(start_from))
     ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, mix,
                        *([earlier['sha256']] if earlier else []))
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
@@ -284,9 +283,15 @@ def train_denoiser(args) -> dict:
         mean_change_levels=round(change, 3), continued_from=earlier, run=ckpt.path.name)
 
 
-def _continued_dunet(ctx: UserContext, cfg: dunet.DUNetConfig, width: float) -> dict:
+def _target_sha(ctx: UserContext) -> str | None:
+    """Return the sha256 the card records for the bundle's target weights."""
+    return ctx.bundle.file_sha(ctx.bundle.target.get('weights', bundle.TARGET))
+
+
+def _continued_dunet(ctx: UserContext, cfg: dunet.DUNetConfig,
+                     width: float) -> tuple[dict, Path]:
     """
-    Return the card entry of the DUNET that ``--continue`` starts from, checked.
+    Return the card entry and the checked file of the DUNET ``--continue`` starts from.
 
     The DUNET must have ``cfg``'s widths and have been trained for the
     bundle's current target (a DUNET made for another target is refused),
@@ -297,13 +302,12 @@ def _continued_dunet(ctx: UserContext, cfg: dunet.DUNetConfig, width: float) -> 
         raise CliError(f"--continue: the DUNET of {ctx.bundle.root} has other widths than "
                        f"--width {width} makes; pass its width")
     record = dict(ctx.bundle.file_entry(entry['weights']))
-    target_sha = ctx.bundle.file_sha(ctx.bundle.target.get('weights', bundle.TARGET))
-    if record.get('target_sha256') != target_sha:
+    if record.get('target_sha256') != _target_sha(ctx):
         raise CliError(f'--continue: the DUNET of {ctx.bundle.root} was trained for another '
                        f'target; train a fresh one (without --continue)')
-    ctx.bundle.check_file(entry['weights'])
+    path = ctx.bundle.check_file(entry['weights'])
     print(f"continuing from {entry['weights']} ({record.get('command', 'no command recorded')})")
-    return record
+    return record, path
 
 
 def _continuation_done(ctx: UserContext, entry: dict, cfg: dunet.DUNetConfig,
