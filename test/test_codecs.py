@@ -359,6 +359,38 @@ def test_finetune_host_tail_leaves_the_model_alone(model, images):
     assert not torch.equal(tail.fc.weight, plain.fc.weight)
 
 
+def test_a_tail_tuned_in_part_ships_only_that_part(model, tmp_path):
+    # train host-finetune --tune: the modules named train, the rest (batch-norm statistics
+    # included) stays the target's, so the file holds the tuned part alone and the host,
+    # loading it over the target's own tail, serves exactly the tail that was measured.
+    x, y = data.load_split_tensors('train', 128)
+    head, plain = surgery.split(model, 'layer2', x[:1])
+    tail = copy.deepcopy(plain)
+
+    def channel(f):
+        return torch.from_numpy(codecs.roundtrip(f, 'jpeg', quality=10)[0])
+
+    cfg = training.HostFinetuneConfig(epochs=1, batch_size=64, lr=0.01, tune=('layer3.1', 'fc'))
+    training.finetune_host_tail(head, tail, x, y, channel, cfg)
+    state = training.tuned_state(tail, plain, cfg.tune)   # raises if anything else moved
+    assert state and all(k.startswith(('layer3.1.', 'fc.')) for k in state)
+    assert not torch.equal(state['fc.weight'], plain.fc.weight)
+    bn = 'layer3.0.bn1.running_mean'
+    assert torch.equal(tail.state_dict()[bn], plain.state_dict()[bn])
+    path = models.save_state(state, tmp_path / 'part.pt')
+    full = models.save_state_dict(tail, tmp_path / 'full.pt')
+    assert path.stat().st_size < 0.7 * full.stat().st_size
+    served = tails._tuned(plain, path)
+    with torch.no_grad():
+        f = channel(head(x[:8]))
+        assert torch.equal(served(f), tail(f))
+    with pytest.raises(ValueError, match='layer1.*under fc, layer3'):
+        training.tuned_params(plain, ('layer1',))        # before the cut: not in the tail
+    models.save_state({'layer9.weight': torch.zeros(1)}, tmp_path / 'alien.pt')
+    with pytest.raises(RuntimeError, match='does not fit this tail'):
+        tails._tuned(plain, tmp_path / 'alien.pt')
+
+
 def test_jpeg_defense(images):
     x, _ = images
     assert 'jpeg' in defenses.defense_names()

@@ -399,6 +399,16 @@ def channel_of(codec: str, quality: int | None):
     return channel
 
 
+def finetune_config(args, tail) -> training.HostFinetuneConfig:
+    """Return host-finetune's settings; a ``--tune`` naming no module of ``tail`` is refused."""
+    try:
+        training.tuned_params(tail, args.tune)
+    except ValueError as exc:
+        raise CliError(f'--tune: {exc}') from None
+    return training.HostFinetuneConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                       lr=args.lr, seed=args.seed, tune=args.tune)
+
+
 def host_finetune(args) -> dict:
     """Fine-tune a bundle target's tail at (cut, codec, quality); record tail and accuracy."""
     quality = codecs.codec_quality(args.codec, args.quality)
@@ -406,10 +416,9 @@ def host_finetune(args) -> dict:
     cut = ctx.target.check_cut(args.cut)
     head, plain = ctx.target.halves(cut)
     limit = args.test_limit or len(ctx.test)
-    before = measure_setting(ctx, cut, args.codec, quality, plain, limit)
     tail = copy.deepcopy(plain)
-    cfg = training.HostFinetuneConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                      lr=args.lr, seed=args.seed)
+    cfg = finetune_config(args, tail)
+    before = measure_setting(ctx, cut, args.codec, quality, plain, limit)
     start = time.monotonic()
     name = bundle.tail_file(cut, args.codec, quality)
     ckpt = _checkpoint(ctx, name, cfg)
@@ -418,7 +427,7 @@ def host_finetune(args) -> dict:
                                 progress=ProgressBar('host fine-tune'), checkpoint=ckpt)
     seconds = ckpt.seconds_since(start)
     after = measure_setting(ctx, cut, args.codec, quality, tail, limit)
-    models.save_state_dict(tail, ctx.bundle.path(name))
+    models.save_state(training.tuned_state(tail, plain, cfg.tune), ctx.bundle.path(name))
     ctx.bundle.put('tails', {'cut': cut, 'codec': args.codec, 'quality': quality,
                              'weights': name, 'base_hash': ctx.target.hash},
                    ('cut', 'codec', 'quality'))
@@ -427,7 +436,7 @@ def host_finetune(args) -> dict:
                            accuracy_before=before['accuracy'], accuracy_after=after['accuracy'],
                            reference=after['reference'], n_test=after['n'],
                            n_train=len(ctx.train), epochs=cfg.epochs, lr=cfg.lr,
-                           seconds=round(seconds, 1))
+                           tune=list(cfg.tune), seconds=round(seconds, 1))
     ctx.bundle.save()
     print(f'{args.codec} q={quality} at {cut}: held-out accuracy {before["accuracy"]:.4f} -> '
           f'{after["accuracy"]:.4f} (unsplit {after["reference"]:.4f}, n={after["n"]}); saved '

@@ -85,6 +85,11 @@ def register_host_finetune(p) -> None:
     p.add_argument('--test-limit', type=positive_int, default=None,
                    help='score on the first N test images only (default: all 10,000)')
     p.add_argument('--threads', type=positive_int, default=None, help='torch intra-op threads')
+    p.add_argument('--tune', type=lambda t: tuple(parse_list(t)), default=(),
+                   help='train only these modules of the tail (names as in the model, e.g. '
+                        'net.features.5,net.features.6); the file then holds only them and '
+                        'the host takes the rest from the target (a smaller file); default: '
+                        'the whole tail')
     p.add_argument('--out', default=None,
                    help='a bundle folder (with --data, or one that has a card), or a tail '
                         'file; default: weights/<the name host_tail() looks for>')
@@ -397,8 +402,7 @@ def train_host_finetune(args) -> dict:
         clean = accuracy(model, xt, yt)
     before = accuracy(plain, test_feats, yt)
     tail = copy.deepcopy(plain)
-    cfg = training.HostFinetuneConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                      lr=args.lr, seed=args.seed)
+    cfg = bundles.finetune_config(args, tail)
     start = time.monotonic()
     training.finetune_host_tail(head, tail, x, y, channel, cfg,
                                 progress=ProgressBar('host fine-tune'))
@@ -407,7 +411,7 @@ def train_host_finetune(args) -> dict:
     cut = tails.cut_label(traced, args.cut)
     out = Path(args.out) if args.out else models.weights_path(
         tails.tail_file_name(args.model, cut, args.codec, quality))
-    models.save_state_dict(tail, out)
+    models.save_state(training.tuned_state(tail, plain, cfg.tune), out)
     result = {'weights': str(out), 'bytes': out.stat().st_size, 'model': args.model,
               'base_hash': models.state_hash(model), 'cut': cut, 'codec': args.codec,
               'quality': quality, 'n_train': len(y), 'n_test': len(yt),
@@ -415,7 +419,8 @@ def train_host_finetune(args) -> dict:
               'accuracy_after': after, 'drop_pts_before': round(100 * (clean - before), 4),
               'drop_pts_after': round(100 * (clean - after), 4), 'epochs': cfg.epochs,
               'lr': cfg.lr, 'batch_size': cfg.batch_size, 'seed': cfg.seed,
-              'seconds': round(seconds, 1), 'hash': models.state_hash(tail),
+              'tune': list(cfg.tune), 'seconds': round(seconds, 1),
+              'hash': models.state_hash(tail),
               'torch': torch.__version__, 'threads': torch.get_num_threads()}
     write_provenance(out, result, args)
     print(f'{args.codec} q={quality} at {cut}: test accuracy {before:.4f} -> {after:.4f} '

@@ -110,10 +110,14 @@ def load_state_dict(path: str | os.PathLike) -> dict:
 
 def save_state_dict(module: nn.Module, path: str | os.PathLike) -> Path:
     """Save a module's state dict (tensors only, contiguous, on the CPU)."""
+    return save_state(module.state_dict(), path)
+
+
+def save_state(state: dict, path: str | os.PathLike) -> Path:
+    """Save a state dict, or part of one (tensors only, contiguous, on the CPU)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    torch.save(state, path)
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, path)
     return path
 
 

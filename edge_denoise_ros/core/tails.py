@@ -99,9 +99,21 @@ def host_tail(model: nn.Module, traced: Traced, cut: str, codec: str, quality: i
 
 
 def _tuned(tail: nn.Module, path: Path) -> nn.Module:
-    """Return a copy of ``tail`` holding the fine-tuned weights of ``path`` (``finetuned``)."""
+    """
+    Return a copy of ``tail`` holding the fine-tuned weights of ``path`` (``finetuned``).
+
+    The file holds the whole tail's state, or that of the modules fine-tuning
+    trained (``train host-finetune --tune``): the rest stays the target's own.
+    An entry the tail does not have, or an empty file, raises RuntimeError.
+    """
     tuned = copy.deepcopy(tail)
-    tuned.load_state_dict(models.load_state_dict(path))
+    state = models.load_state_dict(path)
+    unknown = sorted(set(state) - set(tuned.state_dict()))
+    if unknown or not state:
+        raise RuntimeError(f'{path.name} does not fit this tail: '
+                           + (f'{len(unknown)} unknown entries ({unknown[0]}, ...)' if unknown
+                              else 'it holds no weights'))
+    tuned.load_state_dict(state, strict=False)
     tuned.eval()
     tuned.finetuned = str(path)
     return tuned

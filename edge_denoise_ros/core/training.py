@@ -437,6 +437,49 @@ class HostFinetuneConfig(SGDSchedule):
     batch_size: int = 128
     lr: float = 0.01
     augment: bool = True
+    tune: tuple[str, ...] = ()      # modules of the tail that train (names); () = all of it
+
+
+def _within(name: str, modules: tuple[str, ...]) -> bool:
+    """Whether a parameter, buffer or module name lies in one of ``modules`` (or is one)."""
+    return any(name == m or name.startswith(m + '.') for m in modules)
+
+
+def tuned_params(tail: nn.Module, tune: tuple[str, ...]) -> list[nn.Parameter]:
+    """
+    Return the parameters of ``tail`` that fine-tuning trains: all, or those in ``tune``.
+
+    Raises ValueError, naming the tail's top-level modules, when ``tune`` names
+    modules that hold no parameter of the tail (say, a module before the cut).
+    """
+    if not tune:
+        return list(tail.parameters())
+    params = [p for n, p in tail.named_parameters() if _within(n, tune)]
+    missing = [m for m in tune if not any(_within(n, (m,)) for n, _ in tail.named_parameters())]
+    if missing:
+        children = sorted({n.split('.')[0] for n, _ in tail.named_parameters()})
+        raise ValueError(f'no parameter of the tail lies in {", ".join(missing)}; the tail\'s '
+                         f'parameters are under {", ".join(children)} (names as in the model)')
+    return params
+
+
+def tuned_state(tail: nn.Module, plain: nn.Module, tune: tuple[str, ...]) -> dict:
+    """
+    Return what a fine-tuned tail file holds: its whole state, or only the ``tune`` modules'.
+
+    The rest of ``tail`` must equal ``plain`` (the target's own tail), since the
+    host takes it from the target; a difference raises RuntimeError.
+    """
+    state = {k: v.detach().cpu().contiguous() for k, v in tail.state_dict().items()}
+    if not tune:
+        return state
+    plain_state = plain.state_dict()
+    changed = [k for k, v in state.items()
+               if not _within(k, tune) and not torch.equal(v, plain_state[k].cpu())]
+    if changed:
+        raise RuntimeError(f'fine-tuning changed {len(changed)} entries outside {tune} '
+                           f'(first: {changed[0]})')
+    return {k: v for k, v in state.items() if _within(k, tune)}
 
 
 def finetune_host_tail(head: nn.Module, tail: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -453,15 +496,26 @@ def finetune_host_tail(head: nn.Module, tail: nn.Module, x: torch.Tensor, y: tor
     Images are augmented as in :func:`train_target` and go through the head
     and the codec afresh each epoch. SGD with a cosine schedule; returns the
     tail in eval mode. Deterministic for a given seed and thread count.
+    With ``cfg.tune``, only those modules of the tail train; the others keep
+    the target's weights and batch-norm statistics (they run in eval mode), so
+    :func:`tuned_state` can store the tuned modules alone.
     """
     if len(x) != len(y) or len(x) < cfg.batch_size:
         raise ValueError(f'need matching x and y with at least one batch, got {len(x)} and '
                          f'{len(y)}')
+    params = tuned_params(tail, cfg.tune)
     g = seed_everything(cfg.seed)
     head.eval()
-    opt = cfg.optimizer(tail.parameters())
+    frozen = [m for n, m in tail.named_modules()
+              if cfg.tune and n and not list(m.children()) and not _within(n, cfg.tune)]
+    trained = {id(p) for p in params}
+    for p in tail.parameters():
+        p.requires_grad_(id(p) in trained)
+    opt = cfg.optimizer(params)
 
     def batch_loss(idx):
+        for m in frozen:
+            m.eval()
         xb = augment(x[idx], g) if cfg.augment else as_pixels(x[idx])
         with torch.no_grad():
             received = channel(head(xb))
