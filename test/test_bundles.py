@@ -515,6 +515,32 @@ def test_the_host_reports_which_tail_serves_and_never_uses_another_targets(tiny_
         assert torch.allclose(served(f), tuned(f)) and not torch.allclose(served(f), plain(f))
 
 
+def test_a_tail_tuned_in_part_is_made_recorded_and_served(tiny_bundle, tmp_path):
+    # train host-finetune --tune on a bundle: the file holds the tuned module alone, the card
+    # says which, and the host serves that module over the target's own tail.
+    folder = tmp_path / 'B'
+    shutil.copytree(tiny_bundle, folder)
+    common = ['train', 'host-finetune', '--out', str(folder), '--cut', 'net.features.9',
+              '--codec', 'jpeg', '--quality', '20', '--epochs', '1', '--batch-size', '8',
+              '--limit', '16', '--test-limit', '6']
+    code, _, err = _run(*common, '--tune', 'net.features.3')
+    assert code != 0 and '--tune' in err and 'net.features.3' in err
+    assert len(err.strip().splitlines()) == 1 and not list(folder.glob('tail_*'))
+    code, made, err = _run(*common, '--tune', 'net.features.10', '--json')
+    assert code == 0, err
+    name = made['tail']
+    b = bundle.Bundle.load(folder)
+    assert b.card['files'][name]['tune'] == ['net.features.10']
+    state = models.load_state_dict(b.path(name))
+    assert state and all(k.startswith('net.features.10.') for k in state)
+    target = pipeline.Target(bundle=str(folder))
+    head, plain = target.halves('net.features.9')
+    served = tails.finetuned_tails(target)('net.features.9', 'jpeg', 20)
+    own, mine = plain.state_dict(), served.state_dict()
+    assert all(torch.equal(mine[k], own[k]) for k in own if k not in state)
+    assert any(not torch.equal(mine[k], own[k]) for k in state)
+
+
 def test_labels_file_names_the_classes_and_must_match_the_model(tmp_path):
     names = [f'part_{i}' for i in range(10)]
     path = datasets.write_labels(tmp_path / 'labels.txt', names)
