@@ -108,12 +108,11 @@ def _tuned(tail: nn.Module, path: Path) -> nn.Module:
     """
     tuned = copy.deepcopy(tail)
     state = models.load_state_dict(path)
-    unknown = sorted(set(state) - set(tuned.state_dict()))
+    unknown = tuned.load_state_dict(state, strict=False).unexpected_keys
     if unknown or not state:
         raise RuntimeError(f'{path.name} does not fit this tail: '
                            + (f'{len(unknown)} unknown entries ({unknown[0]}, ...)' if unknown
                               else 'it holds no weights'))
-    tuned.load_state_dict(state, strict=False)
     tuned.eval()
     tuned.finetuned = str(path)
     return tuned

@@ -452,30 +452,31 @@ def tuned_params(tail: nn.Module, tune: tuple[str, ...]) -> list[nn.Parameter]:
     Raises ValueError, naming the tail's top-level modules, when ``tune`` names
     modules that hold no parameter of the tail (say, a module before the cut).
     """
+    named = list(tail.named_parameters())
     if not tune:
-        return list(tail.parameters())
-    params = [p for n, p in tail.named_parameters() if _within(n, tune)]
-    missing = [m for m in tune if not any(_within(n, (m,)) for n, _ in tail.named_parameters())]
+        return [p for _, p in named]
+    missing = [m for m in tune if not any(_within(n, (m,)) for n, _ in named)]
     if missing:
-        children = sorted({n.split('.')[0] for n, _ in tail.named_parameters()})
+        children = sorted({n.split('.')[0] for n, _ in named})
         raise ValueError(f'no parameter of the tail lies in {", ".join(missing)}; the tail\'s '
                          f'parameters are under {", ".join(children)} (names as in the model)')
-    return params
+    return [p for n, p in named if _within(n, tune)]
 
 
 def tuned_state(tail: nn.Module, plain: nn.Module, tune: tuple[str, ...]) -> dict:
     """
     Return what a fine-tuned tail file holds: its whole state, or only the ``tune`` modules'.
 
-    The rest of ``tail`` must equal ``plain`` (the target's own tail), since the
-    host takes it from the target; a difference raises RuntimeError.
+    :func:`models.save_state` writes it (on the CPU, contiguous). The rest of
+    ``tail`` must equal ``plain`` (the target's own tail), since the host takes
+    it from the target; a difference raises RuntimeError.
     """
-    state = {k: v.detach().cpu().contiguous() for k, v in tail.state_dict().items()}
+    state = tail.state_dict()
     if not tune:
         return state
     plain_state = plain.state_dict()
     changed = [k for k, v in state.items()
-               if not _within(k, tune) and not torch.equal(v, plain_state[k].cpu())]
+               if not _within(k, tune) and not torch.equal(v, plain_state[k])]
     if changed:
         raise RuntimeError(f'fine-tuning changed {len(changed)} entries outside {tune} '
                            f'(first: {changed[0]})')
