@@ -213,7 +213,12 @@ class BagPlayer:
             if self.stop.is_set():
                 return
             name, pub = self.publishers[conn.topic]
-            pub.publish(raw if isinstance(raw, bytes) else bytes(raw))
+            try:
+                pub.publish(raw if isinstance(raw, bytes) else bytes(raw))
+            except Exception:
+                if self.node.context.ok():
+                    raise
+                return      # Ctrl-C shut the context down before finish() stopped us: the end
             now = time.monotonic()
             if self.loops == 0:
                 self.first_stamp = start_ns
