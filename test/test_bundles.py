@@ -411,6 +411,13 @@ def test_continue_starts_from_the_bundles_dunet_and_keeps_how_it_was_made(tiny_b
     assert code == 0, err
     chained = bundle.Bundle.load(folder).card['files']['dunet.pt']
     assert chained['continued_from']['continued_from'] == first
+    # bundle show counts the training time of every run in the history, and the total.
+    code, shown, err = _run('bundle', 'show', '--bundle', str(folder), '--json')
+    runs = (chained, chained['continued_from'], first)
+    assert code == 0 and shown['training']['files']['dunet.pt'] == {
+        'seconds': round(sum(r['seconds'] for r in runs), 1), 'runs': 3}, err
+    assert shown['training']['seconds'] == round(sum(
+        t['seconds'] for t in shown['training']['files'].values()), 1)
     # A recipe of continuations run again (after a stop) trains only what is not in the history.
     for again in (('--lr', '1e-6'), ('--seed', '1')):
         code, result, err = _run(*common, '--width', '0.125', '--continue', *again)

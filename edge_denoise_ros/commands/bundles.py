@@ -629,10 +629,18 @@ def show(args) -> dict:
     print(format_table(files))
     total = sum(f['bytes'] or 0 for f in files)
     print(f'{total / 1e6:.2f} MB in {len(files)} files')
+    trained = b.training_seconds()
+    seconds = round(sum(t['seconds'] for t in trained.values()), 1)
+    if trained:
+        print('training: ' + ', '.join(f"{k} {t['seconds']:.1f} s ({t['runs']} run"
+                                       f"{'s' if t['runs'] > 1 else ''})"
+                                       for k, t in trained.items())
+              + f'; {seconds:.1f} s ({seconds / 3600:.2f} h) in all')
     stale = warn_stale(b)
     acc = sorted(b.accuracy_profile().values(), key=lambda a: (a['cut'], a['codec'],
                                                                a.get('quality') or 0))
     if acc:
         print(format_table([{k: a.get(k) for k in ('cut', 'codec', 'quality', 'accuracy',
                                                    'drop_pt', 'tail')} for a in acc]))
-    return {'bundle': str(b.root), 'card': b.card, 'bytes': total, 'stale': stale}
+    return {'bundle': str(b.root), 'card': b.card, 'bytes': total, 'stale': stale,
+            'training': {'files': trained, 'seconds': seconds}}

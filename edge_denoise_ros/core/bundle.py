@@ -183,6 +183,26 @@ class Bundle:
             return None
         return entry if entry.get('sha256') == sha else None
 
+    def training_seconds(self) -> dict[str, dict]:
+        """
+        Return the training time behind each file the card records: seconds and runs.
+
+        A file's seconds add up every run in its history (``continued_from``),
+        so a DUNET trained on with ``--continue`` counts all its runs, as a
+        target trained in stages does. Files made without training (labels)
+        are left out. A run that reused a cached attacked set counts the time
+        the set took to make, as the run that made it does.
+        """
+        out = {}
+        for name, entry in sorted(self.card.get('files', {}).items()):
+            seconds, runs = 0.0, 0
+            while isinstance(entry, dict) and entry.get('seconds') is not None:
+                seconds, runs = seconds + float(entry['seconds']), runs + 1
+                entry = entry.get('continued_from')
+            if runs:
+                out[name] = {'seconds': round(seconds, 1), 'runs': runs}
+        return out
+
     def check_file(self, name: str) -> Path:
         """Return a recorded file's path after checking its hash against the card."""
         path = self.path(name)
