@@ -399,7 +399,7 @@ def test_continue_starts_from_the_bundles_dunet_and_keeps_how_it_was_made(tiny_b
     first = bundle.Bundle.load(folder).card['files']['dunet.pt']
     before = models.load_state_dict(folder / 'dunet.pt')
     code, result, err = _run(*common, '--width', '0.125', '--continue', '--lr', '1e-6')
-    assert code == 0, err
+    assert code == 0 and result['trained'] is True, err
     entry = bundle.Bundle.load(folder).card['files']['dunet.pt']
     assert entry['continued_from'] == first and entry['sha256'] != first['sha256']
     after = models.load_state_dict(folder / 'dunet.pt')

@@ -235,7 +235,7 @@ def _save_denoiser(ctx: UserContext, kind: str, model, cfg: dunet.DUNetConfig, s
     ctx.bundle.save()
     print(f'saved {ctx.bundle.path(name)} ({entry["bytes"] / 1e6:.2f} MB)')
     warn_stale(ctx.bundle)
-    return {'bundle': str(ctx.bundle.root), 'file': name, **figures}
+    return {'bundle': str(ctx.bundle.root), 'file': name, 'trained': True, **figures}
 
 
 def train_denoiser(args) -> dict:
