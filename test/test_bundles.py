@@ -402,6 +402,10 @@ def test_continue_starts_from_the_bundles_dunet_and_keeps_how_it_was_made(tiny_b
     assert code == 0 and result['trained'] is True, err
     entry = bundle.Bundle.load(folder).card['files']['dunet.pt']
     assert entry['continued_from'] == first and entry['sha256'] != first['sha256']
+    # The set the first run attacked (same mix and seed) is reused: its time counts there only.
+    assert first['attack_seconds_counted'] == first['attack_seconds'] > 0
+    assert entry['attack_seconds'] == first['attack_seconds']
+    assert entry['attack_seconds_counted'] == 0
     after = models.load_state_dict(folder / 'dunet.pt')
     # Two Adam steps of 1e-6 from the earlier weights, not a fresh network (batch-norm
     # statistics move with the images, not the learning rate).
@@ -411,6 +415,7 @@ def test_continue_starts_from_the_bundles_dunet_and_keeps_how_it_was_made(tiny_b
     assert code == 0, err
     chained = bundle.Bundle.load(folder).card['files']['dunet.pt']
     assert chained['continued_from']['continued_from'] == first
+    assert chained['attack_seconds_counted'] == chained['attack_seconds']   # another seed: made
     # bundle show counts the training time of every run in the history, and the total.
     code, shown, err = _run('bundle', 'show', '--bundle', str(folder), '--json')
     runs = (chained, chained['continued_from'], first)

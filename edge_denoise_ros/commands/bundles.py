@@ -187,20 +187,26 @@ def _checkpoint(ctx: UserContext, kind: str, *inputs) -> training.Checkpoint:
                                / f'{kind}_{_run_key(ctx, *inputs)}.ckpt')
 
 
-def _adversarial(ctx: UserContext, mix: training.AdversarialMix, seed: int):
+def _adversarial(ctx: UserContext, mix: training.AdversarialMix, seed: int, run: str):
     """
-    Return HGD's training set ``(x_adv, x_clean, counts, seconds)``, made once per settings.
+    Return HGD's training set ``(x_adv, x_clean, counts, made_s, spent_s)``, made once.
 
     The set is cached under ``checkpoints/`` keyed by the target's hash, the
-    images (their hash), the mix and the seed, so DUNET_D's fine-tuning and a
-    resumed run reuse DUNET's set instead of attacking again; ``seconds`` is
-    the time its attacks took when it was made.
+    images (their hash), the mix and the seed, so DUNET_D's fine-tuning, a
+    resumed run and a ``--continue`` run with the same mix reuse it instead of
+    attacking again. ``made_s`` is the time its attacks took when it was made;
+    ``spent_s`` is the part of it that the run named ``run`` (its checkpoint's
+    name) counts as its own: all of it for the run that made it (resumed or
+    not), none for another run that reuses it (a set cached before the maker
+    was recorded counts for whoever loads it).
     """
     x = ctx.train.floats()
     cache = ctx.bundle.root / 'checkpoints' / f'adversarial_{_run_key(ctx, mix, seed)}.pt'
     if cache.is_file():
         saved = torch.load(cache, map_location='cpu', weights_only=True)
-        return saved['x_adv'].float(), x, saved['counts'], float(saved.get('seconds', 0.0))
+        made = float(saved.get('seconds', 0.0))
+        own = saved.get('run') in (None, run)
+        return saved['x_adv'].float(), x, saved['counts'], made, made if own else 0.0
     start = time.monotonic()
     g = training.seed_everything(seed)
     x_adv, kind, _ = training.make_adversarial_set(
@@ -209,8 +215,8 @@ def _adversarial(ctx: UserContext, mix: training.AdversarialMix, seed: int):
     counts = {k: int((kind == i).sum()) for i, k in enumerate(training.ATTACK_KINDS)}
     seconds = time.monotonic() - start
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'x_adv': x_adv, 'counts': counts, 'seconds': seconds}, cache)
-    return x_adv, x, counts, seconds
+    torch.save({'x_adv': x_adv, 'counts': counts, 'seconds': seconds, 'run': run}, cache)
+    return x_adv, x, counts, seconds, seconds
 
 
 def report(ctx: UserContext, defended: dict, limit: int, eps: float, seed: int = 0) -> dict:
@@ -255,17 +261,18 @@ def train_denoiser(args) -> dict:
             print(f'{ctx.bundle.root}: its DUNET already holds this run ({done["command"]}); '
                   f'nothing to train')
             return {'bundle': str(ctx.bundle.root), 'file': 'dunet.pt', 'trained': False}
-    x_adv, x_clean, counts, attack_seconds = _adversarial(ctx, mix, args.seed)
+    ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, mix,
+                       *([earlier['sha256']] if earlier else []))
+    x_adv, x_clean, counts, attack_seconds, attack_spent = _adversarial(
+        ctx, mix, args.seed, ckpt.path.name)
     start = time.monotonic()
     training.seed_everything(args.seed)
     model = dunet.build_dunet(cfg)
     if start_from is not None:
         model.load_state_dict(models.load_state_dict(start_from))
-    ckpt = _checkpoint(ctx, 'dunet', cfg, tcfg, mix,
-                       *([earlier['sha256']] if earlier else []))
     training.train_denoiser(model, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('train DUNET'), checkpoint=ckpt)
-    seconds = attack_seconds + ckpt.seconds_since(start)
+    seconds = attack_spent + ckpt.seconds_since(start)
     acc = report(ctx, {'none': torch.nn.Identity(), 'dunet': model}, args.eval_limit, args.eps)
     n_eval = min(args.eval_limit, len(ctx.test))
     change = dunet.mean_change(model, ctx.test.floats(slice(0, n_eval)))
@@ -278,7 +285,8 @@ def train_denoiser(args) -> dict:
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         channels_last=args.channels_last, n_train=len(x_clean),
         train_set=counts, **_mix_record(mix), seconds=round(seconds, 1),
-        attack_seconds=round(attack_seconds, 1), eval_n=n_eval,
+        attack_seconds=round(attack_seconds, 1), attack_seconds_counted=round(attack_spent, 1),
+        eval_n=n_eval,
         eval_eps=args.eps, macs=tucker.total_macs(model, cfg.input_shape), accuracy=acc,
         mean_change_levels=round(change, 3), continued_from=earlier, run=ckpt.path.name)
 
@@ -346,11 +354,12 @@ def train_denoiser_d(args) -> dict:
           + f'; MACs at {"x".join(map(str, shape))} {total:,} -> {total_d:,} '
             f'(ratio {total_d / total:.4f})')
     mix = _mix(args, ctx.bundle.file_entry(entry['weights']))
-    x_adv, x_clean, counts, _ = _adversarial(ctx, mix, args.seed)   # DUNET's set, seldom made
     tcfg = training.DenoiserTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                         lr=args.lr, seed=args.seed,
                                         channels_last=args.channels_last)
     ckpt = _checkpoint(ctx, 'dunet_d', base_sha, rule, tcfg, mix)
+    # DUNET's set, seldom made here; when it is, ``seconds`` (from ``start``) holds its making.
+    x_adv, x_clean, counts, _, _ = _adversarial(ctx, mix, args.seed, ckpt.path.name)
     training.train_denoiser(approx, ctx.target.model, x_adv, x_clean, tcfg,
                             progress=ProgressBar('fine-tune DUNET_D'), checkpoint=ckpt)
     seconds = ckpt.seconds_since(start)
