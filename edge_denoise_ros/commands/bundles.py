@@ -652,4 +652,4 @@ def show(args) -> dict:
         print(format_table([{k: a.get(k) for k in ('cut', 'codec', 'quality', 'accuracy',
                                                    'drop_pt', 'tail')} for a in acc]))
     return {'bundle': str(b.root), 'card': b.card, 'bytes': total, 'stale': stale,
-            'training': {'files': trained, 'seconds': seconds}}
+            'training': {'files': trained, 'seconds': seconds, 'hours': round(seconds / 3600, 2)}}
