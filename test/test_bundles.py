@@ -252,6 +252,17 @@ def test_a_bundle_names_its_target_classes_and_files(tiny_bundle):
     assert isinstance(pipeline.build_defense('jpeg', target), nn.Module)
 
 
+def test_bench_layout_times_a_bundles_dunet_training_step_in_both_layouts(tiny_bundle):
+    code, result, err = _run('bench', 'layout', '--bundle', str(tiny_bundle), '--batch-size',
+                             '4', '--repeats', '1', '--threads', '1', '--json')
+    assert code == 0, err
+    assert set(result['layouts']) == {'nchw', 'channels_last'}
+    nchw = result['layouts']['nchw']
+    assert nchw['step_s'] > 0 and 0 <= nchw['grad_error'] < 1e-3
+    assert result['channels_last_time_ratio'] == pytest.approx(
+        result['layouts']['channels_last']['step_s'] / nchw['step_s'])
+
+
 def test_a_changed_file_is_refused_not_served(tiny_bundle, tmp_path):
     folder = tmp_path / 'B'
     shutil.copytree(tiny_bundle, folder)

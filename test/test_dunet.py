@@ -144,6 +144,22 @@ def test_channels_last_training_is_seeded_and_learns_the_same_denoiser():
         assert torch.allclose(net(x_adv), plain(x_adv), atol=1e-3)
 
 
+def test_the_layout_bench_times_both_layouts_and_measures_how_exact_their_gradients_are():
+    net, x_adv, x, _, _ = _tiny_training('lgd')      # trained: its gradients reach every layer
+    target, before = models.build_model(), models.state_hash(net)
+    found = training.compare_layouts(net, target, x_adv[:16], x[:16], repeats=1)
+    assert set(found) == set(training.LAYOUTS) and all(r['step_s'] > 0 for r in found.values())
+    # float32 in NCHW is close to float64 but not equal to it; bfloat16 is much further off.
+    assert 0 < found['nchw']['grad_error'] < 1e-4
+    exact_step = training.GuidedStep(net, target, x_adv[:16], x[:16], torch.contiguous_format,
+                                     torch.float64)
+    exact = exact_step()
+    coarse = training.GuidedStep(net, target, x_adv[:16], x[:16], torch.contiguous_format,
+                                 torch.bfloat16)(exact_step.signs)
+    assert training.gradient_error(coarse, exact)['overall'] > 100 * found['nchw']['grad_error']
+    assert models.state_hash(net) == before and not net.training     # the caller's net as it was
+
+
 def test_fgd_guides_with_the_topmost_feature_map():
     target = models.build_model()
     x = torch.rand(2, 1, 28, 28)

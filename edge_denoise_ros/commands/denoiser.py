@@ -34,7 +34,7 @@ from . import bundles, heldout
 from .common import add_schedule_args, CliError, format_table, parse_list
 from .common import nonnegative_float, pixel_budget, positive_int, ProgressBar
 from .train import add_model_args, write_provenance
-from ..core import data, dunet, evaluation, models, training, tucker
+from ..core import bundle, data, dunet, evaluation, models, pipeline, training, tucker
 from ..core.models import set_torch_threads
 
 RULES = ('paper', 'vbmf', 'energy')
@@ -92,6 +92,17 @@ def register_bench_denoiser(p) -> None:
                    help='run both models in the channels-last memory format')
     p.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda'")
     p.set_defaults(func=bench_denoiser)
+
+
+def register_bench_layout(p) -> None:
+    """Add ``bench layout``'s arguments."""
+    p.add_argument('--bundle', required=True, help="a bundle: its DUNET and target are timed")
+    p.add_argument('--batch-size', type=positive_int, default=64,
+                   help='images per step (train denoiser\'s default batch)')
+    p.add_argument('--repeats', type=positive_int, default=5, help='timed steps per layout')
+    p.add_argument('--threads', type=positive_int, default=2, help='torch intra-op threads')
+    p.add_argument('--seed', type=int, default=0, help='seed of the images')
+    p.set_defaults(func=bench_layout)
 
 
 def _training_args(p, epochs: int, lr: float, n_train: int) -> None:
@@ -346,3 +357,31 @@ def bench_denoiser(args) -> dict:
           f'{torch.get_num_threads()} threads, {layout}')
     return {'device': str(device), 'threads': torch.get_num_threads(), 'repeats': args.repeats,
             'channels_last': args.channels_last, **results}
+
+
+def bench_layout(args) -> dict:
+    """Time a bundle DUNET's training step in NCHW and channels-last; check the gradients."""
+    set_torch_threads(args.threads)
+    b = bundle.Bundle.load(args.bundle)
+    entry = b.denoiser('dunet')
+    cfg = dunet.DUNetConfig.from_dict(entry['config'])
+    denoiser = dunet.load_denoiser('dunet', cfg, b.check_file(entry['weights']))
+    target = pipeline.Target(bundle=args.bundle).model
+    g = torch.Generator().manual_seed(args.seed)
+    x = torch.rand(args.batch_size, *cfg.input_shape, generator=g)
+    noise = (torch.rand(x.shape, generator=g) * 2 - 1) * evaluation.BUNDLE_EPS
+    found = training.compare_layouts(denoiser, target, (x + noise).clamp(0, 1), x, args.repeats)
+    base = found['nchw']['step_s']
+    print(format_table([{'layout': name, 'step_ms': 1e3 * r['step_s'],
+                         'min_ms': 1e3 * r['min_step_s'], 'time_vs_nchw': r['step_s'] / base,
+                         'grad_error': f"{r['grad_error']:.1e}",
+                         'worst_param': f"{r['worst_param_error']:.1e} ({r['worst_param']})"}
+                        for name, r in found.items()]))
+    print(f'one train denoiser step ({args.batch_size} images of '
+          f"{'x'.join(map(str, cfg.input_shape))}, the guided loss through {b.target['model']}), "
+          f'median of {args.repeats} interleaved; grad_error: relative distance of the DUNET\'s '
+          f'gradient from the same step in float64 (worst_param: of its worst parameter); '
+          f'{torch.get_num_threads()} threads')
+    return {'bundle': str(b.root), 'batch_size': args.batch_size, 'repeats': args.repeats,
+            'threads': torch.get_num_threads(), 'layouts': found,
+            'channels_last_time_ratio': found['channels_last']['step_s'] / base}

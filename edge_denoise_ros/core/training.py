@@ -21,6 +21,8 @@ Every loop is seeded and reports progress through an optional callback
 
 from __future__ import annotations
 
+import copy
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,6 +427,104 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
         for p, flag in zip(target.parameters(), flags):
             p.requires_grad_(flag)
     return denoiser.to(memory_format=torch.contiguous_format).eval()
+
+
+LAYOUTS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
+
+
+class GuidedStep:
+    """
+    One step of :func:`train_denoiser`'s loss and backward (no update), on copies.
+
+    The denoiser and the target are copied in ``dtype`` and ``memory_format``
+    (the caller's modules stay as they are); the denoiser trains, the target
+    is frozen. Calling it returns every denoiser parameter's gradient; the
+    same batch gives the same gradients each call (batch-norm uses the batch's
+    statistics in training).
+    """
+
+    def __init__(self, denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
+                 x_clean: torch.Tensor, memory_format: torch.memory_format,
+                 dtype: torch.dtype = torch.float32):
+        self.denoiser = copy.deepcopy(denoiser).to(dtype=dtype, memory_format=memory_format)
+        self.target = eval_mode(copy.deepcopy(target).to(dtype=dtype,
+                                                         memory_format=memory_format))
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+        self.x_adv = x_adv.to(dtype).contiguous(memory_format=memory_format)
+        self.x_clean = x_clean.to(dtype).contiguous(memory_format=memory_format)
+
+    def __call__(self, signs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """
+        Run the step; return ``{parameter name: gradient}``.
+
+        The loss is :func:`guided_loss` (LGD: mean L1 of the logits' residual),
+        written as ``mean(residual * sign)``: its gradient is L1's. With
+        ``signs`` (another step's ``self.signs``), the residual's signs are
+        that step's, so two steps differ by their arithmetic alone, not by a
+        residual near zero that rounding tips to the other side.
+        """
+        self.denoiser.train()
+        self.denoiser.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            reference = self.target(self.x_clean)
+        residual = self.target(self.denoiser(self.x_adv)) - reference
+        self.signs = residual.detach().sign()
+        chosen = self.signs if signs is None else signs.to(residual.dtype)
+        (residual * chosen).mean().backward()
+        return {n: p.grad for n, p in self.denoiser.named_parameters() if p.grad is not None}
+
+
+def gradient_error(grads: dict[str, torch.Tensor], exact: dict[str, torch.Tensor],
+                   ) -> dict:
+    """
+    Return how far ``grads`` are from ``exact``: overall and for the worst parameter.
+
+    ``overall``: ``|g - exact| / |exact|`` over all parameters together;
+    ``worst``: the largest such ratio of one parameter (``worst_param``).
+    """
+    diff, ref, worst, worst_name = 0.0, 0.0, 0.0, None
+    for name, want in exact.items():
+        want = want.double()
+        d2, r2 = float((grads[name].double() - want).square().sum()), float(want.square().sum())
+        diff, ref = diff + d2, ref + r2
+        if r2 > 0 and (d2 / r2) ** 0.5 > worst:
+            worst, worst_name = (d2 / r2) ** 0.5, name
+    return {'overall': (diff / ref) ** 0.5 if ref > 0 else 0.0, 'worst': worst,
+            'worst_param': worst_name}
+
+
+def compare_layouts(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
+                    x_clean: torch.Tensor, repeats: int = 5) -> dict[str, dict]:
+    """
+    Time a guided-denoiser training step in each layout and check its gradients.
+
+    For every layout of :data:`LAYOUTS`: the median and the fastest seconds of
+    one step (forward, loss, backward) over ``repeats`` runs, the layouts
+    interleaved run by run after a warm-up; and how far its gradients are
+    from the same step in float64 (NCHW, with the float64 step's residual
+    signs): ``grad_error`` over all parameters, ``worst_param_error`` for the
+    worst one (:func:`gradient_error`). A faster layout
+    whose gradients are much further from exact trains another, not
+    necessarily as good, network.
+    """
+    reference = GuidedStep(denoiser, target, x_adv, x_clean, torch.contiguous_format,
+                           torch.float64)
+    exact = reference()
+    steps = {name: GuidedStep(denoiser, target, x_adv, x_clean, fmt)
+             for name, fmt in LAYOUTS.items()}
+    errors = {name: gradient_error(step(reference.signs), exact)       # and a warm-up
+              for name, step in steps.items()}
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            began = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - began)
+    return {name: {'step_s': statistics.median(times[name]), 'min_step_s': min(times[name]),
+                   'grad_error': errors[name]['overall'],
+                   'worst_param_error': errors[name]['worst'],
+                   'worst_param': errors[name]['worst_param']} for name in steps}
 
 
 # ----------------------------------------------------------------------------- host fine-tuning
