@@ -54,6 +54,7 @@ test: setup
 bench: setup
 	mkdir -p out/bench
 	$(BIN)/edge-denoise bench denoiser --json | tail -n 1 > out/bench/denoiser.json
+	$(BIN)/edge-denoise bench layout --bundle weights/scenes_next --json | tail -n 1 > out/bench/layout.json
 	$(BIN)/edge-denoise bench codecs --json | tail -n 1 > out/bench/codecs.json
 	$(BIN)/edge-denoise bench scheduler --json | tail -n 1 > out/bench/scheduler.json
 	$(BIN)/edge-denoise bench planner --json | tail -n 1 > out/bench/planner.json
