@@ -85,9 +85,8 @@ COMMANDS = {
         'wall time of DUNET vs DUNET_D, measured side by side in one run'),
     ('bench', 'layout'): (
         'denoiser:register_bench_layout',
-        "a bundle DUNET's training step in NCHW, channels-last, and channels-last with "
-        'float64 batch-norm (what train denoiser --channels-last runs), side by side: time, '
-        'and how far each gradient is from the same step in float64'),
+        "a bundle DUNET's training step in NCHW and channels-last, side by side: time, and "
+        'how far each gradient is from the same step in float64'),
     ('bench', 'scheduler'): (
         'scheduler:register',
         'chain latency under background load (priority vs FIFO) and pipelined vs sequential '

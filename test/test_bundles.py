@@ -256,7 +256,7 @@ def test_bench_layout_times_a_bundles_dunet_training_step_in_both_layouts(tiny_b
     code, result, err = _run('bench', 'layout', '--bundle', str(tiny_bundle), '--batch-size',
                              '4', '--repeats', '1', '--threads', '1', '--json')
     assert code == 0, err
-    assert set(result['layouts']) == {'nchw', 'channels_last', 'channels_last_exact_bn'}
+    assert set(result['layouts']) == {'nchw', 'channels_last'}
     nchw = result['layouts']['nchw']
     assert nchw['step_s'] > 0 and 0 <= nchw['grad_error'] < 1e-3
     assert result['channels_last_time_ratio'] == pytest.approx(

@@ -14,7 +14,6 @@
 
 """DUNET (HGD) and DUNET_D (eDenoizer): structure, MACs, decomposition, HGD training."""
 
-import copy
 import json
 import subprocess
 import sys
@@ -159,33 +158,6 @@ def test_the_layout_bench_times_both_layouts_and_measures_how_exact_their_gradie
                                  torch.bfloat16)(exact_step.signs)
     assert training.gradient_error(coarse, exact)['overall'] > 100 * found['nchw']['grad_error']
     assert models.state_hash(net) == before and not net.training     # the caller's net as it was
-
-
-def test_exact_batch_norm_trains_as_float64_batch_norm_and_gives_the_module_back():
-    torch.manual_seed(0)
-    bn = torch.nn.BatchNorm2d(4)
-    with torch.no_grad():
-        bn.weight.uniform_(0.5, 2)
-        bn.bias.uniform_(-1, 1)
-    exact64 = copy.deepcopy(bn).double()
-    x = (torch.randn(8, 4, 6, 6) * 3 + 100).contiguous(memory_format=torch.channels_last)
-    with training.exact_batch_norm(bn):
-        assert isinstance(bn, training.ExactBatchNorm2d)
-        y = bn(x)
-        (y * y.detach().sign()).sum().backward()
-    y64 = exact64(x.double())
-    (y64 * y.detach().double().sign()).sum().backward()
-    assert type(bn) is torch.nn.BatchNorm2d and bn.weight.dtype == torch.float32
-    assert torch.allclose(y.double(), y64, atol=1e-5)
-    for mine, want in ((bn.running_mean, exact64.running_mean),
-                       (bn.running_var, exact64.running_var),
-                       (bn.weight.grad, exact64.weight.grad), (bn.bias.grad, exact64.bias.grad)):
-        assert mine.dtype == torch.float32
-        assert torch.allclose(mine.double(), want, rtol=1e-5, atol=1e-6)
-    assert int(bn.num_batches_tracked) == 1
-    bn.eval()                                # eval mode: plain batch-norm on the same statistics
-    with training.exact_batch_norm(bn):
-        assert torch.allclose(bn(x).double(), exact64.eval()(x.double()), atol=1e-4)
 
 
 def test_fgd_guides_with_the_topmost_feature_map():

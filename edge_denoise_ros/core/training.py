@@ -21,7 +21,6 @@ Every loop is seeded and reports progress through an optional callback
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import statistics
 import time
@@ -375,54 +374,6 @@ class DenoiserTrainConfig(Layout, Schedule):
             raise ValueError(f'loss must be one of {DENOISER_LOSSES}, got {self.loss!r}')
 
 
-class ExactBatchNorm2d(nn.BatchNorm2d):
-    """
-    BatchNorm2d whose training-mode statistics and gradients are computed in float64.
-
-    Parameters and running statistics stay as they are (float32), and eval
-    mode is plain batch-norm, so a module switched to this class and back
-    (:func:`exact_batch_norm`) has the same state either way. On this
-    project's CPU, batch-norm's backward in channels-last is far less exact
-    than in NCHW while the convolutions are not (``bench layout``).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return super().forward(x)
-        x64 = x.double()
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                m = (self.momentum if self.momentum is not None
-                     else 1.0 / float(self.num_batches_tracked))
-                mean = x64.mean((0, 2, 3))
-                var = x64.var((0, 2, 3), unbiased=True)
-                self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
-                self.running_var.mul_(1 - m).add_(var.to(self.running_var.dtype), alpha=m)
-        weight = None if self.weight is None else self.weight.double()
-        bias = None if self.bias is None else self.bias.double()
-        return F.batch_norm(x64, None, None, weight, bias, True, 0.0, self.eps).to(x.dtype)
-
-
-def make_batch_norm_exact(module: nn.Module) -> list[nn.Module]:
-    """Switch ``module``'s BatchNorm2d layers to :class:`ExactBatchNorm2d`; return them."""
-    swapped = [m for m in module.modules() if type(m) is nn.BatchNorm2d]
-    for m in swapped:
-        m.__class__ = ExactBatchNorm2d
-    return swapped
-
-
-@contextlib.contextmanager
-def exact_batch_norm(module: nn.Module):
-    """Within the block, ``module``'s BatchNorm2d layers train as :class:`ExactBatchNorm2d`."""
-    swapped = make_batch_norm_exact(module)
-    try:
-        yield module
-    finally:
-        for m in swapped:
-            m.__class__ = nn.BatchNorm2d
-
-
 def guided_loss(guide: Callable[[torch.Tensor], torch.Tensor], denoised: torch.Tensor,
                 reference: torch.Tensor) -> torch.Tensor:
     """Compute the guided loss of HGD: mean L1 between ``guide(denoised)`` and the reference."""
@@ -439,9 +390,7 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
     ``x_adv[i]`` is the (possibly attacked) version of ``x_clean[i]``. The
     target stays in eval mode and its parameters are not updated (their
     ``requires_grad`` flags are restored afterwards; with ``cfg.channels_last``
-    both train in that layout and come back in the default one, and the
-    denoiser's batch-norms train as :class:`ExactBatchNorm2d`: plain
-    channels-last batch-norm trained a weaker DUNET). Returns the
+    both train in that layout and come back in the default one). Returns the
     denoiser in eval mode. Deterministic for
     a given seed, thread count and ``cfg.channels_last`` on the CPU.
     DUNET_D's post-hoc fine-tuning is this loop run on the decomposed network.
@@ -471,8 +420,7 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
         return guided_loss(guide, denoiser(x_adv[idx].contiguous(memory_format=fmt)), reference)
 
     try:
-        with exact_batch_norm(denoiser) if cfg.channels_last else contextlib.nullcontext():
-            fit(denoiser, len(x_adv), cfg, g, opt, _cosine, batch_loss, progress, checkpoint)
+        fit(denoiser, len(x_adv), cfg, g, opt, _cosine, batch_loss, progress, checkpoint)
     finally:
         if cfg.channels_last:
             target.to(memory_format=torch.contiguous_format)
@@ -481,10 +429,7 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
     return denoiser.to(memory_format=torch.contiguous_format).eval()
 
 
-# name -> (memory format, batch-norms in float64); train_denoiser's channels-last is the last.
-LAYOUTS = {'nchw': (torch.contiguous_format, False),
-           'channels_last': (torch.channels_last, False),
-           'channels_last_exact_bn': (torch.channels_last, True)}
+LAYOUTS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
 
 
 class GuidedStep:
@@ -492,19 +437,16 @@ class GuidedStep:
     One step of :func:`train_denoiser`'s loss and backward (no update), on copies.
 
     The denoiser and the target are copied in ``dtype`` and ``memory_format``
-    (the caller's modules stay as they are), the denoiser's batch-norms as
-    :class:`ExactBatchNorm2d` with ``exact_bn``; the denoiser trains, the
-    target is frozen. Calling it returns every denoiser parameter's gradient; the
+    (the caller's modules stay as they are); the denoiser trains, the target
+    is frozen. Calling it returns every denoiser parameter's gradient; the
     same batch gives the same gradients each call (batch-norm uses the batch's
     statistics in training).
     """
 
     def __init__(self, denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
                  x_clean: torch.Tensor, memory_format: torch.memory_format,
-                 dtype: torch.dtype = torch.float32, exact_bn: bool = False):
+                 dtype: torch.dtype = torch.float32):
         self.denoiser = copy.deepcopy(denoiser).to(dtype=dtype, memory_format=memory_format)
-        if exact_bn:
-            make_batch_norm_exact(self.denoiser)
         self.target = eval_mode(copy.deepcopy(target).to(dtype=dtype,
                                                          memory_format=memory_format))
         for p in self.target.parameters():
@@ -569,8 +511,8 @@ def compare_layouts(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
     reference = GuidedStep(denoiser, target, x_adv, x_clean, torch.contiguous_format,
                            torch.float64)
     exact = reference()
-    steps = {name: GuidedStep(denoiser, target, x_adv, x_clean, fmt, exact_bn=exact)
-             for name, (fmt, exact) in LAYOUTS.items()}
+    steps = {name: GuidedStep(denoiser, target, x_adv, x_clean, fmt)
+             for name, fmt in LAYOUTS.items()}
     errors = {name: gradient_error(step(reference.signs), exact)       # and a warm-up
               for name, step in steps.items()}
     times = {name: [] for name in steps}
