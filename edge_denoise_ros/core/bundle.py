@@ -190,8 +190,9 @@ class Bundle:
         A file's seconds add up every run in its history (``continued_from``),
         so a DUNET trained on with ``--continue`` counts all its runs, as a
         target trained in stages does. Files made without training (labels)
-        are left out. A run that reused a cached attacked set counts the time
-        the set took to make, as the run that made it does.
+        are left out. Each run counts what its card entry's ``seconds`` holds
+        (an attacked set reused from another run counts only in the run that
+        made it, since ``attack_seconds_counted`` was recorded).
         """
         out = {}
         for name, entry in sorted(self.card.get('files', {}).items()):

@@ -488,8 +488,9 @@ def gradient_error(grads: dict[str, torch.Tensor], exact: dict[str, torch.Tensor
         want = want.double()
         d2, r2 = float((grads[name].double() - want).square().sum()), float(want.square().sum())
         diff, ref = diff + d2, ref + r2
-        if r2 > 0 and (d2 / r2) ** 0.5 > worst:
-            worst, worst_name = (d2 / r2) ** 0.5, name
+        ratio = (d2 / r2) ** 0.5 if r2 > 0 else 0.0
+        if ratio > worst:
+            worst, worst_name = ratio, name
     return {'overall': (diff / ref) ** 0.5 if ref > 0 else 0.0, 'worst': worst,
             'worst_param': worst_name}
 
