@@ -160,6 +160,18 @@ def test_the_layout_bench_times_both_layouts_and_measures_how_exact_their_gradie
     assert models.state_hash(net) == before and not net.training     # the caller's net as it was
 
 
+def test_the_clean_references_are_the_guides_output_computed_once_or_left_to_each_step():
+    target = models.build_model().eval()
+    x = torch.rand(10, 1, 28, 28)
+    refs = training.guide_references(target, x, 4, torch.contiguous_format)
+    with torch.no_grad():
+        want = target(x)
+    assert refs.shape == want.shape and torch.allclose(refs, want, atol=1e-5)
+    # over the memory limit (here: less than all ten rows of logits) each step computes its own
+    assert training.guide_references(target, x, 4, torch.contiguous_format,
+                                     limit=want.numel() * 4 - 1) is None
+
+
 def test_fgd_guides_with_the_topmost_feature_map():
     target = models.build_model()
     x = torch.rand(2, 1, 28, 28)

@@ -374,6 +374,29 @@ class DenoiserTrainConfig(Layout, Schedule):
             raise ValueError(f'loss must be one of {DENOISER_LOSSES}, got {self.loss!r}')
 
 
+REFERENCE_CACHE_BYTES = 1 << 30
+
+
+def guide_references(guide: Callable[[torch.Tensor], torch.Tensor], x_clean: torch.Tensor,
+                     batch_size: int, memory_format: torch.memory_format,
+                     limit: int = REFERENCE_CACHE_BYTES) -> torch.Tensor | None:
+    """
+    Return ``guide(x_clean)`` for every clean image, once (the guide is frozen), or None.
+
+    The guided loss compares the guide's output on a denoised batch with its
+    output on the same batch's clean images, which do not change while the
+    denoiser trains: computed once, in batches of ``batch_size``, they spare
+    a forward pass of the target every step. None when they would take more
+    than ``limit`` bytes (large feature maps): then each step computes its own.
+    """
+    with torch.no_grad():
+        first = guide(x_clean[:1].contiguous(memory_format=memory_format))
+        if first.element_size() * first.numel() * len(x_clean) > limit:
+            return None
+        return torch.cat([guide(x_clean[i:i + batch_size].contiguous(memory_format=memory_format))
+                          for i in range(0, len(x_clean), batch_size)]).contiguous()
+
+
 def guided_loss(guide: Callable[[torch.Tensor], torch.Tensor], denoised: torch.Tensor,
                 reference: torch.Tensor) -> torch.Tensor:
     """Compute the guided loss of HGD: mean L1 between ``guide(denoised)`` and the reference."""
@@ -414,9 +437,14 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
         target.to(memory_format=fmt)
     opt = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    references = guide_references(guide, x_clean, cfg.batch_size, fmt)
+
     def batch_loss(idx):
-        with torch.no_grad():
-            reference = guide(x_clean[idx].contiguous(memory_format=fmt))
+        if references is not None:
+            reference = references[idx]
+        else:
+            with torch.no_grad():
+                reference = guide(x_clean[idx].contiguous(memory_format=fmt))
         return guided_loss(guide, denoiser(x_adv[idx].contiguous(memory_format=fmt)), reference)
 
     try:
