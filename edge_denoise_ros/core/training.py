@@ -377,6 +377,13 @@ class DenoiserTrainConfig(Layout, Schedule):
 REFERENCE_CACHE_BYTES = 1 << 30
 
 
+def _guide_clean(guide: Callable[[torch.Tensor], torch.Tensor], x_clean: torch.Tensor,
+                 memory_format: torch.memory_format) -> torch.Tensor:
+    """Return the frozen guide's output on clean images (the guided loss's reference)."""
+    with torch.no_grad():
+        return guide(x_clean.contiguous(memory_format=memory_format))
+
+
 def guide_references(guide: Callable[[torch.Tensor], torch.Tensor], x_clean: torch.Tensor,
                      batch_size: int, memory_format: torch.memory_format,
                      limit: int = REFERENCE_CACHE_BYTES) -> torch.Tensor | None:
@@ -388,13 +395,14 @@ def guide_references(guide: Callable[[torch.Tensor], torch.Tensor], x_clean: tor
     denoiser trains: computed once, in batches of ``batch_size``, they spare
     a forward pass of the target every step. None when they would take more
     than ``limit`` bytes (large feature maps): then each step computes its own.
+    The first batch's output sizes them (it is kept, not computed twice).
     """
-    with torch.no_grad():
-        first = guide(x_clean[:1].contiguous(memory_format=memory_format))
-        if first.element_size() * first.numel() * len(x_clean) > limit:
-            return None
-        return torch.cat([guide(x_clean[i:i + batch_size].contiguous(memory_format=memory_format))
-                          for i in range(0, len(x_clean), batch_size)]).contiguous()
+    first = _guide_clean(guide, x_clean[:batch_size], memory_format)
+    per_image = first.element_size() * first[:1].numel()
+    if per_image * len(x_clean) > limit:
+        return None
+    return torch.cat([first] + [_guide_clean(guide, x_clean[i:i + batch_size], memory_format)
+                                for i in range(batch_size, len(x_clean), batch_size)]).contiguous()
 
 
 def guided_loss(guide: Callable[[torch.Tensor], torch.Tensor], denoised: torch.Tensor,
@@ -443,8 +451,7 @@ def train_denoiser(denoiser: nn.Module, target: nn.Module, x_adv: torch.Tensor,
         if references is not None:
             reference = references[idx]
         else:
-            with torch.no_grad():
-                reference = guide(x_clean[idx].contiguous(memory_format=fmt))
+            reference = _guide_clean(guide, x_clean[idx], fmt)
         return guided_loss(guide, denoiser(x_adv[idx].contiguous(memory_format=fmt)), reference)
 
     try:
