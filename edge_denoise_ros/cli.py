@@ -32,6 +32,7 @@ import threading
 import time
 
 from . import __version__
+from .core import heap
 from .commands.common import CliError, EXPECTED_ERRORS
 from .commands.provenance import provenance, source_commit
 
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     args = parser.parse_args(argv)
     args.command_line = ' '.join(['edge-denoise', *argv])   # what bundle cards record
+    if (chosen_command(argv) or ('',))[0] == 'train':
+        heap.keep_freed_memory()   # the same weights, without fresh pages every step
     source = source_commit() if getattr(args, 'json', False) else None   # the code that runs
     try:
         with interrupt_on_sigterm():

@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..core import heap
+
 # The folder that holds the package (the repository root in a checkout).
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,6 +175,8 @@ def provenance(argv: list[str], started: float | None = None,
               'machine': machine()}
     if source is not None and source != at_end:
         record['source_changed'] = True
+    if heap.held():
+        record['malloc'] = heap.held()   # freed memory kept (train): changes times only
     if started is not None:
         record['started_utc'] = _utc(started)
         record['seconds'] = round(now - started, 1)

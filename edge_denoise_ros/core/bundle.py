@@ -40,6 +40,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import heap
 from .datasets import read_labels
 from .models import weights_dir
 
@@ -149,10 +150,18 @@ class Bundle:
         return path
 
     def record_file(self, name: str, seed: int | None = None, **figures) -> dict:
-        """Record how a file of the bundle was made: hash, size, command, seed, figures."""
+        """
+        Record how a file of the bundle was made: hash, size, command, seed, figures.
+
+        ``malloc``: the allocator settings the making process kept its freed
+        memory with (:func:`.heap.keep_freed_memory`), when it did: they change
+        its time, not its file.
+        """
         path = self.path(name)
         entry = {'sha256': sha256(path), 'bytes': path.stat().st_size,
                  'command': self.command, 'seed': seed, **figures}
+        if heap.held():
+            entry['malloc'] = heap.held()
         self.card.setdefault('files', {})[name] = entry
         return entry
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from .entry import message_pool_bytes
+from ..core.heap import glibc_malloc, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
 PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 QOS_FROM_XML_ENV = 'RMW_FASTRTPS_USE_QOS_FROM_XML'
@@ -48,8 +49,6 @@ CAMERA_RELIABILITY = ('best_effort', 'reliable')
 DEFAULT_CAMERA_QOS = 'best_effort'
 DEFAULT_CAMERA_DEPTH = 5
 LARGE_ALLOCATION_BYTES = 8 << 20     # and up: own mappings, given back when freed
-_M_MMAP_THRESHOLD = -3               # glibc's mallopt parameters
-_M_TRIM_THRESHOLD = -1
 
 
 def profile_path() -> Path:
@@ -123,20 +122,6 @@ def is_shipped_profile(path: str | os.PathLike | None) -> bool:
         return False
 
 
-def _glibc_malloc():
-    """Return the C library (ctypes) with glibc's ``mallopt``, ``malloc``, ``free``, or None."""
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return None
-    if not all(hasattr(libc, f) for f in ('mallopt', 'malloc', 'free')):
-        return None                                # not glibc: its allocator's own policy
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    return libc
-
-
 def give_large_samples_back(env: dict | None = None) -> list[str]:
     """
     Set this node process up so a large message costs no lasting memory.
@@ -161,13 +146,13 @@ def give_large_samples_back(env: dict | None = None) -> list[str]:
     if pool:
         done.append(f'message pool {pool >> 20} MB')
         return done
-    libc = _glibc_malloc()
+    libc = glibc_malloc()
     if libc is None:
         return done
     # Fixing one threshold fixes the heap's trim threshold too (128 KB): every camera frame
     # would grow the heap and give it back; up to two large allocations' worth stays.
-    for name, param, value in (('M_MMAP_THRESHOLD', _M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES),
-                               ('M_TRIM_THRESHOLD', _M_TRIM_THRESHOLD,
+    for name, param, value in (('M_MMAP_THRESHOLD', M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES),
+                               ('M_TRIM_THRESHOLD', M_TRIM_THRESHOLD,
                                 2 * LARGE_ALLOCATION_BYTES)):
         if libc.mallopt(param, value) == 1:
             done.append(f'{name}={value}')
@@ -187,7 +172,7 @@ def fill_message_pool(env: dict | None = None) -> int:
     large message would otherwise pay. Returns the bytes touched (0: no pool).
     """
     pool = message_pool_bytes(os.environ if env is None else env)
-    libc = _glibc_malloc() if pool else None
+    libc = glibc_malloc() if pool else None
     block = libc.malloc(pool) if libc is not None else None
     if not block:
         return 0
