@@ -226,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     as_program = argv is None       # the process is this command's own (not a test calling in)
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(load=[chosen_command(argv)])
+    chosen = chosen_command(argv)
+    parser = build_parser(load=[chosen])
     started = time.time()
     args = parser.parse_args(argv)
     args.command_line = ' '.join(['edge-denoise', *argv])   # what bundle cards record
-    if as_program and (chosen_command(argv) or ('',))[0] == 'train':
+    if as_program and chosen is not None and chosen[0] == 'train':
         heap.keep_freed_memory()   # the same weights, without fresh pages every step (for good)
     source = source_commit() if getattr(args, 'json', False) else None   # the code that runs
     try:

@@ -175,8 +175,9 @@ def provenance(argv: list[str], started: float | None = None,
               'machine': machine()}
     if source is not None and source != at_end:
         record['source_changed'] = True
-    if heap.held():
-        record['malloc'] = heap.held()   # freed memory kept (train): changes times only
+    kept = heap.held()
+    if kept:
+        record['malloc'] = kept   # freed memory kept (train): changes times only
     if started is not None:
         record['started_utc'] = _utc(started)
         record['seconds'] = round(now - started, 1)

@@ -160,8 +160,9 @@ class Bundle:
         path = self.path(name)
         entry = {'sha256': sha256(path), 'bytes': path.stat().st_size,
                  'command': self.command, 'seed': seed, **figures}
-        if heap.held():
-            entry['malloc'] = heap.held()
+        kept = heap.held()
+        if kept:
+            entry['malloc'] = kept
         self.card.setdefault('files', {})[name] = entry
         return entry
 

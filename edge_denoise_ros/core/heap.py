@@ -30,9 +30,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-M_TRIM_THRESHOLD = -1        # glibc's mallopt parameters
-M_TOP_PAD = -2
-M_MMAP_THRESHOLD = -3
+MALLOPT = {'M_TRIM_THRESHOLD': -1, 'M_TOP_PAD': -2, 'M_MMAP_THRESHOLD': -3}   # glibc's
 HEAP_LARGEST_BYTES = 1 << 30   # allocations up to this size come from the heap
 HEAP_KEEP_BYTES = (1 << 31) - 1   # up to this much free heap stays (2 GiB: a C int's most)
 HEAP_TOP_PAD_BYTES = 256 << 20
@@ -56,6 +54,12 @@ def glibc_malloc():
     return libc
 
 
+def set_options(libc, options: dict[str, int]) -> list[str]:
+    """Set glibc's ``mallopt`` options by name (``MALLOPT``); return the ``name=value`` set."""
+    return [f'{name}={value}' for name, value in options.items()
+            if libc.mallopt(MALLOPT[name], value) == 1]
+
+
 def keep_freed_memory(env: dict | None = None) -> list[str]:
     """
     Keep the memory this process frees for its next allocations (glibc); return what was set.
@@ -63,7 +67,7 @@ def keep_freed_memory(env: dict | None = None) -> list[str]:
     Allocations up to ``HEAP_LARGEST_BYTES`` come from the heap, which keeps up
     to ``HEAP_KEEP_BYTES`` of free memory and grows ``HEAP_TOP_PAD_BYTES`` at a
     time. The process then holds on to its peak memory until it exits: meant
-    for training and benchmark commands, not for long-running nodes (their
+    for training commands, not for long-running nodes (their
     large messages are handled by :mod:`..ros.dds`). Nothing is set with
     ``EDGE_DENOISE_RETURN_FREED_MEMORY`` in ``env`` (default: this environment)
     or on another C library.
@@ -72,11 +76,10 @@ def keep_freed_memory(env: dict | None = None) -> list[str]:
     libc = None if env.get(NO_KEEP_ENV) else glibc_malloc()
     if libc is None:
         return []
-    for name, param, value in (('M_MMAP_THRESHOLD', M_MMAP_THRESHOLD, HEAP_LARGEST_BYTES),
-                               ('M_TRIM_THRESHOLD', M_TRIM_THRESHOLD, HEAP_KEEP_BYTES),
-                               ('M_TOP_PAD', M_TOP_PAD, HEAP_TOP_PAD_BYTES)):
-        setting = f'{name}={value}'
-        if libc.mallopt(param, value) == 1 and setting not in _held:
+    for setting in set_options(libc, {'M_MMAP_THRESHOLD': HEAP_LARGEST_BYTES,
+                                      'M_TRIM_THRESHOLD': HEAP_KEEP_BYTES,
+                                      'M_TOP_PAD': HEAP_TOP_PAD_BYTES}):
+        if setting not in _held:
             _held.append(setting)
     return list(_held)
 

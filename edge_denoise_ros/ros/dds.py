@@ -37,7 +37,7 @@ from pathlib import Path
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from .entry import message_pool_bytes
-from ..core.heap import glibc_malloc, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+from ..core.heap import glibc_malloc, set_options
 
 PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 QOS_FROM_XML_ENV = 'RMW_FASTRTPS_USE_QOS_FROM_XML'
@@ -151,12 +151,8 @@ def give_large_samples_back(env: dict | None = None) -> list[str]:
         return done
     # Fixing one threshold fixes the heap's trim threshold too (128 KB): every camera frame
     # would grow the heap and give it back; up to two large allocations' worth stays.
-    for name, param, value in (('M_MMAP_THRESHOLD', M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES),
-                               ('M_TRIM_THRESHOLD', M_TRIM_THRESHOLD,
-                                2 * LARGE_ALLOCATION_BYTES)):
-        if libc.mallopt(param, value) == 1:
-            done.append(f'{name}={value}')
-    return done
+    return done + set_options(libc, {'M_MMAP_THRESHOLD': LARGE_ALLOCATION_BYTES,
+                                     'M_TRIM_THRESHOLD': 2 * LARGE_ALLOCATION_BYTES})
 
 
 def fill_message_pool(env: dict | None = None) -> int:
