@@ -19,7 +19,7 @@ help:
 	@echo "make results - rewrite the README's result blocks from docs/results/*.json"
 	@echo "make train  - set up, then retrain every shipped weights file (seeded)"
 	@echo "make bundle - set up, then remake the first realistic profile weights/scenes (seeded, ~2 h, resumable)"
-	@echo "make next-bundle - set up, then remake weights/scenes_next, the realistic profile make demo serves (seeded, ~4 h, resumable)"
+	@echo "make next-bundle - set up, then remake weights/scenes_next, the realistic profile make demo serves (seeded, ~3 h, resumable)"
 	@echo "make next-results - measure again the figures of weights/scenes_next (after its weights change; ~30 min)"
 	@echo "make scenes-results - measure again every figure of weights/scenes (after its weights change; ~2 h)"
 	@echo "make setup  - create/refresh .venv and the Fashion-MNIST data"
@@ -104,7 +104,7 @@ bundle: setup
 # learns attacks no larger than the evaluated 8/255, then trains further three times (--continue:
 # at half the rate, then with 40 % clean scenes, then at 0.0003); DUNET_D, from the card, 4
 # epochs on the last one's set; a host tail for JPEG q50 at net.features.4 that tunes only
-# net.features.5-9 (a 1 MB file); the accuracy profile. Seeded; ~4 h on 2 cores; resumable.
+# net.features.5-9 (a 1 MB file); the accuracy profile. Seeded; ~3 h on 2 cores; resumable.
 SCENES_NEXT := weights/scenes_next
 # The cuts its accuracy profile measures: mobilenet_v3_small's block outputs and its head (the
 # cuts inside a block are left unmeasured, so cut auto never sends their lossy features).
